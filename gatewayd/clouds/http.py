@@ -1,0 +1,231 @@
+"""The one boundary between aiohttp and gatewayd, plus the retry policy all three clients share.
+
+Why here: aiohttp raises a dozen exception types; callers should only ever see ``gatewayd.errors``.
+Every attempt goes through :meth:`HttpTransport.send`, which maps aiohttp's exceptions (``raise ... from``)
+and sends exactly the bytes and query string it is given, so a signature covers what goes on the wire.
+The backoff maths is pure (:meth:`RetryPolicy.delay`) and takes its randomness as an argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from gatewayd.errors import (
+    AuthError,
+    CloudError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+#: Seen by the clouds as our User-Agent.
+USER_AGENT = "gatewayd"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter, bounded in attempts.
+
+    ``attempts`` counts every try, the first included. ``max_retry_after`` bounds how long a server's
+    Retry-After may make us wait in one step.
+    """
+
+    attempts: int = 4
+    base: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 300.0
+
+    def delay(self, retry: int, rand: float, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based), ``rand`` in [0, 1).
+
+        A server's Retry-After wins (bounded by ``max_retry_after``); otherwise full jitter:
+        uniform in [0, min(cap, base * 2**retry)).
+        """
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_retry_after)
+        ceiling = min(self.cap, self.base * (2**retry))
+        return rand * ceiling
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds from ``now`` (unix seconds); accepts delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(frozen=True)
+class Response:
+    """A whole HTTP response, read: status, headers and the exact body bytes (for signature checks)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON (clouds sometimes answer plain text)."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass
+class HttpTransport:
+    """Sends single attempts to one cloud's base URL over the daemon's shared ``ClientSession``."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+    cloud: str
+    timeout: float = 15.0
+    ca_file: str | None = None
+    _ssl: ssl.SSLContext | bool = field(init=False, repr=False, default=True)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if self.ca_file:
+            try:
+                self._ssl = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise PermanentError(
+                    f"cannot load CA bundle {self.ca_file}: {exc}", cloud=self.cloud, operation="tls"
+                ) from exc
+
+    def url(self, path: str, query: str = "") -> URL:
+        """The URL for ``path`` with ``query`` sent exactly as given (already encoded by the caller)."""
+        raw = self.base_url + path
+        if query:
+            raw += "?" + query
+        return URL(raw, encoded=True)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Response:
+        """One attempt. Returns any HTTP answer; raises TransientError when no answer came."""
+        all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if headers:
+            all_headers.update(headers)
+        started = time.monotonic()
+        try:
+            async with self.session.request(
+                method,
+                self.url(path, query),
+                headers=all_headers,
+                data=body,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                ssl=self._ssl,
+                allow_redirects=False,
+            ) as resp:
+                data = await resp.read()
+                result = Response(status=resp.status, headers=resp.headers, body=data)
+        except TimeoutError as exc:
+            raise TransientError(
+                f"no answer within {self.timeout:g}s", cloud=self.cloud, operation=operation
+            ) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise PermanentError(f"TLS failure: {exc}", cloud=self.cloud, operation=operation) from exc
+        except aiohttp.InvalidURL as exc:
+            raise PermanentError(f"invalid URL: {exc}", cloud=self.cloud, operation=operation) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientError(
+                f"{type(exc).__name__}: {exc}", cloud=self.cloud, operation=operation
+            ) from exc
+        finally:
+            elapsed = time.monotonic() - started
+            for hook in REQUEST_HOOKS:
+                hook(self.cloud, operation, elapsed)
+        return result
+
+
+#: Callables ``(cloud, operation, seconds)`` told of every attempt; metrics register here.
+REQUEST_HOOKS: list[Callable[[str, str, float], None]] = []
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    cloud: str,
+    operation: str,
+    code: str | int | None = None,
+    retry_after: float | None = None,
+) -> CloudError:
+    """The error class an HTTP failure status belongs to (the caller raises it)."""
+    kw: dict[str, Any] = {"cloud": cloud, "operation": operation, "status": status, "code": code}
+    if status == 429:
+        return RateLimitedError(message, retry_after=retry_after, **kw)
+    if status in (401, 403):
+        return AuthError(message, **kw)
+    if status in (408, 425) or status >= 500:
+        return TransientError(message, **kw)
+    return PermanentError(message, **kw)
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rand: Callable[[], float] = random.random,
+) -> T:
+    """Run ``attempt`` until it succeeds, retrying only TransientError, at most ``policy.attempts`` times.
+
+    ``attempt`` is a factory so each try is built anew (fresh timestamp, fresh signature).
+    """
+    retry = 0
+    while True:
+        try:
+            return await attempt()
+        except TransientError as exc:
+            if retry + 1 >= policy.attempts:
+                raise
+            retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+            wait = policy.delay(retry, rand(), retry_after)
+            log.debug(
+                "retrying",
+                cloud=exc.cloud,
+                operation=exc.operation,
+                error=exc.message,
+                wait_s=round(wait, 3),
+                retry=retry + 1,
+            )
+            retry += 1
+            await sleep(wait)
