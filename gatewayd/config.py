@@ -389,11 +389,16 @@ def parse_inventory(
     if any(p.message.startswith("YAML") for p in problems):
         raise ConfigError(problems)
     if located.data is None:
-        raise ConfigError([*problems, ConfigProblem(file, None, None, "", "is empty: an inventory is needed")])
+        raise ConfigError(
+            [*problems, ConfigProblem(file, None, None, "", "is empty: an inventory is needed")]
+        )
     if not isinstance(located.data, dict):
         line, col = located.position(()) or (None, None)
         raise ConfigError(
-            [*problems, ConfigProblem(file, line, col, "", "must be a mapping of sections (gateway, thingplus, ...)")]
+            [
+                *problems,
+                ConfigProblem(file, line, col, "", "must be a mapping of sections (gateway, thingplus, ...)"),
+            ]
         )
     problems.extend(_duplicate_names(located, file))
     try:

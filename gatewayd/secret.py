@@ -14,6 +14,21 @@ from pydantic_core import core_schema
 
 MASK = "***"
 
+#: Every secret value this process knows, so the log redactor can scrub it from any text (an exception
+#: message quoting a URL with a token, say). Values shorter than 4 characters are not scrubbed.
+_KNOWN: set[str] = set()
+
+
+def remember(value: str) -> str:
+    """Mark ``value`` (a token obtained at run time, say) as secret for log redaction; returns it."""
+    if value and len(value) >= 4:
+        _KNOWN.add(value)
+    return value
+
+
+def known_values() -> frozenset[str]:
+    return frozenset(_KNOWN)
+
 
 class Secret:
     """An opaque secret value. Compare with ``==``; read with :meth:`reveal`."""
@@ -21,7 +36,7 @@ class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
-        self._value = value
+        self._value = remember(value)
 
     def reveal(self) -> str:
         """The secret itself: only for the bytes that go to the cloud or a 0600 file."""

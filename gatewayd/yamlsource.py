@@ -126,15 +126,15 @@ def _build(
             located.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _build(loader, item, (*path, i), located, file, env) for i, item in enumerate(node.value)
-        ]
+        return [_build(loader, item, (*path, i), located, file, env) for i, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if isinstance(value, str) and "$" in value:
         line, col = located.positions[path]
-        value = _expand(value, env, lambda msg: located.problems.append(
-            ConfigProblem(file, line, col, format_path(path), msg)
-        ))
+        value = _expand(
+            value,
+            env,
+            lambda msg: located.problems.append(ConfigProblem(file, line, col, format_path(path), msg)),
+        )
     return value
 
 
@@ -147,7 +147,9 @@ def _expand(value: str, env: Mapping[str, str], report: Any) -> str:
             return _read_file_ref(ref[5:].strip(), report)
         name, sep, default = ref.partition(":-")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            report(f"'${{{ref}}}' is not a valid reference (use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}})")
+            report(
+                f"'${{{ref}}}' is not a valid reference (use ${{VAR}}, ${{VAR:-default}} or ${{file:/path}})"
+            )
             return ""
         if name in env:
             return env[name]

@@ -1,0 +1,144 @@
+"""Logging setup: structlog for our events, stdlib logging (aiohttp, apscheduler) routed through it.
+
+JSON lines off a terminal (journald, containers, log shippers), readable lines on one. Secrets never
+reach the output: values under secret-looking keys become ``***``, and any known secret value (config
+secrets, tokens obtained at run time) is scrubbed from every string, wherever it hides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from gatewayd.secret import MASK, Secret, known_values
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+#: Keys whose values are always masked, compared case-insensitively with '-' read as '_'.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "password_md5",
+        "client_secret",
+        "clientsecret",
+        "secure_key",
+        "securekey",
+        "secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "x_access_token",
+        "authorization",
+        "x_sign",
+        "signature",
+    }
+)
+
+
+def _is_secret_key(key: Any) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+
+
+def _scrub(value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
+    if isinstance(value, Secret):
+        return MASK
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if depth > 6:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if _is_secret_key(k) and v not in (None, "") else _scrub(v, secrets, depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v, secrets, depth + 1) for v in value)
+    if isinstance(value, BaseException):
+        return _scrub(f"{type(value).__name__}: {value}", secrets, depth + 1)
+    return value
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret keys and scrub known secret values from every field."""
+    secrets = known_values()
+    for key in list(event_dict):
+        value = event_dict[key]
+        if _is_secret_key(key) and value not in (None, ""):
+            event_dict[key] = MASK
+        else:
+            event_dict[key] = _scrub(value, secrets)
+    return event_dict
+
+
+def _scrub_rendered(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # exc_info has been rendered into "exception" text by now; it may quote a secret.
+    if "exception" in event_dict:
+        event_dict["exception"] = _scrub(event_dict["exception"], known_values())
+    return event_dict
+
+
+def resolve_level(cli_level: str | None) -> str:
+    """--log-level wins over GATEWAYD_LOG_LEVEL, which wins over 'info'."""
+    level = (cli_level or os.environ.get("GATEWAYD_LOG_LEVEL") or "info").lower()
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
+    return level
+
+
+def setup_logging(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
+    """Configure structlog and the stdlib root logger; safe to call again (tests, reload)."""
+    stream = stream or sys.stderr
+    if json is None:
+        json = not (hasattr(stream, "isatty") and stream.isatty())
+    numeric = getattr(logging, level.upper())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False, pad_event_to=30)
+    )
+    exception_formatter: list[Any] = [structlog.processors.format_exc_info, _scrub_rendered] if json else []
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *exception_formatter,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    # aiohttp's access log and apscheduler's per-run chatter are noise at info level.
+    logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+    logging.getLogger("apscheduler").setLevel(max(numeric, logging.WARNING))
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
