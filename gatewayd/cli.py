@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -27,6 +28,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 log = structlog.get_logger("gatewayd.cli")
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,10 +73,82 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("check", help="validate an inventory and print a summary")
+    p = sub.add_parser(
+        "check",
+        help="validate an inventory and print a summary",
+        description="Validate an inventory; every problem is printed as FILE:LINE:COL: path: message.",
+    )
     _add_config(p)
-    p.set_defaults(handler=cmd_check, needs_config=True)
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser(
+        "emulator",
+        help="serve emulated Thing+, RCMS and loctube clouds for an inventory's credentials",
+        description="Serve the three clouds on HOST:PORT, accepting exactly the credentials in the "
+        "inventory, until SIGTERM/SIGINT. Fault injection and state: /_emulator/...",
+    )
+    _add_config(p)
+    p.add_argument("--port", "-p", type=_port, required=True, help="TCP port (0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--report-interval",
+        type=int,
+        default=60000,
+        metavar="MS",
+        help="the gateway reportInterval Thing+ hands out, in ms (default 60000, like the real platform)",
+    )
+    _add_log_level(p)
+    p.set_defaults(handler=cmd_emulator)
+
+    _add_oneshot_parsers(sub)
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
+
+
+def _add_oneshot_parsers(sub: Any) -> None:
+    """``thingplus``, ``rcms`` and ``loctube``: one API call each, JSON on stdout."""
+    tp = sub.add_parser("thingplus", help="one-shot Thing+ calls (JSON on stdout)")
+    tp_sub = tp.add_subparsers(dest="what", metavar="CALL", required=True, parser_class=_Parser)
+    p = tp_sub.add_parser("sites", help="the account's sites")
+    p = tp_sub.add_parser("model", help="a gateway model (default: the inventory's)")
+    p.add_argument("id", metavar="ID", nargs="?")
+    p = tp_sub.add_parser("gateway", help="a gateway record (reportInterval, ...)")
+    p.add_argument("id", metavar="ID")
+    _finish_oneshot(tp_sub, cmd_thingplus)
+
+    rc = sub.add_parser("rcms", help="one-shot RCMS calls (JSON on stdout)")
+    rc_sub = rc.add_subparsers(dest="what", metavar="CALL", required=True, parser_class=_Parser)
+    rc_sub.add_parser("total", help="device totals of the account")
+    p = rc_sub.add_parser("status", help="a router's status data over a window, all pages")
+    p.add_argument("sn", metavar="SN")
+    p.add_argument("--since", default="1h", help="window up to now: '30m', '1h', '1d' (default 1h)")
+    p = rc_sub.add_parser("set-group", help="move a router to a group")
+    p.add_argument("sn", metavar="SN")
+    p.add_argument("group", metavar="NAME")
+    _finish_oneshot(rc_sub, cmd_rcms)
+
+    lt = sub.add_parser("loctube", help="one-shot loctube calls (JSON on stdout)")
+    lt_sub = lt.add_subparsers(dest="what", metavar="CALL", required=True, parser_class=_Parser)
+    p = lt_sub.add_parser("detail", help="a device's details")
+    p.add_argument("id", metavar="ID")
+    lt_sub.add_parser("token", help="get an access token (auth: token or oauth2) and print it")
+    _finish_oneshot(lt_sub, cmd_loctube)
+
+
+def _finish_oneshot(subparsers: Any, handler: Any) -> None:
+    for p in subparsers.choices.values():
+        _add_config(p)
+        _add_log_level(p)
+        p.set_defaults(handler=handler)
 
 
 def _require_config(args: argparse.Namespace) -> str:
@@ -102,14 +177,68 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from gatewayd.emulator import serve_forever
+
+    inventory = load_config_arg(args)
+    return run_until_signal(
+        serve_forever(inventory, host=args.host, port=args.port, report_interval_ms=args.report_interval)
+    )
+
+
+def cmd_thingplus(args: argparse.Namespace) -> int:
+    from gatewayd.oneshot import thingplus_call
+
+    inventory = load_config_arg(args)
+    print_json(run_async(thingplus_call(inventory, args.what, getattr(args, "id", None))))
+    return EXIT_OK
+
+
+def cmd_rcms(args: argparse.Namespace) -> int:
+    from gatewayd.oneshot import rcms_call
+
+    inventory = load_config_arg(args)
+    positional = [a for a in (getattr(args, "sn", None), getattr(args, "group", None)) if a is not None]
+    print_json(run_async(rcms_call(inventory, args.what, positional, getattr(args, "since", None))))
+    return EXIT_OK
+
+
+def cmd_loctube(args: argparse.Namespace) -> int:
+    from gatewayd.oneshot import loctube_call
+
+    inventory = load_config_arg(args)
+    print_json(run_async(loctube_call(inventory, args.what, getattr(args, "id", None))))
+    return EXIT_OK
+
+
 def print_json(value: Any) -> None:
     """One-shot commands print their answer as JSON on stdout."""
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
 
 
-def run_async(coro: Coroutine[Any, Any, int]) -> int:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def run_until_signal(coro: Coroutine[Any, Any, Any]) -> int:
+    """Run a long-lived coroutine until SIGTERM or SIGINT, then cancel it and exit 0."""
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(coro)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return EXIT_OK
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return EXIT_OK
+
+    return asyncio.run(runner())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
