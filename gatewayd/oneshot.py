@@ -28,11 +28,11 @@ async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
 
 async def thingplus_call(inventory: Inventory, what: str, arg: str | None) -> Any:
     from gatewayd.clouds.thingplus import ThingPlusClient
-    from gatewayd.tokenstore import TokenStore
+    from gatewayd.statefile import StateFile
 
     async with http_session() as session:
         client = ThingPlusClient(
-            session, inventory.thingplus, token_store=TokenStore(thingplus_token_path(inventory))
+            session, inventory.thingplus, token_store=StateFile(thingplus_token_path(inventory))
         )
         if what == "sites":
             return await client.sites()

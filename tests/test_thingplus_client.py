@@ -30,7 +30,7 @@ from gatewayd.clouds.thingplus import (
 )
 from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import AuthError, CloudError, PermanentError, RateLimitedError, TransientError
-from gatewayd.tokenstore import TokenStore
+from gatewayd.statefile import StateFile
 
 CLIENT_ID = "testClientId"
 CLIENT_SECRET = "testClientPwd12!@"
@@ -179,8 +179,8 @@ class Harness:
     sleeps: list[float] = field(default_factory=list)
 
     @property
-    def store(self) -> TokenStore:
-        return TokenStore(self.tmp_path / "state" / "thingplus-token.json")
+    def store(self) -> StateFile:
+        return StateFile(self.tmp_path / "state" / "thingplus-token.json")
 
     def config(self, **overrides: Any) -> ThingPlusConfig:
         values: dict[str, Any] = {

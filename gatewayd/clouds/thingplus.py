@@ -6,7 +6,7 @@ Why it looks like this:
   password. The document sends JSON, the vendor's OAuth2 page says form-encoded: we send JSON and fall back
   to a form when JSON is refused, then remember which one worked (also across restarts). The answer has no
   ``expires_in``; a password-grant token lives 90 days, so we renew after :data:`TOKEN_RENEW_AFTER_S`. The
-  token is kept in a 0600 :class:`~gatewayd.tokenstore.TokenStore`, tagged with endpoint, client id and
+  token is kept in a 0600 :class:`~gatewayd.statefile.StateFile`, tagged with endpoint, client id and
   username so that changing any of them invalidates it.
 * **401.** Any call answered 401 gets one new token and one more try; a second 401 is an AuthError.
 * **Errors.** Failures come in the envelope ``{"statusCode", "message", "errors": [{"code"}]}`` (or as plain
@@ -44,7 +44,7 @@ from gatewayd.clouds.http import (
 )
 from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import AlreadyExistsError, CloudError, PermanentError, StorageError
-from gatewayd.tokenstore import TokenStore
+from gatewayd.statefile import StateFile
 
 log = structlog.get_logger(__name__)
 
@@ -134,7 +134,7 @@ class ThingPlusClient:
         session: aiohttp.ClientSession,
         config: ThingPlusConfig,
         *,
-        token_store: TokenStore | None = None,
+        token_store: StateFile | None = None,
         policy: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,

@@ -1,4 +1,4 @@
-"""TokenStore: 0600 file in a 0700 dir, atomic replace, tolerant of corrupt files, clear errors."""
+"""StateFile: 0600 file in a 0700 dir, atomic replace, tolerant of corrupt files, clear errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gatewayd.errors import StorageError
-from gatewayd.tokenstore import TokenStore
+from gatewayd.statefile import StateFile
 
 RECORD = {"access_token": "tok-1", "token_type": "Bearer", "obtained_at": 1700000000.5}
 
@@ -25,21 +25,21 @@ def _leftovers(directory: Path) -> list[str]:
 
 
 def test_missing_file_loads_none(tmp_path: Path) -> None:
-    assert TokenStore(tmp_path / "token.json").load() is None
+    assert StateFile(tmp_path / "token.json").load() is None
 
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     store.save(RECORD)
     assert store.load() == RECORD
-    assert TokenStore(tmp_path / "token.json").load() == RECORD  # a fresh instance (a restart) sees it
+    assert StateFile(tmp_path / "token.json").load() == RECORD  # a fresh instance (a restart) sees it
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
 def test_file_is_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)
     try:
-        store = TokenStore(tmp_path / "token.json")
+        store = StateFile(tmp_path / "token.json")
         store.save(RECORD)
         assert _mode(store.path) == 0o600
         store.save({**RECORD, "access_token": "tok-2"})  # replacing keeps the mode
@@ -49,7 +49,7 @@ def test_file_is_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
 
 
 def test_creates_missing_parent_dir_0700(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "state" / "token.json")
+    store = StateFile(tmp_path / "state" / "token.json")
     old = os.umask(0)
     try:
         store.save(RECORD)
@@ -60,7 +60,7 @@ def test_creates_missing_parent_dir_0700(tmp_path: Path) -> None:
 
 
 def test_replace_overwrites_and_leaves_no_temp_files(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     store.save(RECORD)
     store.save({**RECORD, "access_token": "tok-2"})
     assert store.load() == {**RECORD, "access_token": "tok-2"}
@@ -71,7 +71,7 @@ def test_replace_overwrites_and_leaves_no_temp_files(tmp_path: Path) -> None:
 def test_failed_write_keeps_previous_record_and_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     store.save(RECORD)
     before = store.path.read_bytes()
 
@@ -89,7 +89,7 @@ def test_failed_write_keeps_previous_record_and_cleans_up(
     else:
         monkeypatch.setattr(os, failing, broken)
 
-    with pytest.raises(StorageError, match=r"cannot write token file .*token\.json"):
+    with pytest.raises(StorageError, match=r"cannot write state file .*token\.json"):
         store.save({**RECORD, "access_token": "tok-2"})
     monkeypatch.undo()
 
@@ -101,7 +101,7 @@ def test_failed_write_keeps_previous_record_and_cleans_up(
 def test_unwritable_location_is_a_storage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    store = TokenStore(blocker / "token.json")
+    store = StateFile(blocker / "token.json")
     with pytest.raises(StorageError, match="cannot create state directory"):
         store.save(RECORD)
 
@@ -112,7 +112,7 @@ def test_open_failure_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(os, "open", denied)
     with pytest.raises(StorageError, match="Permission denied"):
-        TokenStore(tmp_path / "token.json").save(RECORD)
+        StateFile(tmp_path / "token.json").save(RECORD)
 
 
 @pytest.mark.parametrize(
@@ -129,37 +129,37 @@ def test_corrupt_file_loads_none_and_is_logged(tmp_path: Path, content: bytes, r
     path.write_bytes(content)
     os.chmod(path, 0o600)
     with capture_logs() as logs:
-        assert TokenStore(path).load() is None
-    corrupt = [e for e in logs if e["event"] == "token_file_corrupt"]
+        assert StateFile(path).load() is None
+    corrupt = [e for e in logs if e["event"] == "state_file_corrupt"]
     assert len(corrupt) == 1
     assert corrupt[0]["path"] == str(path)
     assert reason in corrupt[0]["reason"]
 
 
 def test_corrupt_file_is_replaced_by_next_save(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     store.path.write_text("{{{")
     store.save(RECORD)
     assert json.loads(store.path.read_text()) == RECORD
 
 
 def test_too_open_file_is_loaded_with_a_warning(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     store.save(RECORD)
     os.chmod(store.path, 0o644)
     with capture_logs() as logs:
         assert store.load() == RECORD
-    assert [e["event"] for e in logs] == ["token_file_too_open"]
+    assert [e["event"] for e in logs] == ["state_file_too_open"]
 
 
 def test_unreadable_path_is_a_storage_error(tmp_path: Path) -> None:
     (tmp_path / "token.json").mkdir()  # a directory where the file should be
-    with pytest.raises(StorageError, match="cannot read token file"):
-        TokenStore(tmp_path / "token.json").load()
+    with pytest.raises(StorageError, match="cannot read state file"):
+        StateFile(tmp_path / "token.json").load()
 
 
 def test_clear(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     store.clear()  # nothing there: fine
     store.save(RECORD)
     store.clear()
@@ -168,7 +168,7 @@ def test_clear(tmp_path: Path) -> None:
 
 
 def test_log_events_never_hold_the_record(tmp_path: Path) -> None:
-    store = TokenStore(tmp_path / "token.json")
+    store = StateFile(tmp_path / "token.json")
     with capture_logs() as logs:
         store.save({**RECORD, "access_token": "very-secret-token"})
         os.chmod(store.path, 0o640)

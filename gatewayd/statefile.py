@@ -1,9 +1,10 @@
-"""A token record kept in one small JSON file in the state directory.
+"""One small JSON record in the state directory: the Thing+ token, the registered ids, poll marks.
 
-Why a file: a Thing+ password-grant token lives 90 days, and asking for a new one at every restart of an
-edge box is wasteful and shows up in the cloud's audit as a login storm. The file holds a bearer token, so
-it is created mode 0600 (never wider, whatever the umask) in a 0700 directory, and replaced atomically: a
-crash or a full disk mid-write leaves the previous record or no record, never half of one.
+Why files like this: a Thing+ password-grant token lives 90 days, and asking for a new one at every
+restart of an edge box is wasteful and shows up in the cloud's audit as a login storm; registered ids must
+survive restarts so nothing is registered twice. A record may hold a bearer token, so it is created mode
+0600 (never wider, whatever the umask) in a 0700 directory, and replaced atomically: a crash or a full disk
+mid-write leaves the previous record or no record, never half of one.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
-class TokenStore:
-    """Load, save and clear one JSON object (a token record) at ``path``."""
+class StateFile:
+    """Load, save and clear one JSON object at ``path``."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
     def __repr__(self) -> str:
-        return f"TokenStore({str(self.path)!r})"
+        return f"StateFile({str(self.path)!r})"
 
     def load(self) -> dict[str, Any] | None:
         """The saved record, or None when there is none or it is unreadable as JSON (logged).
@@ -46,17 +47,17 @@ class TokenStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read token file {self.path}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot read state file {self.path}: {exc.strerror or exc}") from exc
         if stat.S_IMODE(mode) & 0o077:
-            log.warning("token_file_too_open", path=str(self.path), mode=oct(stat.S_IMODE(mode)))
+            log.warning("state_file_too_open", path=str(self.path), mode=oct(stat.S_IMODE(mode)))
         try:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("token_file_corrupt", path=str(self.path), reason=f"not JSON: {exc}")
+            log.warning("state_file_corrupt", path=str(self.path), reason=f"not JSON: {exc}")
             return None
         if not isinstance(record, dict):
             log.warning(
-                "token_file_corrupt", path=str(self.path), reason=f"not an object: {type(record).__name__}"
+                "state_file_corrupt", path=str(self.path), reason=f"not an object: {type(record).__name__}"
             )
             return None
         return record
@@ -69,13 +70,13 @@ class TokenStore:
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(
-                f"cannot create state directory {directory} for the token file: {exc.strerror or exc}"
+                f"cannot create state directory {directory} for state files: {exc.strerror or exc}"
             ) from exc
         tmp = directory / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
         except OSError as exc:
-            raise StorageError(f"cannot write token file in {directory}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write state file in {directory}: {exc.strerror or exc}") from exc
         try:
             try:
                 # The umask can only narrow the mode; fchmod makes it exactly 0600 in every case.
@@ -93,7 +94,7 @@ class TokenStore:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise StorageError(f"cannot write token file {self.path}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write state file {self.path}: {exc.strerror or exc}") from exc
         _fsync_dir(directory)
 
     def clear(self) -> None:
@@ -101,7 +102,7 @@ class TokenStore:
         try:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot remove token file {self.path}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot remove state file {self.path}: {exc.strerror or exc}") from exc
         _fsync_dir(self.path.parent)
 
 
