@@ -1,0 +1,203 @@
+"""The emulator's own HTTP paths under ``/_emulator/``: look at its state, set faults, play the portal.
+
+Never faulted. Requests and answers are JSON; a refusal is ``{"error": "..."}`` with 400 or 404.
+
+=======  ======================================  ====================================================
+GET      /_emulator/healthz                      ``{"ok": true, "clouds": [...]}``
+GET      /_emulator/state                        every cloud's snapshot under its name, and ``faults``
+GET      /_emulator/faults                       the faults of every cloud
+POST     /_emulator/faults/{cloud}               set faults (``{cloud}``: thingplus, rcms, loctube,
+                                                 or ``all``); body keys, all optional:
+                                                 ``outage_s`` (seconds), ``outage`` (true: until
+                                                 cleared), ``failure_rate`` (0..1),
+                                                 ``failure_statuses`` ([503, 500]), ``latency_s``,
+                                                 ``rate_limit`` (``{"count", "window_s",
+                                                 "retry_after"}``), ``seed`` (reseeds the coin)
+DELETE   /_emulator/faults/{cloud}               clear faults (``?kinds=outage,latency`` for some)
+DELETE   /_emulator/faults                       clear every fault of every cloud
+POST     /_emulator/tokens/expire                expire every cloud's tokens (``{"cloud": ...}``: one)
+POST     /_emulator/thingplus/report-interval    ``{"ms": 5000}`` (``"gateway": id`` for one gateway)
+=======  ======================================  ====================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from gatewayd.emulator.faults import CLOUDS, KINDS
+
+if TYPE_CHECKING:
+    from gatewayd.emulator.app import Emulator
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "/_emulator"
+
+_FAULT_KEYS = frozenset(
+    {"outage_s", "outage", "failure_rate", "failure_statuses", "latency_s", "rate_limit", "seed"}
+)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def routes(emulator: Emulator) -> list[web.RouteDef]:
+    """The admin routes for ``emulator``."""
+    api = AdminApi(emulator)
+    return [
+        web.get(f"{PREFIX}/healthz", api.healthz),
+        web.get(f"{PREFIX}/state", api.state),
+        web.get(f"{PREFIX}/faults", api.get_faults),
+        web.post(f"{PREFIX}/faults/{{cloud}}", api.set_faults),
+        web.delete(f"{PREFIX}/faults/{{cloud}}", api.clear_faults),
+        web.delete(f"{PREFIX}/faults", api.clear_faults),
+        web.post(f"{PREFIX}/tokens/expire", api.expire_tokens),
+        web.post(f"{PREFIX}/thingplus/report-interval", api.report_interval),
+    ]
+
+
+def _error(exc: _BadRequest) -> web.Response:
+    return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return {}
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise _BadRequest("body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("body must be a JSON object")
+    return body
+
+
+class AdminApi:
+    """Handlers of the admin routes, bound to one :class:`~gatewayd.emulator.app.Emulator`."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"ok": True, "clouds": sorted(self.emulator.clouds)})
+
+    async def state(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.emulator.state())
+
+    async def get_faults(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.emulator.faults.snapshot())
+
+    def _clouds(self, name: str) -> list[str]:
+        if name == "all":
+            return [c for c in CLOUDS if c in self.emulator.clouds]
+        if name not in CLOUDS:
+            raise _BadRequest(f"unknown cloud {name!r}: expected one of {[*CLOUDS, 'all']}", 404)
+        return [name]
+
+    async def set_faults(self, request: web.Request) -> web.StreamResponse:
+        try:
+            clouds = self._clouds(request.match_info["cloud"])
+            body = await _body(request)
+            unknown = sorted(set(body) - _FAULT_KEYS)
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected some of {sorted(_FAULT_KEYS)}")
+            outage_s = body.get("outage_s")
+            outage = body.get("outage")
+            if outage is not None and not isinstance(outage, bool):
+                raise _BadRequest("outage must be true (until cleared) or false")
+            if outage and outage_s is not None:
+                raise _BadRequest("give 'outage' (until cleared) or 'outage_s', not both")
+            if outage:
+                outage_s = math.inf
+            rate_limit = body.get("rate_limit")
+            if rate_limit is not None and not isinstance(rate_limit, dict):
+                raise _BadRequest("rate_limit must be an object {count, window_s, retry_after}")
+            seed = body.get("seed")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                raise _BadRequest("seed must be an integer")
+            faults = self.emulator.faults
+            try:
+                for cloud in clouds:
+                    faults.set(
+                        cloud,
+                        outage_s=outage_s,
+                        failure_rate=body.get("failure_rate"),
+                        failure_statuses=body.get("failure_statuses"),
+                        latency_s=body.get("latency_s"),
+                        rate_limit=rate_limit,
+                    )
+                    if outage is False:
+                        faults.clear(cloud, "outage")
+            except (TypeError, ValueError) as exc:
+                raise _BadRequest(str(exc)) from None
+            if seed is not None:
+                faults.reseed(seed)
+        except _BadRequest as exc:
+            return _error(exc)
+        snapshot = faults.snapshot()
+        return web.json_response({cloud: snapshot[cloud] for cloud in clouds})
+
+    async def clear_faults(self, request: web.Request) -> web.StreamResponse:
+        try:
+            name = request.match_info.get("cloud", "all")
+            clouds = list(CLOUDS) if name == "all" else self._clouds(name)
+            kinds = [k for k in request.query.get("kinds", "").split(",") if k]
+            unknown = sorted(set(kinds) - set(KINDS))
+            if unknown:
+                raise _BadRequest(f"unknown fault kind(s) {unknown}: expected some of {list(KINDS)}")
+            for cloud in clouds:
+                self.emulator.faults.clear(cloud, *kinds)
+        except _BadRequest as exc:
+            return _error(exc)
+        snapshot = self.emulator.faults.snapshot()
+        return web.json_response({cloud: snapshot[cloud] for cloud in clouds})
+
+    async def expire_tokens(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _body(request, optional=True)
+            unknown = sorted(set(body) - {"cloud"})
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected only 'cloud'")
+            cloud = body.get("cloud")
+            if cloud is not None and cloud not in self.emulator.clouds:
+                raise _BadRequest(
+                    f"this emulator serves no {cloud!r}: it serves {sorted(self.emulator.clouds)}", 404
+                )
+            expired = self.emulator.expire_tokens(cloud)
+        except _BadRequest as exc:
+            return _error(exc)
+        log.info("emulator.tokens_expired", clouds=expired)
+        return web.json_response({"expired": expired})
+
+    async def report_interval(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _body(request)
+            unknown = sorted(set(body) - {"ms", "gateway"})
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected 'ms' and optionally 'gateway'")
+            ms = body.get("ms")
+            if isinstance(ms, bool) or not isinstance(ms, int) or ms <= 0:
+                raise _BadRequest("ms must be a positive integer of milliseconds")
+            gateway = body.get("gateway")
+            if gateway is not None and not isinstance(gateway, str):
+                raise _BadRequest("gateway must be a gateway id (string)")
+            try:
+                thingplus = self.emulator.thingplus
+            except LookupError as exc:
+                raise _BadRequest(str(exc), 404) from None
+            try:
+                thingplus.set_report_interval(ms, gateway)
+            except KeyError:
+                raise _BadRequest(f"gateway {gateway} is not registered", 404) from None
+        except _BadRequest as exc:
+            return _error(exc)
+        return web.json_response({"reportInterval": str(ms), "gateway": gateway})

@@ -1,0 +1,209 @@
+"""One aiohttp app serving every emulated cloud of an inventory, with fault injection and admin paths.
+
+    app, emulator = build_app(inventory, report_interval_ms=5000)
+
+    async with EmulatorServer(inventory, report_interval_ms=5000) as server:   # 127.0.0.1, a free port
+        server.url                              # http://127.0.0.1:54321: every cloud's endpoint
+        server.emulator.thingplus.points        # what Thing+ accepted
+        server.emulator.faults.set("thingplus", outage_s=30)
+
+The clouds share one host and port (their paths do not overlap): Thing+ under ``/v2/``, RCMS under
+``/api/link/``, loctube under ``/api/v1/``, ``/loctube/`` and ``/device/``; the emulator's own admin
+paths under ``/_emulator/`` (see :mod:`gatewayd.emulator.admin`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import structlog
+from aiohttp import web
+
+from gatewayd.config import Inventory
+from gatewayd.emulator.admin import routes as admin_routes
+from gatewayd.emulator.faults import Faults
+from gatewayd.emulator.thingplus import ThingPlusEmulator
+
+if TYPE_CHECKING:
+    from gatewayd.emulator.loctube import LoctubeEmulator
+    from gatewayd.emulator.rcms import RcmsEmulator
+
+log = structlog.get_logger(__name__)
+
+
+class CloudEmulator(Protocol):
+    """What every emulated cloud offers the composed app."""
+
+    cloud: str
+
+    def routes(self) -> list[web.RouteDef]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def expire_tokens(self) -> None: ...
+
+
+class Emulator:
+    """The emulated clouds of one app and their fault registry: what tests and the admin paths drive."""
+
+    def __init__(self, clouds: list[CloudEmulator], faults: Faults) -> None:
+        self.clouds: dict[str, CloudEmulator] = {c.cloud: c for c in clouds}
+        self.faults = faults
+
+    @property
+    def thingplus(self) -> ThingPlusEmulator:
+        cloud = self.clouds.get("thingplus")
+        if not isinstance(cloud, ThingPlusEmulator):
+            raise LookupError("this emulator serves no Thing+")
+        return cloud
+
+    @property
+    def rcms(self) -> RcmsEmulator | None:
+        """The RCMS emulator, or None when the inventory has no rcms section."""
+        return cast("RcmsEmulator | None", self.clouds.get("rcms"))
+
+    @property
+    def loctube(self) -> LoctubeEmulator | None:
+        """The loctube emulator, or None when the inventory has no loctube section."""
+        return cast("LoctubeEmulator | None", self.clouds.get("loctube"))
+
+    def expire_tokens(self, cloud: str | None = None) -> list[str]:
+        """Invalidate issued tokens of one cloud (or all): their next call gets 401. Returns the clouds."""
+        if cloud is not None and cloud not in self.clouds:
+            raise LookupError(f"this emulator serves no {cloud!r}: it serves {sorted(self.clouds)}")
+        names = [cloud] if cloud is not None else list(self.clouds)
+        for name in names:
+            self.clouds[name].expire_tokens()
+        return names
+
+    def state(self) -> dict[str, Any]:
+        """Every cloud's snapshot under its name, and the faults under ``faults``."""
+        state: dict[str, Any] = {name: cloud.snapshot() for name, cloud in self.clouds.items()}
+        state["faults"] = self.faults.snapshot()
+        return state
+
+
+#: Where an app built by :func:`build_app` keeps its :class:`Emulator`.
+EMULATOR_KEY = web.AppKey("gatewayd_emulator", Emulator)
+
+
+def build_app(
+    inventory: Inventory,
+    *,
+    report_interval_ms: int = 60000,
+    clock: Callable[[], float] = time.time,
+    faults: Faults | None = None,
+) -> tuple[web.Application, Emulator]:
+    """The app emulating Thing+ and whichever of RCMS and loctube the inventory has a section for.
+
+    ``clock`` (unix seconds) is what the clouds read for timestamps and token expiry; ``faults``
+    lets a test bring its own registry (a fake monotonic clock, another seed).
+    """
+    clouds: list[CloudEmulator] = [
+        ThingPlusEmulator(
+            inventory.thingplus,
+            report_interval_ms=report_interval_ms,
+            clock=clock,
+            site_id=inventory.gateway.site or "1",
+        )
+    ]
+    if inventory.rcms is not None:
+        from gatewayd.emulator.rcms import RcmsEmulator
+
+        clouds.append(RcmsEmulator(inventory.rcms, clock=clock))
+    if inventory.loctube is not None:
+        from gatewayd.emulator.loctube import LoctubeEmulator
+
+        clouds.append(LoctubeEmulator(inventory.loctube, clock=clock))
+    emulator = Emulator(clouds, faults if faults is not None else Faults())
+    app = web.Application(middlewares=[emulator.faults.middleware])
+    app[EMULATOR_KEY] = emulator
+    for cloud in clouds:
+        app.add_routes(cloud.routes())
+    app.add_routes(admin_routes(emulator))
+    return app, emulator
+
+
+class EmulatorServer:
+    """Serve :func:`build_app` on ``host:port`` (port 0: a free one) for the life of an ``async with``."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        report_interval_ms: int = 60000,
+        clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
+    ) -> None:
+        self.host = host
+        self.app, self.emulator = build_app(
+            inventory, report_interval_ms=report_interval_ms, clock=clock, faults=faults
+        )
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of every emulated cloud, e.g. ``http://127.0.0.1:54321``."""
+        if self.port is None:
+            raise RuntimeError("the emulator server is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("emulator.started", url=self.url, clouds=sorted(self.emulator.clouds))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+            log.info("emulator.stopped", url=self.url)
+            self.port = None
+
+    async def __aenter__(self) -> EmulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve_forever(
+    inventory: Inventory,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    report_interval_ms: int = 60000,
+) -> None:
+    """Serve the emulator until cancelled (``gatewayd emulator``)."""
+    async with EmulatorServer(
+        inventory, host=host, port=port, report_interval_ms=report_interval_ms
+    ) as server:
+        log.info(
+            "emulator.serving",
+            url=server.url,
+            clouds=sorted(server.emulator.clouds),
+            report_interval_ms=report_interval_ms,
+        )
+        await asyncio.Event().wait()

@@ -1,0 +1,161 @@
+"""Helpers for the emulator tests: an inventory, a settable clock, and requests built by hand.
+
+The requests here follow the vendor documents, not gatewayd's clients: the emulator is checked on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+import uuid
+from typing import Any
+
+import aiohttp
+
+from gatewayd.config import Inventory, parse_inventory
+
+CLIENT_ID = "testClientId"
+CLIENT_SECRET = "testClientPwd12"
+USERNAME = "serviceadmin"
+PASSWORD = "hunter2-password"
+PASSWORD_MD5 = hashlib.md5(PASSWORD.encode()).hexdigest()
+
+THINGPLUS = textwrap.dedent(
+    f"""\
+    gateway: {{name: "Edge Box 1", model: "52"}}
+    state_dir: /tmp/gatewayd-emulator-tests
+    thingplus:
+      endpoint: http://127.0.0.1:9
+      client_id: {CLIENT_ID}
+      client_secret: {CLIENT_SECRET}
+      username: {USERNAME}
+      password: {PASSWORD}
+    """
+)
+
+ALL_CLOUDS = THINGPLUS + textwrap.dedent(
+    """\
+    rcms:
+      endpoint: http://127.0.0.1:9
+      client_id: rcms-client
+      client_secret: rcms-secret
+      devices: [SN-0001]
+    loctube:
+      endpoint: http://127.0.0.1:9
+      client_id: loctube-client
+      secure_key: loctube-key
+      devices: [dev0001]
+    """
+)
+
+
+def inventory(text: str = THINGPLUS) -> Inventory:
+    return parse_inventory(text, env={})
+
+
+class FakeClock:
+    """Unix seconds (or monotonic seconds) that move only when told."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def new_id() -> str:
+    """A reqId as the document makes one: a uuid without dashes, lowercase."""
+    return uuid.uuid4().hex
+
+
+def token_body(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "grant_type": "password",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "username": USERNAME,
+        "password": PASSWORD_MD5,
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def get_token(http: aiohttp.ClientSession) -> dict[str, str]:
+    """The Authorization header for a fresh token."""
+    async with http.post("/v2/oauth2/token", json=token_body()) as resp:
+        assert resp.status == 200, await resp.text()
+        data = await resp.json()
+    return {"Authorization": f"{data['token_type']} {data['access_token']}"}
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+    data: Any = None,
+) -> tuple[int, Any]:
+    """Status and body (parsed as JSON when it is JSON, text otherwise)."""
+    async with http.request(method, path, headers=headers, json=json, data=data) as resp:
+        if resp.content_type == "application/json":
+            return resp.status, await resp.json()
+        return resp.status, await resp.text()
+
+
+def error_code(body: Any) -> str:
+    """The first ``errors[].code`` of a Thing+ failure envelope."""
+    assert isinstance(body, dict), body
+    return str(body["errors"][0]["code"])
+
+
+async def register(
+    http: aiohttp.ClientSession,
+    auth: dict[str, str],
+    sensor_type: str = "temperature",
+    model: str = "openApiTemp",
+) -> tuple[str, str, str]:
+    """Register a gateway, a device and a sensor as the document shows; their ids."""
+    gateway, device, sensor = new_id(), new_id(), new_id()
+    status, body = await call(
+        http,
+        "POST",
+        "/v2/registerGateway",
+        auth,
+        {"reqId": gateway, "params": {"siteId": "1", "model": "52", "name": "Open Gateway 1"}},
+    )
+    assert status == 201, body
+    status, body = await call(
+        http,
+        "POST",
+        f"/v2/gateways/{gateway}/devices",
+        auth,
+        {"reqId": device, "name": "Open Gateway Device 1", "model": "open-api-device-v1.0"},
+    )
+    assert status == 201, body
+    status, body = await call(
+        http,
+        "POST",
+        f"/v2/gateways/{gateway}/sensors",
+        auth,
+        sensor_body(sensor, device, type=sensor_type, model=model),
+    )
+    assert status == 201, body
+    return gateway, device, sensor
+
+
+def sensor_body(req_id: str, device: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "reqId": req_id,
+        "name": "Temperature Sensor",
+        "type": "temperature",
+        "driverName": "openApiSensor",
+        "model": "openApiTemp",
+        "category": "sensor",
+        "deviceId": device,
+    }
+    body.update(overrides)
+    return body
