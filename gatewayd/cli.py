@@ -82,6 +82,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser(
+        "run",
+        help="run the daemon (SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the inventory)",
+        description="Run the gateway: sample, register on Thing+, report, poll RCMS and loctube. "
+        "SIGTERM/SIGINT stop it (pending points get a grace period, the rest stay on disk); "
+        "SIGHUP re-reads the inventory.",
+    )
+    _add_config(p)
+    _add_log_level(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        help="the local simulation: emulated clouds and the daemon on loopback, no account needed",
+        description="Start the emulator on a free loopback port with config/demo.yaml (or --config), run "
+        "the daemon against it, print a live line every few seconds and, at the end (Ctrl-C or --duration), "
+        "'sampled N, delivered N, lost N' computed from what the emulator received.",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=None,
+        help="inventory to simulate (default: config/demo.yaml)",
+    )
+    p.add_argument(
+        "--report-interval",
+        type=int,
+        default=5000,
+        metavar="MS",
+        help="reportInterval the emulated Thing+ hands out (default 5000)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        type=str.lower,
+        default="warning",
+        help="log level of the daemon's own lines (default warning, to keep the demo readable)",
+    )
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
         "emulator",
         help="serve emulated Thing+, RCMS and loctube clouds for an inventory's credentials",
         description="Serve the three clouds on HOST:PORT, accepting exactly the credentials in the "
@@ -102,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_oneshot_parsers(sub)
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -175,6 +233,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  thingplus: {summary['thingplus']}")
     print(f"  state_dir: {summary['state_dir']}")
     return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gatewayd.service import run_daemon
+
+    inventory = load_config_arg(args)
+    return run_daemon(inventory, _require_config(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gatewayd.demo import run_demo
+
+    config = Path(args.config) if args.config else None
+    return run_async(run_demo(config, args.duration, report_interval_ms=args.report_interval))
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

@@ -190,6 +190,8 @@ class OutboxConfig(Strict):
 
 class _Pattern(Strict):
     seed: int | None = None
+    #: Probability (0..1) that a read fails, to exercise 'err' statuses and alarms.
+    dropout: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 class ConstantPattern(_Pattern):

@@ -3,6 +3,7 @@
     GatewaydError
     ├── ConfigError            bad inventory or usage: exit 2 with located messages
     ├── StorageError           the state directory or outbox cannot be used
+    ├── SourceError            one read of one sensor failed: that sensor reports 'err', the rest go on
     └── CloudError             anything a cloud call can end in (carries cloud, operation)
         ├── TransientError     retry with backoff: 5xx, 429, timeouts, connection errors
         │   └── RateLimitedError   429, with the server's Retry-After when it gave one
@@ -54,6 +55,10 @@ class ConfigError(GatewaydError):
 
 class StorageError(GatewaydError):
     """The state directory, token file or outbox database cannot be read or written."""
+
+
+class SourceError(GatewaydError):
+    """A sensor source could not produce a value this time (file missing, timeout, bad output...)."""
 
 
 class CloudError(GatewaydError):

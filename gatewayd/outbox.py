@@ -1,0 +1,488 @@
+"""The durable outbox: every sample is on disk (SQLite, WAL) before anything else happens to it.
+
+Why SQLite: one file, atomic transactions, crash-safe WAL, and a range delete for acknowledgements; the
+same reasons Fluent Bit and Greengrass stream manager keep a local store. One connection is owned by one
+dedicated thread, so the event loop never blocks on disk and SQLite never sees two threads.
+
+Life of a point: ``put`` (committed when it returns) -> ``lease`` (oldest first, one lease per sensor at a
+time, held in memory only) -> ``ack`` (deleted) | ``release`` (back to pending) | ``dead_letter`` (moved
+to the dead-letter table with the reason, bounded). Leases are not persisted: after a crash or restart
+every leased point is pending again, so a batch that was in flight may be sent twice, nothing else.
+
+Bounds: past ``max_points`` or ``max_age`` the oldest points are dropped and counted, so a box offline
+for weeks keeps its newest data and a flash card does not fill up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from gatewayd.errors import StorageError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sensors (num INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS points (
+    id INTEGER PRIMARY KEY,
+    sensor INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_by_sensor ON points (sensor, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    sensor_id TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    dead_at_ms INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock), and its value.
+
+    ``value`` is what Thing+ gets: a string (numbers as strings) or a JSON object.
+    """
+
+    sensor_id: str
+    time_ms: int
+    value: str | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A batch of one sensor's oldest pending points, handed out until acked, released or dead-lettered."""
+
+    sensor_id: str
+    first_id: int
+    last_id: int
+    times: list[int]
+    values: list[str]  # JSON text of each value, ready to splice into a request body
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def points(self) -> list[Point]:
+        return [Point(self.sensor_id, t, json.loads(v)) for t, v in zip(self.times, self.values, strict=True)]
+
+
+@dataclass
+class OutboxStats:
+    """Counters since start (pending is read from disk on open)."""
+
+    pending: int = 0
+    put: int = 0
+    acked: int = 0
+    released: int = 0
+    dead_lettered: int = 0
+    dropped: int = 0
+    recovered_corrupt: int = 0
+    pending_by_sensor: dict[str, int] = field(default_factory=dict)
+
+
+class Outbox:
+    """Durable queue of points. Open with :meth:`open`; every method is a coroutine run on its own thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_points: int = 5_000_000,
+        max_age_s: float = 30 * 86400.0,
+        dead_letter_limit: int = 100_000,
+        put_synchronous: str = "FULL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_points = max_points
+        self.max_age_s = max_age_s
+        self.dead_letter_limit = dead_letter_limit
+        self.put_synchronous = put_synchronous
+        self.clock = clock
+        self.stats = OutboxStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection | None = None
+        self._sensor_nums: dict[str, int] = {}
+        self._leased: set[str] = set()
+        self._last_drop_log = 0.0
+        self._dropped_since_log = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    async def open(cls, path: Path, **kw: Any) -> Outbox:
+        outbox = cls(path, **kw)
+        await outbox._run(outbox._open_sync)
+        return outbox
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._close_sync)
+        self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> Outbox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._connect_and_check()
+        except sqlite3.DatabaseError as exc:
+            # Never crash-loop on a damaged file: keep it for forensics, start afresh, shout.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self.clock())}")
+            self._close_quietly()
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.rename(Path(str(aside) + suffix))
+            log.error(
+                "outbox database corrupt; moved aside, starting a fresh one",
+                path=str(self.path),
+                moved_to=str(aside),
+                error=str(exc),
+            )
+            self.stats.recovered_corrupt += 1
+            self._connect_and_check()
+        self._load_counts()
+
+    def _connect_and_check(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"cannot open outbox {self.path}: {exc}") from exc
+        self._db = db
+        result = db.execute("PRAGMA quick_check").fetchone()
+        if not result or result[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {result[0] if result else 'no answer'}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA temp_store=MEMORY")
+        db.execute("PRAGMA cache_size=-8000")  # 8 MB: memory stays flat however big the backlog
+        db.executescript(_SCHEMA)
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        self._sensor_nums = dict(db.execute("SELECT sensor_id, num FROM sensors"))
+
+    def _load_counts(self) -> None:
+        db = self._conn
+        by_num = dict(db.execute("SELECT sensor, COUNT(*) FROM points GROUP BY sensor"))
+        names = {num: sid for sid, num in self._sensor_nums.items()}
+        self.stats.pending_by_sensor = {names[n]: c for n, c in by_num.items() if n in names}
+        self.stats.pending = sum(by_num.values())
+        if self.stats.pending:
+            log.info(
+                "outbox recovered backlog",
+                pending=self.stats.pending,
+                sensors=len(self.stats.pending_by_sensor),
+            )
+
+    def _close_sync(self) -> None:
+        db = self._conn
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError:
+            pass
+        db.close()
+        self._db = None
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StorageError("outbox is closed")
+        return self._db
+
+    # ---------------------------------------------------------------- operations
+
+    async def put(self, points: Sequence[Point]) -> None:
+        """Store points in one transaction; durable (committed) when this returns."""
+        if points:
+            await self._run(self._put_sync, points)
+
+    def _put_sync(self, points: Sequence[Point]) -> None:
+        db = self._conn
+        rows = [
+            (self._sensor_num(p.sensor_id), p.time_ms, json.dumps(p.value, separators=(",", ":")))
+            for p in points
+        ]
+        try:
+            # Accepted data must survive a power cut: this commit syncs the WAL. Acks and trims stay at
+            # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
+            db.execute(f"PRAGMA synchronous={self.put_synchronous}")
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO points (sensor, time_ms, value) VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageError(f"outbox write failed: {exc}") from exc
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+        self.stats.put += len(points)
+        self.stats.pending += len(points)
+        by_sensor = self.stats.pending_by_sensor
+        for p in points:
+            by_sensor[p.sensor_id] = by_sensor.get(p.sensor_id, 0) + 1
+        if self.stats.pending > self.max_points:
+            self._drop_sync(oldest_count=self.stats.pending - self.max_points)
+
+    def _sensor_num(self, sensor_id: str) -> int:
+        num = self._sensor_nums.get(sensor_id)
+        if num is None:
+            cur = self._conn.execute("INSERT INTO sensors (sensor_id) VALUES (?)", (sensor_id,))
+            num = int(cur.lastrowid or 0)
+            self._sensor_nums[sensor_id] = num
+        return num
+
+    async def lease(self, sensor_id: str, limit: int) -> Lease | None:
+        """The sensor's oldest pending points (at most ``limit``), or None when it has none or is leased."""
+        leases = await self.lease_many([sensor_id], limit)
+        return leases[0] if leases else None
+
+    async def lease_many(self, sensor_ids: Iterable[str], limit: int) -> list[Lease]:
+        """One lease per listed sensor that has pending points and no lease out; one trip to the disk."""
+        wanted = [
+            s
+            for s in dict.fromkeys(sensor_ids)
+            if s not in self._leased and self.stats.pending_by_sensor.get(s, 0) > 0
+        ]
+        if not wanted:
+            return []
+        self._leased.update(wanted)
+        leases: list[Lease] = []
+        try:
+            leases = await self._run(self._lease_sync, wanted, limit)
+        finally:
+            self._leased.difference_update(set(wanted) - {lease.sensor_id for lease in leases})
+        return leases
+
+    def _lease_sync(self, sensor_ids: list[str], limit: int) -> list[Lease]:
+        leases = []
+        db = self._conn
+        for sensor_id in sensor_ids:
+            num = self._sensor_nums.get(sensor_id)
+            if num is None:
+                continue
+            rows = db.execute(
+                "SELECT id, time_ms, value FROM points WHERE sensor = ? ORDER BY id LIMIT ?", (num, limit)
+            ).fetchall()
+            if not rows:
+                self.stats.pending_by_sensor.pop(sensor_id, None)
+                continue
+            leases.append(
+                Lease(
+                    sensor_id=sensor_id,
+                    first_id=rows[0][0],
+                    last_id=rows[-1][0],
+                    times=[r[1] for r in rows],
+                    values=[r[2] for r in rows],
+                )
+            )
+        return leases
+
+    def sensors_with_pending(self) -> list[str]:
+        """Sensors that have points waiting and no lease out (cheap: from in-memory counts)."""
+        return [s for s, n in self.stats.pending_by_sensor.items() if n > 0 and s not in self._leased]
+
+    async def ack(self, lease: Lease) -> None:
+        """The cloud took the batch: delete it."""
+        await self.ack_many([lease])
+
+    async def ack_many(self, leases: Sequence[Lease]) -> None:
+        """Delete several acknowledged batches in one transaction."""
+        if not leases:
+            return
+        try:
+            removed = await self._run(self._delete_sync, leases)
+        finally:
+            self._leased.difference_update(lease.sensor_id for lease in leases)
+        for lease, n in zip(leases, removed, strict=True):
+            self.stats.acked += n
+            self._count_removed(lease.sensor_id, n)
+
+    async def release(self, lease: Lease) -> None:
+        """The send failed in a way worth retrying: the points stay pending, oldest first as before."""
+        self._leased.discard(lease.sensor_id)
+        self.stats.released += len(lease)
+
+    async def dead_letter(self, lease: Lease, reason: str) -> None:
+        """The cloud refused the batch for good: keep it aside with the reason, never resend it."""
+        try:
+            removed = await self._run(self._dead_letter_sync, lease, reason)
+        finally:
+            self._leased.discard(lease.sensor_id)
+        self.stats.dead_lettered += removed
+        self._count_removed(lease.sensor_id, removed)
+
+    def _delete_range(self, lease: Lease) -> int:
+        cur = self._conn.execute(
+            "DELETE FROM points WHERE sensor = ? AND id BETWEEN ? AND ?",
+            (self._sensor_nums[lease.sensor_id], lease.first_id, lease.last_id),
+        )
+        return cur.rowcount
+
+    def _delete_sync(self, leases: Sequence[Lease]) -> list[int]:
+        db = self._conn
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            removed = [self._delete_range(lease) for lease in leases]
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageError(f"outbox ack failed: {exc}") from exc
+        return removed
+
+    def _dead_letter_sync(self, lease: Lease, reason: str) -> int:
+        db = self._conn
+        now_ms = int(self.clock() * 1000)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT INTO dead_letters (sensor_id, time_ms, value, reason, dead_at_ms) "
+                "SELECT ?, time_ms, value, ?, ? FROM points WHERE sensor = ? AND id BETWEEN ? AND ?",
+                (
+                    lease.sensor_id,
+                    reason[:500],
+                    now_ms,
+                    self._sensor_nums[lease.sensor_id],
+                    lease.first_id,
+                    lease.last_id,
+                ),
+            )
+            removed = self._delete_range(lease)
+            db.execute(
+                "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
+                (self.dead_letter_limit,),
+            )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageError(f"outbox dead-letter failed: {exc}") from exc
+        log.warning("batch dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
+        return removed
+
+    def _count_removed(self, sensor_id: str, removed: int) -> None:
+        self.stats.pending -= removed
+        left = self.stats.pending_by_sensor.get(sensor_id, 0) - removed
+        if left > 0:
+            self.stats.pending_by_sensor[sensor_id] = left
+        else:
+            self.stats.pending_by_sensor.pop(sensor_id, None)
+
+    # ---------------------------------------------------------------- bounds
+
+    async def enforce_bounds(self) -> int:
+        """Drop what is past max_age or max_points; returns how many points were dropped."""
+        return await self._run(self._enforce_bounds_sync)
+
+    def _enforce_bounds_sync(self) -> int:
+        cutoff_ms = int((self.clock() - self.max_age_s) * 1000)
+        dropped = self._drop_sync(older_than_ms=cutoff_ms)
+        if self.stats.pending > self.max_points:
+            dropped += self._drop_sync(oldest_count=self.stats.pending - self.max_points)
+        return dropped
+
+    def _drop_sync(self, *, oldest_count: int = 0, older_than_ms: int | None = None) -> int:
+        """Delete the oldest points (never a leased sensor's leased range: those are re-checked on ack)."""
+        db = self._conn
+        if older_than_ms is not None:
+            where, params = "time_ms < ?", (older_than_ms,)
+        else:
+            where, params = "id IN (SELECT id FROM points ORDER BY id LIMIT ?)", (oldest_count,)
+        counts = dict(
+            db.execute(f"SELECT sensor, COUNT(*) FROM points WHERE {where} GROUP BY sensor", params)
+        )
+        if not counts:
+            return 0
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(f"DELETE FROM points WHERE {where}", params)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageError(f"outbox trim failed: {exc}") from exc
+        names = {num: sid for sid, num in self._sensor_nums.items()}
+        total = 0
+        for num, n in counts.items():
+            total += n
+            self._count_removed(names[num], n)
+        self.stats.dropped += total
+        self._dropped_since_log += total
+        now = time.monotonic()
+        if now - self._last_drop_log >= 60.0:
+            log.warning(
+                "outbox full: dropped oldest points",
+                dropped=self._dropped_since_log,
+                dropped_total=self.stats.dropped,
+                max_points=self.max_points,
+                max_age_s=self.max_age_s,
+            )
+            self._last_drop_log = now
+            self._dropped_since_log = 0
+        return total
+
+    # ---------------------------------------------------------------- inspection
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            rows = self._conn.execute(
+                "SELECT sensor_id, time_ms, value, reason, dead_at_ms FROM dead_letters "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            keys = ("sensor_id", "time_ms", "value", "reason", "dead_at_ms")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return await self._run(read)
+
+    async def all_points(self, sensor_ids: Iterable[str] | None = None) -> list[Point]:
+        """Every pending point (tests and diagnostics; not for the hot path)."""
+
+        def read() -> list[Point]:
+            names = {num: sid for sid, num in self._sensor_nums.items()}
+            rows = self._conn.execute("SELECT sensor, time_ms, value FROM points ORDER BY id").fetchall()
+            wanted = set(sensor_ids) if sensor_ids is not None else None
+            return [
+                Point(names[s], t, json.loads(v)) for s, t, v in rows if wanted is None or names[s] in wanted
+            ]
+
+        return await self._run(read)
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass

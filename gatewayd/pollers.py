@@ -1,0 +1,188 @@
+"""Polling RCMS (router status data) and loctube (tracker details), each on its own interval.
+
+Why the RCMS window is persisted: after a restart or an outage the next poll asks for everything since
+the last successful one (not just the last interval), so no router record is skipped; the first poll
+ever covers one interval. Results become the latest known state per device (``latest``), which sensor
+bridges and ``/status`` read. A failing poll is logged and counted, and simply tried again next time: it
+never touches Thing+ uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gatewayd.clouds.loctube import LoctubeClient
+from gatewayd.clouds.rcms import RcmsClient
+from gatewayd.errors import CloudError, StorageError
+from gatewayd.statefile import StateFile
+
+log = structlog.get_logger(__name__)
+
+#: An RCMS status window never reaches further back than this, however long the box was offline.
+MAX_RCMS_WINDOW_S = 24 * 3600.0
+
+
+@dataclass
+class PollStats:
+    """Per cloud: polls by result ('ok' / 'error'), and records received."""
+
+    polls: dict[tuple[str, str], int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+
+    def count(self, cloud: str, result: str) -> None:
+        self.polls[(cloud, result)] = self.polls.get((cloud, result), 0) + 1
+
+
+class LatestState:
+    """cloud -> device -> (wall time of the poll that got it, the record). Shared with the sensor bridges."""
+
+    def __init__(self) -> None:
+        self.by_cloud: dict[str, dict[str, tuple[float, Any]]] = {}
+
+    def put(self, cloud: str, device: str, at: float, record: Any) -> None:
+        self.by_cloud.setdefault(cloud, {})[device] = (at, record)
+
+    def get(self, cloud: str, device: str) -> tuple[float, Any] | None:
+        return self.by_cloud.get(cloud, {}).get(device)
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        return {
+            cloud: {
+                device: {"age_s": round(now - at, 3), "polled_at_ms": int(at * 1000), "data": record}
+                for device, (at, record) in devices.items()
+            }
+            for cloud, devices in self.by_cloud.items()
+        }
+
+
+def rcms_window(last_end_ms: int | None, now_ms: int, interval_s: float) -> tuple[int, int]:
+    """The [begin, end] ms window of the next RCMS poll: since the last end (exclusive), else one interval."""
+    begin = now_ms - int(interval_s * 1000) if last_end_ms is None else last_end_ms + 1
+    begin = max(begin, now_ms - int(MAX_RCMS_WINDOW_S * 1000))
+    return min(begin, now_ms), now_ms
+
+
+def latest_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest status record (by its ``time`` when present, else the last one)."""
+    if not records:
+        return None
+    timed = [r for r in records if isinstance(r.get("time"), int | float)]
+    if timed:
+        return max(timed, key=lambda r: r["time"])
+    return records[-1]
+
+
+class RcmsPoller:
+    def __init__(
+        self,
+        client: RcmsClient,
+        devices: list[str],
+        interval_s: float,
+        latest: LatestState,
+        stats: PollStats,
+        marks_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.devices = devices
+        self.interval_s = interval_s
+        self.latest = latest
+        self.stats = stats
+        self.clock = clock
+        self._marks = StateFile(marks_dir / "rcms-poll.json")
+        self._last_end: dict[str, int] = {
+            str(k): int(v) for k, v in (self._marks.load() or {}).items() if isinstance(v, int)
+        }
+
+    async def poll(self) -> None:
+        await asyncio.gather(*(self._poll_device(sn) for sn in self.devices))
+        try:
+            self._marks.save(dict(self._last_end))
+        except StorageError as exc:
+            log.warning("rcms poll marks not saved", error=str(exc))
+
+    async def _poll_device(self, sn: str) -> None:
+        now = self.clock()
+        begin, end = rcms_window(self._last_end.get(sn), int(now * 1000), self.interval_s)
+        try:
+            records = await self.client.status_data(sn, begin, end)
+        except CloudError as exc:
+            self.stats.count("rcms", "error")
+            log.warning("rcms poll failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
+            return
+        self.stats.count("rcms", "ok")
+        self.stats.records["rcms"] = self.stats.records.get("rcms", 0) + len(records)
+        self._last_end[sn] = end
+        newest = latest_record(records)
+        if newest is not None:
+            self.latest.put("rcms", sn, now, newest)
+        log.info(
+            "rcms status polled",
+            sn=sn,
+            records=len(records),
+            begin_ms=begin,
+            end_ms=end,
+            latest=_summary(newest),
+        )
+
+
+class LoctubePoller:
+    def __init__(
+        self,
+        client: LoctubeClient,
+        devices: list[str],
+        latest: LatestState,
+        stats: PollStats,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.devices = devices
+        self.latest = latest
+        self.stats = stats
+        self.clock = clock
+
+    async def poll(self) -> None:
+        await asyncio.gather(*(self._poll_device(d) for d in self.devices))
+
+    async def _poll_device(self, device: str) -> None:
+        try:
+            detail = await self.client.device_detail(device)
+        except CloudError as exc:
+            self.stats.count("loctube", "error")
+            log.warning(
+                "loctube poll failed", device=device, error=exc.message, code=exc.code, status=exc.status
+            )
+            return
+        self.stats.count("loctube", "ok")
+        self.stats.records["loctube"] = self.stats.records.get("loctube", 0) + 1
+        self.latest.put("loctube", device, self.clock(), detail)
+        state = detail.get("state") if isinstance(detail, dict) else None
+        log.info(
+            "loctube device polled",
+            device=device,
+            state=state.get("value") if isinstance(state, dict) else state,
+        )
+
+
+def _summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A few telling fields of an RCMS record for the log line (not the whole record)."""
+    if not record:
+        return None
+    data = record.get("data") if isinstance(record.get("data"), dict) else record
+    out: dict[str, Any] = {}
+    cellular = data.get("cellular") if isinstance(data, dict) else None
+    if isinstance(cellular, dict) and "rssi" in cellular:
+        out["rssi"] = cellular["rssi"]
+    link = data.get("active_link") if isinstance(data, dict) else None
+    if isinstance(link, dict) and "ip" in link:
+        out["ip"] = link["ip"]
+    return out or None

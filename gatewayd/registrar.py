@@ -1,0 +1,193 @@
+"""Registration on Thing+: site, gateway model, then the gateway, its devices and sensors, once each.
+
+Why a separate step that may take hours: an edge box often boots before its uplink. Sampling does not
+wait for this; the daemon retries :func:`register` with backoff until it succeeds, then starts reporting
+and sends the backlog. Ids come from :class:`gatewayd.registry.Registry` (saved before each call), so a
+409 CONFLICT simply means the object is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from gatewayd.clouds.thingplus import ThingPlusClient, report_interval_ms
+from gatewayd.config import Inventory
+from gatewayd.errors import ConfigError, ConfigProblem, PermanentError
+from gatewayd.registry import Registry
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """What the gateway model says a sensor of one type is registered as."""
+
+    type: str
+    driver_name: str
+    model: str
+    category: str
+
+
+@dataclass(frozen=True)
+class GatewayModel:
+    id: str
+    device_model: str
+    sensors: dict[str, SensorSpec]
+
+    @classmethod
+    def parse(cls, model_id: str, data: dict[str, Any]) -> GatewayModel:
+        device_models = data.get("deviceModels") or []
+        if not device_models or not isinstance(device_models[0], dict):
+            raise PermanentError(
+                f"gateway model {model_id} lists no device model",
+                cloud="thingplus",
+                operation="gateway_model",
+            )
+        sensors: dict[str, SensorSpec] = {}
+        for device_model in device_models:
+            for s in device_model.get("sensors") or []:
+                if isinstance(s, dict) and s.get("type") and s.get("category", "sensor") == "sensor":
+                    sensors.setdefault(
+                        str(s["type"]),
+                        SensorSpec(
+                            str(s["type"]),
+                            str(s.get("driverName", "")),
+                            str(s.get("model", "")),
+                            str(s.get("category", "sensor")),
+                        ),
+                    )
+        return cls(id=model_id, device_model=str(device_models[0].get("id")), sensors=sensors)
+
+
+@dataclass(frozen=True)
+class Registered:
+    gateway_id: str
+    site_id: str
+    model: GatewayModel
+    report_interval_ms: int | None
+    created: int  # objects created on this run (0 on a restart with everything registered)
+
+
+def check_types(inventory: Inventory, model: GatewayModel, source: str = "inventory") -> None:
+    """Every inventory sensor type must exist in the gateway model; a ConfigError names each that doesn't."""
+    problems = []
+    for d_index, device in enumerate(inventory.devices):
+        for s_index, sensor in enumerate(device.sensors):
+            if sensor.type not in model.sensors:
+                problems.append(
+                    ConfigProblem(
+                        source,
+                        None,
+                        None,
+                        f"devices[{d_index}].sensors[{s_index}].type",
+                        f"sensor '{device.name}/{sensor.name}' has type {sensor.type!r}, which gateway model "
+                        f"{model.id} does not offer (it has: {', '.join(sorted(model.sensors))})",
+                    )
+                )
+    if problems:
+        raise ConfigError(problems)
+
+
+async def register(
+    client: ThingPlusClient,
+    registry: Registry,
+    inventory: Inventory,
+    *,
+    concurrency: int = 16,
+    source: str = "inventory",
+) -> Registered:
+    """Register whatever is not registered yet; idempotent, safe to call again after any failure."""
+    site_id = inventory.gateway.site
+    if site_id is None:
+        sites = await client.sites()
+        if not sites:
+            raise PermanentError("the account has no site", cloud="thingplus", operation="sites")
+        site_id = str(sites[0]["id"])
+    model = GatewayModel.parse(inventory.gateway.model, await client.gateway_model(inventory.gateway.model))
+    check_types(inventory, model, source)
+    registry.ensure_ids([(d.name, s.name) for d, s in inventory.sensors()])
+    gateway_id = registry.gateway_id()
+    created = 0
+
+    try:
+        created += await _register_objects(client, registry, inventory, model, site_id, concurrency)
+    finally:
+        registry.flush()
+    record = await client.gateway(gateway_id)
+    return Registered(
+        gateway_id=gateway_id,
+        site_id=site_id,
+        model=model,
+        report_interval_ms=report_interval_ms(record),
+        created=created,
+    )
+
+
+async def _register_objects(
+    client: ThingPlusClient,
+    registry: Registry,
+    inventory: Inventory,
+    model: GatewayModel,
+    site_id: str,
+    concurrency: int,
+) -> int:
+    gateway_id = registry.gateway_id()
+    created = 0
+    if not registry.gateway_registered():
+        result = await client.register_gateway(
+            gateway_id, name=inventory.gateway.name, site_id=site_id, model=inventory.gateway.model
+        )
+        registry.mark_gateway_registered()
+        created += result.created
+        log.info(
+            "gateway registered" if result.created else "gateway already registered",
+            gateway_id=gateway_id,
+            site=site_id,
+        )
+
+    for device in inventory.devices:
+        if not registry.device_registered(device.name):
+            result = await client.register_device(
+                gateway_id, registry.device_id(device.name), name=device.name, model=model.device_model
+            )
+            registry.mark_device_registered(device.name)
+            created += result.created
+            log.info(
+                "device registered" if result.created else "device already registered",
+                device=device.name,
+                device_id=registry.device_id(device.name),
+            )
+
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(device: str, name: str, type_: str) -> int:
+        async with semaphore:
+            spec = model.sensors[type_]
+            result = await client.register_sensor(
+                gateway_id,
+                registry.sensor_id(device, name),
+                device_id=registry.device_id(device),
+                name=name,
+                type=type_,
+                driver_name=spec.driver_name,
+                model=spec.model,
+                category=spec.category,
+            )
+            registry.mark_sensor_registered(device, name)
+            return int(result.created)
+
+    todo: Sequence[tuple[str, str, str]] = [
+        (d.name, s.name, s.type)
+        for d, s in inventory.sensors()
+        if not registry.sensor_registered(d.name, s.name)
+    ]
+    if todo:
+        results = await asyncio.gather(*(one(*t) for t in todo))
+        created += sum(results)
+        log.info("sensors registered", count=len(todo), created=sum(results))
+    return created

@@ -1,0 +1,283 @@
+"""Sampling: read each sensor on its own interval and hand every sample to the durable outbox.
+
+Why jobs are grouped by interval: one APScheduler job per sensor costs a timer and a lock per sensor; at
+10,000 sensors the scheduler itself would be the load. One job per distinct interval fires, and starts a
+read for each of its sensors whose previous read has finished (a slow source skips a beat; it never
+overlaps itself and never delays the others).
+
+Why samples pass through :class:`SampleBuffer`: committing each sample alone would mean one fsync per
+sample, which wears flash and caps throughput; the buffer commits everything read in the last fraction
+of a second in one transaction. A sample is stamped with the wall clock when it is read; scheduling uses
+the event loop's monotonic clock, and :class:`ClockJumpGuard` re-anchors the scheduler when NTP moves
+the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gatewayd.errors import GatewaydError, SourceError, StorageError
+from gatewayd.outbox import Outbox, Point
+from gatewayd.sources import Source, thingplus_value
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_JOB_PREFIX = "sample:"
+
+
+@dataclass(eq=False)
+class SensorRuntime:
+    """One inventory sensor while the daemon runs: its ids, its source and how its reads are going."""
+
+    device: str
+    name: str
+    type: str
+    sensor_id: str
+    interval: float
+    source: Source
+    ok: bool | None = None  # None until the first read
+    last_error: str | None = None
+    reads: int = 0
+    failures: int = 0
+    in_flight: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.device}/{self.name}"
+
+    @property
+    def status(self) -> str:
+        """What the sensor's Thing+ status says: 'err' when its latest read failed."""
+        return "err" if self.ok is False else "on"
+
+
+class SampleBuffer:
+    """Samples read but not yet committed; flushed to the outbox every ``flush_s`` or at ``max_points``."""
+
+    def __init__(self, outbox: Outbox, *, flush_s: float = 0.25, max_points: int = 5000) -> None:
+        self.outbox = outbox
+        self.flush_s = flush_s
+        self.max_points = max_points
+        self._points: list[Point] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.committed = 0
+
+    def add(self, point: Point) -> None:
+        self._points.append(point)
+        if len(self._points) >= self.max_points:
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    async def flush(self) -> None:
+        """Commit what is buffered. On a storage error the points stay buffered for the next try."""
+        async with self._lock:
+            if not self._points:
+                return
+            points, self._points = self._points, []
+            try:
+                await self.outbox.put(points)
+            except StorageError:
+                self._points[:0] = points
+                raise
+            self.committed += len(points)
+
+    async def run(self) -> None:
+        """Flush forever (cancel to stop; call :meth:`flush` once more afterwards)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except StorageError as exc:
+                log.error(
+                    "outbox write failed; samples kept in memory and retried",
+                    error=str(exc),
+                    buffered=len(self._points),
+                )
+                await asyncio.sleep(1.0)
+
+
+@dataclass
+class SamplerStats:
+    sampled: int = 0
+    read_errors: int = 0
+    skipped_busy: int = 0
+    by_interval: dict[float, int] = field(default_factory=dict)
+
+
+class Sampler:
+    """Owns the sampling jobs; ``set_sensors`` (re)builds them, ``stop`` ends them and waits for reads."""
+
+    def __init__(
+        self,
+        scheduler: AsyncIOScheduler,
+        buffer: SampleBuffer,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_timeout_cap: float = 30.0,
+    ) -> None:
+        self.scheduler = scheduler
+        self.buffer = buffer
+        self.clock = clock
+        self.read_timeout_cap = read_timeout_cap
+        self.stats = SamplerStats()
+        self.sensors: list[SensorRuntime] = []
+        self._groups: dict[float, list[SensorRuntime]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    def set_sensors(self, sensors: Iterable[SensorRuntime]) -> None:
+        """Replace the sensor set; jobs of intervals no longer used are removed, new ones added."""
+        self.sensors = list(sensors)
+        groups: dict[float, list[SensorRuntime]] = {}
+        for sensor in self.sensors:
+            groups.setdefault(sensor.interval, []).append(sensor)
+        for interval in set(self._groups) - set(groups):
+            self.scheduler.remove_job(_job_id(interval))
+        for interval in set(groups) - set(self._groups):
+            self.scheduler.add_job(
+                self._tick,
+                IntervalTrigger(seconds=interval),
+                args=[interval],
+                id=_job_id(interval),
+                name=f"sample every {interval:g}s",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=max(1, int(interval)),
+                next_run_time=datetime.now(UTC),
+            )
+        self._groups = groups
+        self.stats.by_interval = {k: len(v) for k, v in groups.items()}
+
+    async def _tick(self, interval: float) -> None:
+        if self._stopped:
+            return
+        for sensor in self._groups.get(interval, ()):
+            if sensor.in_flight:
+                self.stats.skipped_busy += 1
+                continue
+            sensor.in_flight = True
+            task = asyncio.create_task(self._read(sensor), name=f"read {sensor.key}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, sensor: SensorRuntime) -> None:
+        try:
+            timeout = min(self.read_timeout_cap, max(sensor.interval, 1.0))
+            try:
+                raw = await asyncio.wait_for(sensor.source.read(), timeout=timeout)
+                value = thingplus_value(raw)
+            except TimeoutError:
+                self._failed(sensor, f"read timed out after {timeout:g}s")
+                return
+            except SourceError as exc:
+                self._failed(sensor, str(exc))
+                return
+            except GatewaydError as exc:
+                self._failed(sensor, str(exc))
+                return
+            except Exception as exc:  # a source bug must not stop sampling of this or other sensors
+                self._failed(sensor, f"{type(exc).__name__}: {exc}")
+                return
+            now_ms = int(self.clock() * 1000)
+            self.buffer.add(Point(sensor.sensor_id, now_ms, value))
+            sensor.reads += 1
+            self.stats.sampled += 1
+            if sensor.ok is False:
+                log.info("sensor read recovered", sensor=sensor.key)
+            sensor.ok = True
+            sensor.last_error = None
+        finally:
+            sensor.in_flight = False
+
+    def _failed(self, sensor: SensorRuntime, reason: str) -> None:
+        sensor.failures += 1
+        self.stats.read_errors += 1
+        # Logged once per change of state, not at every interval.
+        if sensor.ok is not False or sensor.last_error != reason:
+            log.warning("sensor read failed", sensor=sensor.key, error=reason)
+        sensor.ok = False
+        sensor.last_error = reason
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop firing, then wait (bounded) for reads in progress so their samples are kept."""
+        self._stopped = True
+        for interval in list(self._groups):
+            try:
+                self.scheduler.remove_job(_job_id(interval))
+            except Exception:
+                pass
+        self._groups = {}
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace_s)
+
+
+def _job_id(interval: float) -> str:
+    return f"{SAMPLE_JOB_PREFIX}{interval:g}"
+
+
+class ClockJumpGuard:
+    """Re-anchors interval jobs when the wall clock jumps (NTP after boot, a manual date change).
+
+    APScheduler 3 keeps next run times in wall-clock datetimes: a backwards jump of an hour would pause
+    every job for an hour. This watches wall time against the monotonic clock and, past ``tolerance_s``,
+    moves every job's next run to now so the intervals continue from the new wall time.
+    """
+
+    def __init__(
+        self,
+        scheduler: AsyncIOScheduler,
+        *,
+        tolerance_s: float = 2.0,
+        period_s: float = 1.0,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.scheduler = scheduler
+        self.tolerance_s = tolerance_s
+        self.period_s = period_s
+        self.wall = wall
+        self.mono = mono
+        self.jumps = 0
+
+    @staticmethod
+    def jumped(wall_delta: float, mono_delta: float, tolerance_s: float) -> bool:
+        """Pure check: did the wall clock move differently from the monotonic clock by more than the tolerance?"""
+        return abs(wall_delta - mono_delta) > tolerance_s
+
+    async def run(self) -> None:
+        last_wall, last_mono = self.wall(), self.mono()
+        while True:
+            await asyncio.sleep(self.period_s)
+            wall, mono = self.wall(), self.mono()
+            if self.jumped(wall - last_wall, mono - last_mono, self.tolerance_s):
+                self.jumps += 1
+                skew = (wall - last_wall) - (mono - last_mono)
+                log.warning("wall clock jumped; re-anchoring schedules", jump_s=round(skew, 3))
+                self.reanchor()
+            last_wall, last_mono = wall, mono
+
+    def reanchor(self) -> None:
+        now = datetime.now(UTC)
+        for job in self.scheduler.get_jobs():
+            trigger = job.trigger
+            if isinstance(trigger, IntervalTrigger):
+                self.scheduler.reschedule_job(
+                    job.id, trigger=IntervalTrigger(seconds=trigger.interval.total_seconds())
+                )
+                self.scheduler.modify_job(job.id, next_run_time=now + timedelta(milliseconds=10))
+        self.scheduler.wakeup()

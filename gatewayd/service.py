@@ -1,0 +1,514 @@
+"""The daemon: lifecycle, scheduler jobs, reload, and the two-phase shutdown.
+
+Start-up order matters on an edge box: the outbox opens and sampling starts at once (ids are made
+locally, so samples are keyed from the first second), then registration on Thing+ is retried with
+backoff for as long as it takes, and only then do heartbeats and uploads begin, with the backlog first.
+
+Shutdown is two-phased: stop sampling and commit what was read; then send what is pending within a
+bounded grace period; what could not be sent stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gatewayd.clouds.http import RetryPolicy
+from gatewayd.clouds.loctube import LoctubeClient
+from gatewayd.clouds.rcms import RcmsClient
+from gatewayd.clouds.thingplus import ThingPlusClient, report_interval_ms, valid_duration_s
+from gatewayd.config import Inventory, SensorConfig, load_inventory
+from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.outbox import Outbox
+from gatewayd.pollers import LatestState, LoctubePoller, PollStats, RcmsPoller
+from gatewayd.registrar import Registered, check_types, register
+from gatewayd.registry import Registry
+from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
+from gatewayd.sources import SourceContext, build_source
+from gatewayd.statefile import StateFile
+from gatewayd.uploader import Uploader
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_REPORT_INTERVAL_MS = 60_000
+#: Re-read the gateway record (reportInterval may be changed in the portal) every this many heartbeats.
+REPORT_INTERVAL_REFRESH_EVERY = 5
+#: Backoff while Thing+ cannot be reached for registration: from 1 s up to 5 min, with full jitter.
+CONNECT_POLICY = RetryPolicy(attempts=1_000_000_000, base=1.0, cap=300.0)
+#: Per-call retries inside one upload/heartbeat: short, since the outbox keeps everything for later.
+CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
+
+
+@dataclass
+class Hooks:
+    """What the operations side (systemd notify, health) is told about; each optional."""
+
+    on_ready: Callable[[], None] | None = None
+    on_status: Callable[[str], None] | None = None
+    on_stopping: Callable[[], None] | None = None
+
+
+class Daemon:
+    """``await Daemon(inventory).run()`` runs until :meth:`stop`; :meth:`reload` re-reads the inventory."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        *,
+        inventory_path: str | Path | None = None,
+        hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        grace_s: float = 10.0,
+        connect_policy: RetryPolicy = CONNECT_POLICY,
+        call_policy: RetryPolicy = CALL_POLICY,
+    ) -> None:
+        self.inventory = inventory
+        self.inventory_path = str(inventory_path) if inventory_path else None
+        self.hooks = hooks or Hooks()
+        self.clock = clock
+        self.mono = mono
+        self.grace_s = grace_s
+        self.connect_policy = connect_policy
+        self.call_policy = call_policy
+
+        self.state_dir = inventory.state_dir
+        self.registry = Registry(self.state_dir)
+        self.latest = LatestState()
+        self.poll_stats = PollStats()
+        self.registered: Registered | None = None
+        self.report_interval_ms = DEFAULT_REPORT_INTERVAL_MS
+        self.ready = asyncio.Event()
+        self.fatal: BaseException | None = None
+
+        self._stop = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self._kick_upload = asyncio.Event()
+        self._stopping = False
+        self._heartbeats = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        # set in run()
+        self.session: aiohttp.ClientSession | None = None
+        self.outbox: Outbox | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self.sampler: Sampler | None = None
+        self.buffer: SampleBuffer | None = None
+        self.uploader: Uploader | None = None
+        self.thingplus: ThingPlusClient | None = None
+        self._source_context = SourceContext(clock=clock, latest=self.latest)
+
+    # ------------------------------------------------------------------ control (signal handlers)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        self._reload_requested.set()
+
+    # ------------------------------------------------------------------ main
+
+    async def run(self) -> None:
+        """Run until stopped. Raises ConfigError for an inventory the cloud proves wrong (exit 2)."""
+        from gatewayd.oneshot import http_session
+
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        async with http_session() as session:
+            self.session = session
+            self.outbox = await Outbox.open(
+                self.state_dir / "outbox.db",
+                max_points=self.inventory.outbox.max_points,
+                max_age_s=self.inventory.outbox.max_age,
+                clock=self.clock,
+            )
+            try:
+                await self._run_with(session, self.outbox)
+            finally:
+                await self.outbox.close()
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def _run_with(self, session: aiohttp.ClientSession, outbox: Outbox) -> None:
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.start()
+        self.buffer = SampleBuffer(outbox)
+        self.sampler = Sampler(self.scheduler, self.buffer, clock=self.clock)
+        self.thingplus = ThingPlusClient(
+            session,
+            self.inventory.thingplus,
+            token_store=StateFile(self.state_dir / "thingplus-token.json"),
+            policy=self.call_policy,
+        )
+        self.uploader = Uploader(self.thingplus, outbox, gateway_id=self.registry.gateway_id())
+        self.uploader.sendable = self.registry.registered_sensor_ids()
+        self._apply_sensors(self.inventory)
+        self._start_pollers(self.inventory)
+        self.scheduler.add_job(
+            outbox.enforce_bounds,
+            IntervalTrigger(seconds=60),
+            id="outbox-bounds",
+            coalesce=True,
+            max_instances=1,
+        )
+        guard = ClockJumpGuard(self.scheduler)
+        self._spawn(self.buffer.run(), "sample buffer")
+        self._spawn(guard.run(), "clock guard")
+        self._spawn(self._upload_loop(), "uploader")
+        self._spawn(self._connect(), "connect")
+        self.ready.set()
+        log.info(
+            "gatewayd running",
+            sensors=len(self.sampler.sensors),
+            state_dir=str(self.state_dir),
+            pending=outbox.stats.pending,
+        )
+        self._notify_ready()
+        try:
+            await self._wait_for_stop()
+        finally:
+            await self._shutdown()
+
+    async def _wait_for_stop(self) -> None:
+        while not self._stop.is_set():
+            stop = asyncio.ensure_future(self._stop.wait())
+            reload = asyncio.ensure_future(self._reload_requested.wait())
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            reload.cancel()
+            if self._reload_requested.is_set() and not self._stop.is_set():
+                self._reload_requested.clear()
+                await self._reload()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "internal task failed; stopping", task=task.get_name(), error=f"{type(exc).__name__}: {exc}"
+            )
+            self.fatal = exc
+            self._stop.set()
+
+    # ------------------------------------------------------------------ sensors
+
+    def _apply_sensors(self, inventory: Inventory) -> None:
+        """(Re)build the runtime sensor set; unchanged sensors keep their source and state."""
+        assert self.sampler is not None
+        self.registry.ensure_ids([(d.name, s.name) for d, s in inventory.sensors()])
+        old = {(r.device, r.name): r for r in self.sampler.sensors}
+        old_configs = {(d.name, s.name): s for d, s in self.inventory.sensors()}
+        runtimes = []
+        for device, sensor in inventory.sensors():
+            key = (device.name, sensor.name)
+            previous = old.get(key)
+            if previous is not None and old_configs.get(key) == sensor:
+                runtimes.append(previous)
+                continue
+            runtimes.append(self._runtime(device.name, sensor))
+        kept = {id(r) for r in runtimes}
+        for runtime in old.values():
+            if id(runtime) not in kept:
+                self._spawn(runtime.source.close(), f"close {runtime.key}")
+        self.sampler.set_sensors(runtimes)
+
+    def _runtime(self, device: str, sensor: SensorConfig) -> SensorRuntime:
+        return SensorRuntime(
+            device=device,
+            name=sensor.name,
+            type=sensor.type,
+            sensor_id=self.registry.sensor_id(device, sensor.name),
+            interval=sensor.interval,
+            source=build_source(sensor, self._source_context),
+        )
+
+    # ------------------------------------------------------------------ registration
+
+    async def _connect(self) -> None:
+        """Register (retrying with backoff while the cloud is unreachable), then start reporting."""
+        assert self.thingplus is not None
+        retry = 0
+        while not self._stopping:
+            try:
+                registered = await register(
+                    self.thingplus, self.registry, self.inventory, source=self.inventory_path or "inventory"
+                )
+            except ConfigError as exc:
+                log.error(
+                    "inventory does not fit the Thing+ gateway model", problems=[str(p) for p in exc.problems]
+                )
+                self.fatal = exc
+                self._stop.set()
+                return
+            except CloudError as exc:
+                wait = self.connect_policy.delay(retry, random.random())
+                retry += 1
+                log.warning(
+                    "Thing+ registration not done; retrying",
+                    error=exc.message,
+                    code=exc.code,
+                    status=exc.status,
+                    kind=exc.kind,
+                    retry_in_s=round(wait, 1),
+                )
+                self._status(f"waiting for Thing+ ({exc.kind}); sampling to the outbox")
+                await asyncio.sleep(wait)
+                continue
+            self._on_registered(registered)
+            return
+
+    def _on_registered(self, registered: Registered) -> None:
+        assert self.uploader is not None
+        self.registered = registered
+        self.uploader.gateway_id = registered.gateway_id
+        self.uploader.sendable = self.registry.registered_sensor_ids()
+        log.info(
+            "registered on Thing+",
+            gateway_id=registered.gateway_id,
+            site=registered.site_id,
+            created=registered.created,
+            report_interval_ms=registered.report_interval_ms,
+        )
+        self._set_report_interval(registered.report_interval_ms or DEFAULT_REPORT_INTERVAL_MS, first=True)
+        self._status("registered; reporting")
+        self._kick_upload.set()
+
+    def _set_report_interval(self, interval_ms: int, *, first: bool = False) -> None:
+        assert self.scheduler is not None
+        if not first and interval_ms == self.report_interval_ms:
+            return
+        if not first:
+            log.info("reportInterval changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
+        self.report_interval_ms = interval_ms
+        trigger = IntervalTrigger(seconds=interval_ms / 1000)
+        if self.scheduler.get_job("heartbeat"):
+            self.scheduler.reschedule_job("heartbeat", trigger=trigger)
+        else:
+            self.scheduler.add_job(
+                self._heartbeat,
+                trigger,
+                id="heartbeat",
+                coalesce=True,
+                max_instances=1,
+                next_run_time=datetime.now(UTC),
+            )
+
+    # ------------------------------------------------------------------ reporting
+
+    async def _heartbeat(self) -> None:
+        """Every reportInterval: statuses with validDuration = 1.5 x interval, then wake the uploader."""
+        assert self.uploader is not None and self.sampler is not None and self.thingplus is not None
+        if self._stopping or self.registered is None:
+            return
+        self._heartbeats += 1
+        if self._heartbeats % REPORT_INTERVAL_REFRESH_EVERY == 0:
+            await self._refresh_report_interval()
+        statuses = [(s.sensor_id, s.status) for s in self.sampler.sensors]
+        await self.uploader.send_statuses(statuses, valid_duration_s(self.report_interval_ms))
+        self._kick_upload.set()
+
+    async def _refresh_report_interval(self) -> None:
+        assert self.thingplus is not None and self.registered is not None
+        try:
+            record = await self.thingplus.gateway(self.registered.gateway_id)
+        except CloudError as exc:
+            log.warning("gateway record not read", error=exc.message, code=exc.code)
+            return
+        interval = report_interval_ms(record)
+        if interval:
+            self._set_report_interval(interval)
+
+    async def _upload_loop(self) -> None:
+        assert self.uploader is not None and self.outbox is not None
+        last_pending_logged = 0
+        while not self._stopping:
+            await self._kick_upload.wait()
+            self._kick_upload.clear()
+            if self._stopping or self.registered is None:
+                continue
+            result = await self.uploader.drain()
+            pending = result.pending
+            if pending > max(1000, 2 * last_pending_logged):
+                log.info("backlog growing", pending=pending)
+                last_pending_logged = pending
+            elif pending == 0:
+                last_pending_logged = 0
+            self._status(self.summary_line())
+
+    # ------------------------------------------------------------------ polling
+
+    def _start_pollers(self, inventory: Inventory) -> None:
+        assert self.scheduler is not None and self.session is not None
+        for job_id in ("poll:rcms", "poll:loctube"):
+            if self.scheduler.get_job(job_id):
+                self.scheduler.remove_job(job_id)
+        now = datetime.now(UTC)
+        if inventory.rcms is not None and inventory.rcms.devices:
+            rcms = RcmsPoller(
+                RcmsClient(self.session, inventory.rcms),
+                list(inventory.rcms.devices),
+                inventory.rcms.poll_interval,
+                self.latest,
+                self.poll_stats,
+                self.state_dir,
+                clock=self.clock,
+            )
+            self.scheduler.add_job(
+                rcms.poll,
+                IntervalTrigger(seconds=inventory.rcms.poll_interval),
+                id="poll:rcms",
+                coalesce=True,
+                max_instances=1,
+                next_run_time=now,
+            )
+        if inventory.loctube is not None and inventory.loctube.devices:
+            loctube = LoctubePoller(
+                LoctubeClient(self.session, inventory.loctube),
+                list(inventory.loctube.devices),
+                self.latest,
+                self.poll_stats,
+                clock=self.clock,
+            )
+            self.scheduler.add_job(
+                loctube.poll,
+                IntervalTrigger(seconds=inventory.loctube.poll_interval),
+                id="poll:loctube",
+                coalesce=True,
+                max_instances=1,
+                next_run_time=now,
+            )
+
+    # ------------------------------------------------------------------ reload (SIGHUP)
+
+    async def _reload(self) -> None:
+        if not self.inventory_path:
+            log.warning("reload requested but the inventory has no file to re-read")
+            return
+        try:
+            new = load_inventory(self.inventory_path)
+            if self.registered is not None:
+                check_types(new, self.registered.model, self.inventory_path)
+        except ConfigError as exc:
+            log.error(
+                "reload refused: the new inventory is invalid; the old one keeps running",
+                problems=[str(p) for p in exc.problems],
+            )
+            return
+        needs_restart = [
+            key
+            for key in ("gateway", "thingplus", "state_dir", "http", "outbox")
+            if getattr(new, key) != getattr(self.inventory, key)
+        ]
+        if needs_restart:
+            log.warning("reload: these sections change only on restart", sections=needs_restart)
+            new = new.model_copy(update={key: getattr(self.inventory, key) for key in needs_restart})
+        before = {(d.name, s.name) for d, s in self.inventory.sensors()}
+        after = {(d.name, s.name) for d, s in new.sensors()}
+        self._apply_sensors(new)
+        if (new.rcms, new.loctube) != (self.inventory.rcms, self.inventory.loctube):
+            self._start_pollers(new)
+        self.inventory = new
+        log.info(
+            "inventory reloaded",
+            added=sorted("/".join(k) for k in after - before),
+            removed=sorted("/".join(k) for k in before - after),
+            sensors=len(after),
+        )
+        if self.registered is not None and after - before:
+            self._spawn(self._connect(), "register added sensors")
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def _shutdown(self) -> None:
+        assert self.sampler is not None and self.buffer is not None and self.scheduler is not None
+        self._stopping = True
+        if self.hooks.on_stopping:
+            self.hooks.on_stopping()
+        log.info("stopping: sampling ends, pending points get a grace period", grace_s=self.grace_s)
+        await self.sampler.stop(grace_s=min(5.0, self.grace_s))
+        for job in self.scheduler.get_jobs():
+            job.remove()
+        for task in self._tasks:
+            if task.get_name() != "uploader":
+                task.cancel()
+        with contextlib.suppress(GatewaydError):
+            await self.buffer.flush()
+        self._kick_upload.set()
+        uploader_task = next((t for t in self._tasks if t.get_name() == "uploader"), None)
+        if uploader_task is not None:
+            # Let a drain in progress finish within the grace period, then one last drain.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(uploader_task), timeout=self.grace_s)
+            uploader_task.cancel()
+        if self.registered is not None and self.uploader is not None:
+            deadline = self.mono() + self.grace_s
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, GatewaydError):
+                await asyncio.wait_for(self.uploader.drain(deadline=deadline), timeout=self.grace_s + 5)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.scheduler.shutdown(wait=False)
+        for runtime in self.sampler.sensors:
+            with contextlib.suppress(Exception):
+                await runtime.source.close()
+        pending = self.outbox.stats.pending if self.outbox else 0
+        log.info(
+            "stopped",
+            sampled=self.sampler.stats.sampled,
+            uploaded=self.uploader.stats.uploaded if self.uploader else 0,
+            pending_on_disk=pending,
+        )
+
+    # ------------------------------------------------------------------ reporting to operators
+
+    def summary_line(self) -> str:
+        sampled = self.sampler.stats.sampled if self.sampler else 0
+        uploaded = self.uploader.stats.uploaded if self.uploader else 0
+        pending = self.outbox.stats.pending if self.outbox else 0
+        state = "registered" if self.registered else "not registered yet"
+        sensors = len(self.sampler.sensors) if self.sampler else 0
+        return f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
+
+    def _status(self, text: str) -> None:
+        if self.hooks.on_status:
+            self.hooks.on_status(text)
+
+    def _notify_ready(self) -> None:
+        if self.hooks.on_ready:
+            self.hooks.on_ready()
+        self._status(self.summary_line())
+
+
+def run_daemon(inventory: Inventory, inventory_path: str | None, hooks: Hooks | None = None) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT (exit 0); SIGHUP reloads the inventory."""
+    import signal
+
+    async def main() -> None:
+        daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, daemon.stop)
+        loop.add_signal_handler(signal.SIGINT, daemon.stop)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+        try:
+            await daemon.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,203 @@
+"""Reporting to Thing+: status heartbeats, and the outbox drained as one array PUT per sensor and batch.
+
+Why batches per sensor: Thing+'s series endpoint takes an array, so a sensor's backlog goes out oldest
+first in bounded batches, many sensors at once under a concurrency bound. A batch leaves the outbox only
+on 2xx; a permanent 4xx (the cloud will never take it) dead-letters that batch with the reason; anything
+transient releases it for the next pass. One slow or failing sensor never holds up the others, and a
+cloud that is down ends the pass early instead of being hammered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from gatewayd.clouds.thingplus import ThingPlusClient
+from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
+from gatewayd.outbox import Lease, Outbox
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class UploadStats:
+    uploaded: int = 0
+    batches: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    statuses: int = 0
+    status_errors: int = 0
+    last_success: float | None = None  # monotonic time of the last upload cycle that ended well
+    last_cycle_ok: bool | None = None
+
+    def count_error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    sent: int
+    batches: int
+    failed: int
+    pending: int
+    cloud_down: bool
+
+
+class Uploader:
+    """Sends statuses and series for one gateway through one Thing+ client."""
+
+    def __init__(
+        self,
+        client: ThingPlusClient,
+        outbox: Outbox,
+        *,
+        gateway_id: str,
+        batch_size: int = 500,
+        concurrency: int = 16,
+        sensors_per_pass: int = 256,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.gateway_id = gateway_id
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.sensors_per_pass = sensors_per_pass
+        self.mono = mono
+        self.stats = UploadStats()
+        #: Sensor ids registered on Thing+; only those are sent (others wait in the outbox).
+        self.sendable: set[str] = set()
+
+    # ------------------------------------------------------------------ statuses
+
+    async def send_statuses(self, statuses: Sequence[tuple[str, str]], valid_duration_s: int) -> bool:
+        """The gateway's status, then each (sensor id, value) status; False when the cloud failed us."""
+        try:
+            await self.client.gateway_status(self.gateway_id, "on", valid_duration_s)
+        except CloudError as exc:
+            self._status_failed(exc, "gateway")
+            return False
+        self.stats.statuses += 1
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(sensor_id: str, value: str) -> bool:
+            async with semaphore:
+                try:
+                    await self.client.sensor_status(self.gateway_id, sensor_id, value, valid_duration_s)
+                except CloudError as exc:
+                    self._status_failed(exc, sensor_id)
+                    return False
+                self.stats.statuses += 1
+                return True
+
+        results = await asyncio.gather(*(one(s, v) for s, v in statuses if s in self.sendable))
+        return all(results)
+
+    def _status_failed(self, exc: CloudError, what: str) -> None:
+        self.stats.status_errors += 1
+        self.stats.count_error(exc.kind)
+        log.warning("status not sent", target=what, error=exc.message, code=exc.code, status=exc.status)
+
+    # ------------------------------------------------------------------ series
+
+    async def drain(self, *, deadline: float | None = None) -> DrainResult:
+        """Send pending points until none is left, the cloud fails, or ``deadline`` (monotonic) passes.
+
+        New samples that arrive meanwhile are sent in later passes of the same drain.
+        """
+        sent = batches = failed = 0
+        cloud_down = False
+        while not cloud_down:
+            if deadline is not None and self.mono() >= deadline:
+                break
+            ready = [s for s in self.outbox.sensors_with_pending() if s in self.sendable]
+            if not ready:
+                break
+            progressed = False
+            for chunk in _chunks(ready, self.sensors_per_pass):
+                result = await self._pass(chunk, deadline)
+                sent += result.sent
+                batches += result.batches
+                failed += result.failed
+                progressed = progressed or result.sent > 0
+                if result.cloud_down:
+                    cloud_down = True
+                    break
+            if not progressed:
+                break
+        ok = not cloud_down and failed == 0
+        self.stats.last_cycle_ok = ok
+        if ok:
+            self.stats.last_success = self.mono()
+        pending = self.outbox.stats.pending
+        if sent:
+            log.debug("upload cycle", sent=sent, batches=batches, failed=failed, pending=pending)
+        return DrainResult(sent, batches, failed, pending, cloud_down)
+
+    async def _pass(self, sensor_ids: list[str], deadline: float | None) -> DrainResult:
+        leases = await self.outbox.lease_many(sensor_ids, self.batch_size)
+        semaphore = asyncio.Semaphore(self.concurrency)
+        acked: list[Lease] = []
+        failed = 0
+        cloud_down = asyncio.Event()
+
+        async def send(lease: Lease) -> None:
+            nonlocal failed
+            async with semaphore:
+                if cloud_down.is_set() or (deadline is not None and self.mono() >= deadline):
+                    await self.outbox.release(lease)
+                    return
+                try:
+                    await self.client.series(self.gateway_id, lease.sensor_id, _points(lease))
+                except PermanentError as exc:
+                    failed += 1
+                    self.stats.count_error(exc.kind)
+                    reason = f"{exc.status or ''} {exc.code or ''} {exc.message}".strip()
+                    await self.outbox.dead_letter(lease, reason)
+                    return
+                except (TransientError, AuthError) as exc:
+                    failed += 1
+                    self.stats.count_error(exc.kind)
+                    cloud_down.set()
+                    log.warning(
+                        "upload failed; points kept for the next cycle",
+                        sensor=lease.sensor_id,
+                        error=exc.message,
+                        code=exc.code,
+                        status=exc.status,
+                        kind=exc.kind,
+                    )
+                    await self.outbox.release(lease)
+                    return
+                except CloudError as exc:  # tampered or otherwise unclassified: keep the data
+                    failed += 1
+                    self.stats.count_error(exc.kind)
+                    await self.outbox.release(lease)
+                    return
+                acked.append(lease)
+
+        await asyncio.gather(*(send(lease) for lease in leases))
+        if acked:
+            await self.outbox.ack_many(acked)
+            n = sum(len(lease) for lease in acked)
+            self.stats.uploaded += n
+            self.stats.batches += len(acked)
+        return DrainResult(
+            sent=sum(len(lease) for lease in acked),
+            batches=len(acked),
+            failed=failed,
+            pending=0,
+            cloud_down=cloud_down.is_set(),
+        )
+
+
+def _points(lease: Lease) -> list[tuple[int, str | dict[str, object]]]:
+    return [(p.time_ms, p.value) for p in lease.points()]
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
