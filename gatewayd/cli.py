@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser(
+        "health",
+        help="ask a running daemon's /healthz (exit 0 healthy, 1 not): for container HEALTHCHECKs",
+        description="GET http://<http.listen>/healthz of the daemon the inventory describes; print its "
+        "answer; exit 0 on 200, 1 otherwise (unreachable, 503, no http section).",
+    )
+    _add_config(p)
+    p.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="S", help="default 5")
+    p.set_defaults(handler=cmd_health)
+
+    p = sub.add_parser(
         "demo",
         help="the local simulation: emulated clouds and the daemon on loopback, no account needed",
         description="Start the emulator on a free loopback port with config/demo.yaml (or --config), run "
@@ -240,6 +250,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     inventory = load_config_arg(args)
     return run_daemon(inventory, _require_config(args))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from gatewayd.ops import probe_health
+
+    inventory = load_config_arg(args)
+    if inventory.http is None:
+        print("gatewayd: the inventory has no 'http' section: no health endpoint to ask", file=sys.stderr)
+        return EXIT_FAILURE
+    ok, body = run_async(probe_health(inventory.http.listen, args.timeout))
+    print(body)
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -99,6 +99,7 @@ class Daemon:
         self._stopping = False
         self._heartbeats = 0
         self._tasks: list[asyncio.Task[Any]] = []
+        self._ops: Any = None
         # set in run()
         self.session: aiohttp.ClientSession | None = None
         self.outbox: Outbox | None = None
@@ -161,6 +162,8 @@ class Daemon:
             coalesce=True,
             max_instances=1,
         )
+        if self.inventory.http is not None:
+            await self._start_ops(self.inventory.http.listen)
         guard = ClockJumpGuard(self.scheduler)
         self._spawn(self.buffer.run(), "sample buffer")
         self._spawn(guard.run(), "clock guard")
@@ -178,6 +181,18 @@ class Daemon:
             await self._wait_for_stop()
         finally:
             await self._shutdown()
+            if self._ops is not None:
+                await self._ops.stop()
+
+    async def _start_ops(self, listen: str) -> None:
+        from gatewayd.ops import OpsServer
+
+        ops = OpsServer(self, listen, mono=self.mono)
+        try:
+            await ops.start()
+        except OSError as exc:
+            raise GatewaydError(f"cannot serve http.listen {listen}: {exc.strerror or exc}") from exc
+        self._ops = ops
 
     async def _wait_for_stop(self) -> None:
         while not self._stop.is_set():
@@ -494,21 +509,36 @@ class Daemon:
         self._status(self.summary_line())
 
 
-def run_daemon(inventory: Inventory, inventory_path: str | None, hooks: Hooks | None = None) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT (exit 0); SIGHUP reloads the inventory."""
+def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT (exit 0); SIGHUP reloads the inventory.
+
+    Under systemd it says READY=1 once sampling runs, keeps STATUS= current, feeds the watchdog from the
+    event loop and says STOPPING=1 on the way out.
+    """
     import signal
 
+    from gatewayd.notify import Notifier
+
     async def main() -> None:
+        notifier = Notifier()
+        hooks = Hooks(
+            on_ready=lambda: notifier.ready("sampling; registering on Thing+"),
+            on_status=notifier.status,
+            on_stopping=notifier.stopping,
+        )
         daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, daemon.stop)
         loop.add_signal_handler(signal.SIGINT, daemon.stop)
         loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+        watchdog = asyncio.create_task(notifier.watchdog(), name="watchdog")
         try:
             await daemon.run()
         finally:
+            watchdog.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            notifier.close()
 
     asyncio.run(main())
     return 0

@@ -31,6 +31,7 @@ class UploadStats:
     statuses: int = 0
     status_errors: int = 0
     last_success: float | None = None  # monotonic time of the last upload cycle that ended well
+    last_progress: float | None = None  # monotonic time a batch was last acknowledged
     last_cycle_ok: bool | None = None
 
     def count_error(self, kind: str) -> None:
@@ -185,6 +186,7 @@ class Uploader:
             n = sum(len(lease) for lease in acked)
             self.stats.uploaded += n
             self.stats.batches += len(acked)
+            self.stats.last_progress = self.mono()
         return DrainResult(
             sent=sum(len(lease) for lease in acked),
             batches=len(acked),
