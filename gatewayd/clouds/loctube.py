@@ -340,6 +340,16 @@ class LoctubeClient:
             if not verify_response(
                 resp.body, timestamp, sign, self._config.secure_key.reveal(), self._config.sign
             ):
+                if resp.status in (400, 401, 403):
+                    # A refusal signed with another key: far more likely our secure_key or sign is
+                    # wrong than a forged error page. Say so, as an auth problem.
+                    raise AuthError(
+                        "request refused, and the answer's X-Sign does not verify with our key: "
+                        "check loctube.secure_key and loctube.sign",
+                        cloud=CLOUD,
+                        operation=operation,
+                        status=resp.status,
+                    )
                 raise TamperedError(
                     "answer's X-Sign does not match its body",
                     cloud=CLOUD,

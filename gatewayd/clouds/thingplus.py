@@ -555,6 +555,9 @@ def _describe(resp: Response) -> tuple[str, str | int | None]:
             first = errors[0].get("code")
             if isinstance(first, str | int) and not isinstance(first, bool):
                 code = first
+            detail = errors[0].get("message")
+            if isinstance(detail, str) and detail.strip():  # more telling than "Not Found"
+                message = detail.strip()
         if code is None:
             for key in ("name", "error"):  # {"name": "TokenExpiredError"}, OAuth2 {"error": "invalid_grant"}
                 value = payload.get(key)

@@ -1,0 +1,110 @@
+"""``gatewayd emulator`` as a subprocess: it serves until SIGTERM or SIGINT, then exits 0 promptly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CLIENT_ID = "emuCliClient"
+CLIENT_SECRET = "emuCliSecret"
+USERNAME = "emu-cli"
+PASSWORD = "emu-cli-password"
+
+INVENTORY = f"""\
+gateway: {{name: "Emulator CLI"}}
+state_dir: STATE_DIR
+thingplus:
+  endpoint: http://127.0.0.1:9
+  client_id: {CLIENT_ID}
+  client_secret: {CLIENT_SECRET}
+  username: {USERNAME}
+  password: {PASSWORD}
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def request(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_healthy(proc: subprocess.Popen[str], base: str, deadline_s: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"the emulator exited early with {proc.returncode}: {err}")
+        try:
+            status, body = request(f"{base}/_emulator/healthz")
+        except OSError:
+            time.sleep(0.05)
+            continue
+        assert status == 200
+        return dict(body)
+    pytest.fail(f"the emulator did not answer {base}/_emulator/healthz within {deadline_s} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_emulator_serves_until_signalled_then_exits_0(sig: signal.Signals, tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yaml"
+    config.write_text(INVENTORY.replace("STATE_DIR", str(tmp_path / "state")), encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", "emulator", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        health = wait_healthy(proc, base)
+        assert health["ok"] is True
+        assert "thingplus" in health["clouds"]
+
+        # One Thing+ token request by hand, as the document shows it (password as md5 hex).
+        status, token = request(
+            f"{base}/v2/oauth2/token",
+            {
+                "grant_type": "password",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "username": USERNAME,
+                "password": hashlib.md5(PASSWORD.encode()).hexdigest(),
+            },
+        )
+        assert status == 200
+        assert token["token_type"] == "Bearer" and token["access_token"]
+
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstderr: {err}"
+    assert "Traceback" not in err
+    assert "emulator.stopped" in err
