@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         choices=LEVELS,
         type=str.lower,
-        default="warning",
-        help="log level of the daemon's own lines (default warning, to keep the demo readable)",
+        default="error",
+        help="log level of the daemon's own lines (default error, to keep the demo readable)",
     )
     p.set_defaults(handler=cmd_demo)
 

@@ -8,15 +8,12 @@ Every problem is reported at once as ``FILE:LINE:COL: path.to.key: what is wrong
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
@@ -24,92 +21,23 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from gatewayd.configtypes import Duration, Listen, Name, Strict, Url, check_md5, parse_duration
 from gatewayd.errors import ConfigError, ConfigProblem
 from gatewayd.secret import Secret
+from gatewayd.sourceconfig import (
+    SOURCE_KEYS,
+    CommandSource,
+    FileSource,
+    HttpSource,
+    LoctubeBridge,
+    ModbusSource,
+    RcmsBridge,
+    ReplayPattern,
+    SimulateSource,
+)
 from gatewayd.yamlsource import DataPath, Located, format_path, load_yaml
 
-# --------------------------------------------------------------------------------------------------
-# Scalar types
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number (seconds) or a string like ``500ms``, ``10s``, ``5m``, ``1h``, ``2d``."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 10, '500ms', '10s', '5m' or '1h', not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(
-                f"cannot parse duration {value!r}: use a number of seconds or '500ms', '10s', '5m', '1h', '1d'"
-            )
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError("must be a duration such as 10, '500ms', '10s', '5m' or '1h'")
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        raise ValueError("must be a finite duration")
-    if seconds <= 0:
-        raise ValueError(f"must be greater than zero (got {value!r})")
-    return seconds
-
-
-#: Seconds, written as a number or with a unit; always > 0.
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _check_url(value: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL with a host (got {value!r})")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"has an invalid port: {value!r}") from exc
-    if parts.query or parts.fragment:
-        raise ValueError(f"must not carry a query or fragment (got {value!r})")
-    return value.rstrip("/")
-
-
-Url = Annotated[str, AfterValidator(_check_url)]
-
-
-def _check_listen(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535 (got {value!r})")
-    return value
-
-
-Listen = Annotated[str, AfterValidator(_check_listen)]
-
-
-def _check_nonblank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-Name = Annotated[str, AfterValidator(_check_nonblank)]
-
-
-def _check_md5(value: Secret) -> Secret:
-    if not re.fullmatch(r"[0-9a-fA-F]{32}", value.reveal()):
-        raise ValueError("must be the 32 hex digits of an md5 digest")
-    return Secret(value.reveal().lower())
-
-
-class Strict(BaseModel):
-    """Base of every inventory model: unknown keys are errors, values are not silently coerced to str."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
+__all__ = ["Duration", "parse_duration"]
 
 # --------------------------------------------------------------------------------------------------
 # Sections
@@ -140,7 +68,7 @@ class ThingPlusConfig(CloudConfig):
     client_secret: Secret
     username: Name
     password: Secret | None = None
-    password_md5: Annotated[Secret, AfterValidator(_check_md5)] | None = None
+    password_md5: Annotated[Secret, AfterValidator(check_md5)] | None = None
 
     @model_validator(mode="after")
     def _one_password(self) -> ThingPlusConfig:
@@ -184,78 +112,18 @@ class OutboxConfig(Strict):
     max_age: Duration = 30 * 86400.0
 
 
-# --------------------------------------------------------------------------------------------------
-# Sensor sources: each sensor has exactly one of these keys.
-
-
-class _Pattern(Strict):
-    seed: int | None = None
-    #: Probability (0..1) that a read fails, to exercise 'err' statuses and alarms.
-    dropout: Annotated[float, Field(ge=0, le=1)] = 0.0
-
-
-class ConstantPattern(_Pattern):
-    pattern: Literal["constant"]
-    value: float | str | bool = 0.0
-
-
-class SinePattern(_Pattern):
-    pattern: Literal["sine"]
-    min: float = 0.0
-    max: float = 1.0
-    period: Duration = 3600.0
-    #: Fraction of a period, 0..1, by which the wave is shifted.
-    phase: float = 0.0
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SinePattern:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
-        return self
-
-
-class RandomWalkPattern(_Pattern):
-    pattern: Literal["random_walk"]
-    min: float = 0.0
-    max: float = 100.0
-    #: Largest change between two reads; default 1% of the range.
-    step: Annotated[float, Field(gt=0)] | None = None
-    start: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RandomWalkPattern:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
-        return self
-
-
-class UniformPattern(_Pattern):
-    pattern: Literal["uniform"]
-    min: float = 0.0
-    max: float = 1.0
-
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformPattern:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) must not be greater than max ({self.max:g})")
-        return self
-
-
-SimulateSource = Annotated[
-    ConstantPattern | SinePattern | RandomWalkPattern | UniformPattern,
-    Field(discriminator="pattern"),
-]
-
-#: The source keys a sensor may carry; exactly one per sensor.
-SOURCE_KEYS: tuple[str, ...] = ("simulate",)
-
-
 class SensorConfig(Strict):
     name: Name
     #: A Thing+ sensor type (temperature, humidity, number, percent, ...), checked against the gateway model.
     type: Name
     interval: Duration = 60.0
     simulate: SimulateSource | None = None
+    file: FileSource | None = None
+    command: CommandSource | None = None
+    http: HttpSource | None = None
+    modbus: ModbusSource | None = None
+    rcms: RcmsBridge | None = None
+    loctube: LoctubeBridge | None = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -414,9 +282,64 @@ def parse_inventory(
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))
         raise ConfigError(_unique_problems(problems))
     assert inventory is not None
-    if base_dir is not None and not inventory.state_dir.is_absolute():
-        inventory = inventory.model_copy(update={"state_dir": base_dir / inventory.state_dir})
+    if base_dir is not None:
+        inventory = _resolve_paths(inventory, base_dir)
+    problems = _cross_checks(inventory, located, file)
+    if problems:
+        raise ConfigError(problems)
     return inventory
+
+
+def _resolve_paths(inventory: Inventory, base_dir: Path) -> Inventory:
+    """Relative ``state_dir`` and replay files are relative to the inventory file, not the cwd."""
+    if not inventory.state_dir.is_absolute():
+        inventory = inventory.model_copy(update={"state_dir": base_dir / inventory.state_dir})
+    devices = []
+    for device in inventory.devices:
+        sensors = []
+        for sensor in device.sensors:
+            pattern = sensor.simulate
+            if isinstance(pattern, ReplayPattern) and not Path(pattern.file).is_absolute():
+                pattern = pattern.model_copy(update={"file": str(base_dir / pattern.file)})
+                sensor = sensor.model_copy(update={"simulate": pattern})
+            sensors.append(sensor)
+        devices.append(device.model_copy(update={"sensors": sensors}))
+    return inventory.model_copy(update={"devices": devices})
+
+
+def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[ConfigProblem]:
+    """What one section says about another: bridges need their router/device polled; files must exist."""
+    problems = []
+
+    def problem(path: DataPath, message: str) -> None:
+        line, col = located.position(path) or (None, None)
+        problems.append(ConfigProblem(file, line, col, format_path(path), message))
+
+    for i, device in enumerate(inventory.devices):
+        for j, sensor in enumerate(device.sensors):
+            at: DataPath = ("devices", i, "sensors", j)
+            if sensor.rcms is not None:
+                if inventory.rcms is None:
+                    problem((*at, "rcms"), "bridges an RCMS router, but the inventory has no 'rcms' section")
+                elif sensor.rcms.sn not in inventory.rcms.devices:
+                    problem(
+                        (*at, "rcms", "sn"),
+                        f"router {sensor.rcms.sn!r} is not in rcms.devices, so it is never polled",
+                    )
+            if sensor.loctube is not None:
+                if inventory.loctube is None:
+                    problem(
+                        (*at, "loctube"),
+                        "bridges a loctube device, but the inventory has no 'loctube' section",
+                    )
+                elif sensor.loctube.device not in inventory.loctube.devices:
+                    problem(
+                        (*at, "loctube", "device"),
+                        f"device {sensor.loctube.device!r} is not in loctube.devices, so it is never polled",
+                    )
+            if isinstance(sensor.simulate, ReplayPattern) and not Path(sensor.simulate.file).is_file():
+                problem((*at, "simulate", "file"), f"replay file {sensor.simulate.file} does not exist")
+    return problems
 
 
 def _duplicate_names(located: Located, file: str) -> list[ConfigProblem]:

@@ -22,15 +22,20 @@ from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError
 from gatewayd.service import Daemon
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+#: Where the demo inventory is looked for: the source tree, then the installed copy (pyproject data-files).
+DEMO_CONFIGS = (
+    Path(__file__).resolve().parent.parent / "config" / "demo.yaml",
+    Path(sys.prefix) / "share" / "gatewayd" / "demo.yaml",
+)
 DEMO_REPORT_INTERVAL_MS = 5000
 
 
 def default_config() -> Path:
-    """config/demo.yaml of the source tree (what ``make run`` uses)."""
-    if not DEMO_CONFIG.exists():
-        raise ConfigError(f"no demo inventory at {DEMO_CONFIG}: pass --config FILE")
-    return DEMO_CONFIG
+    """config/demo.yaml of the source tree (what ``make run`` uses), else the installed copy."""
+    for path in DEMO_CONFIGS:
+        if path.exists():
+            return path
+    raise ConfigError(f"no demo inventory at {' or '.join(map(str, DEMO_CONFIGS))}: pass --config FILE")
 
 
 def point_inventory_at(inventory: Inventory, url: str, state_dir: Path) -> Inventory:
@@ -98,11 +103,34 @@ async def run_demo(
             pending = daemon.outbox.stats.pending if daemon.outbox else 0
             delivered = delivered_points(thingplus)
             lost = max(0, sampled - delivered - pending)
+            print(_sensor_table(daemon, inventory, thingplus), file=out)
             polls = {f"{c}:{r}": n for (c, r), n in sorted(daemon.poll_stats.polls.items())}
             print(f"polls: {polls or 'none'}", file=out)
             tail = f", pending {pending} (kept on disk)" if pending else ""
             print(f"sampled {sampled}, delivered {delivered}, lost {lost}{tail}", file=out, flush=True)
             return 0 if lost == 0 else 1
+
+
+def _sensor_table(daemon: Daemon, inventory: Inventory, thingplus: ThingPlusEmulator) -> str:
+    """One line per sensor: where its values come from, what Thing+ got last, and its status."""
+    kinds = {(d.name, s.name): s.source_kind for d, s in inventory.sensors()}
+    rows = [("sensor", "source", "delivered", "latest", "status")]
+    for runtime in daemon.sampler.sensors if daemon.sampler else []:
+        points = thingplus.points.get(runtime.sensor_id, [])
+        latest = str(points[-1].value) if points else "-"
+        rows.append(
+            (
+                runtime.key,
+                kinds.get((runtime.device, runtime.name), "?"),
+                str(len(points)),
+                latest[:24],
+                runtime.status,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join(
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+    )
 
 
 def _live_line(daemon: Daemon, thingplus: ThingPlusEmulator, elapsed: float) -> str:

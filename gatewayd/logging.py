@@ -130,6 +130,8 @@ def setup_logging(level: str = "info", *, stream: TextIO | None = None, json: bo
     # aiohttp's access log and apscheduler's per-run chatter are noise at info level.
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
     logging.getLogger("apscheduler").setLevel(max(numeric, logging.WARNING))
+    # pymodbus logs every failed connect itself; the sampler already logs once per change of state.
+    logging.getLogger("pymodbus").setLevel(max(numeric, logging.ERROR))
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

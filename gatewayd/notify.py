@@ -45,17 +45,21 @@ class Notifier:
             return False
         return True
 
-    def ready(self, status: str | None = None) -> None:
-        self.send("READY=1", *([f"STATUS={status}"] if status else []))
+    def ready(self, status: str | None = None) -> bool:
+        return self.send("READY=1", *([f"STATUS={status}"] if status else []))
 
-    def status(self, text: str) -> None:
+    def status(self, text: str) -> bool:
+        """Send ``STATUS=`` (on one line) when it differs from the last one sent; True when sent."""
         one_line = " ".join(text.split())
-        if one_line != self._last_status:
+        if one_line == self._last_status:
+            return False
+        sent = self.send(f"STATUS={one_line}")
+        if sent:
             self._last_status = one_line
-            self.send(f"STATUS={one_line}")
+        return sent
 
-    def stopping(self) -> None:
-        self.send("STOPPING=1")
+    def stopping(self) -> bool:
+        return self.send("STOPPING=1")
 
     async def watchdog(self) -> None:
         """Ping WATCHDOG=1 at half of WATCHDOG_USEC until cancelled; returns at once when not asked for."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,13 +34,17 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+# One encoder for every value: json.dumps(value, separators=...) builds a new encoder per call, which was
+# a quarter of the put time. Same output, compact JSON text.
+_encode_value = json.JSONEncoder(separators=(",", ":")).encode
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sensors (num INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS points (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reuse an id: a late ack deletes its lease's id range
     sensor INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
     value TEXT NOT NULL
@@ -123,7 +128,7 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._sensor_nums: dict[str, int] = {}
         self._leased: set[str] = set()
-        self._last_drop_log = 0.0
+        self._last_drop_log = float("-inf")  # monotonic time starts near 0 at boot: log the first drop
         self._dropped_since_log = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -172,6 +177,10 @@ class Outbox:
         self._load_counts()
 
     def _connect_and_check(self) -> None:
+        if not self.path.exists():
+            # Created 0600 whatever the umask: the outbox holds the site's data. SQLite gives the WAL
+            # and shared-memory files the database file's mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         except sqlite3.OperationalError as exc:
@@ -235,10 +244,7 @@ class Outbox:
 
     def _put_sync(self, points: Sequence[Point]) -> None:
         db = self._conn
-        rows = [
-            (self._sensor_num(p.sensor_id), p.time_ms, json.dumps(p.value, separators=(",", ":")))
-            for p in points
-        ]
+        rows = [(self._sensor_num(p.sensor_id), p.time_ms, _encode_value(p.value)) for p in points]
         try:
             # Accepted data must survive a power cut: this commit syncs the WAL. Acks and trims stay at
             # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
@@ -315,7 +321,8 @@ class Outbox:
 
     def sensors_with_pending(self) -> list[str]:
         """Sensors that have points waiting and no lease out (cheap: from in-memory counts)."""
-        return [s for s, n in self.stats.pending_by_sensor.items() if n > 0 and s not in self._leased]
+        counts = self.stats.pending_by_sensor.copy()  # atomic snapshot: the outbox thread may be writing
+        return [s for s, n in counts.items() if n > 0 and s not in self._leased]
 
     async def ack(self, lease: Lease) -> None:
         """The cloud took the batch: delete it."""
@@ -326,12 +333,9 @@ class Outbox:
         if not leases:
             return
         try:
-            removed = await self._run(self._delete_sync, leases)
+            await self._run(self._delete_sync, leases)
         finally:
             self._leased.difference_update(lease.sensor_id for lease in leases)
-        for lease, n in zip(leases, removed, strict=True):
-            self.stats.acked += n
-            self._count_removed(lease.sensor_id, n)
 
     async def release(self, lease: Lease) -> None:
         """The send failed in a way worth retrying: the points stay pending, oldest first as before."""
@@ -341,11 +345,9 @@ class Outbox:
     async def dead_letter(self, lease: Lease, reason: str) -> None:
         """The cloud refused the batch for good: keep it aside with the reason, never resend it."""
         try:
-            removed = await self._run(self._dead_letter_sync, lease, reason)
+            await self._run(self._dead_letter_sync, lease, reason)
         finally:
             self._leased.discard(lease.sensor_id)
-        self.stats.dead_lettered += removed
-        self._count_removed(lease.sensor_id, removed)
 
     def _delete_range(self, lease: Lease) -> int:
         cur = self._conn.execute(
@@ -363,6 +365,9 @@ class Outbox:
         except sqlite3.Error as exc:
             self._rollback()
             raise StorageError(f"outbox ack failed: {exc}") from exc
+        for lease, n in zip(leases, removed, strict=True):
+            self.stats.acked += n
+            self._count_removed(lease.sensor_id, n)
         return removed
 
     def _dead_letter_sync(self, lease: Lease, reason: str) -> int:
@@ -391,10 +396,14 @@ class Outbox:
         except sqlite3.Error as exc:
             self._rollback()
             raise StorageError(f"outbox dead-letter failed: {exc}") from exc
+        self.stats.dead_lettered += removed
+        self._count_removed(lease.sensor_id, removed)
         log.warning("batch dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
         return removed
 
     def _count_removed(self, sensor_id: str, removed: int) -> None:
+        # Counters change on the outbox thread only (here, _put_sync, _lease_sync), never on the loop
+        # thread, so no update is lost when calls overlap; the loop only reads them.
         self.stats.pending -= removed
         left = self.stats.pending_by_sensor.get(sensor_id, 0) - removed
         if left > 0:

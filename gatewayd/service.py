@@ -55,9 +55,9 @@ CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 class Hooks:
     """What the operations side (systemd notify, health) is told about; each optional."""
 
-    on_ready: Callable[[], None] | None = None
-    on_status: Callable[[str], None] | None = None
-    on_stopping: Callable[[], None] | None = None
+    on_ready: Callable[[], object] | None = None
+    on_status: Callable[[str], object] | None = None
+    on_stopping: Callable[[], object] | None = None
 
 
 class Daemon:
@@ -109,6 +109,7 @@ class Daemon:
         self.uploader: Uploader | None = None
         self.thingplus: ThingPlusClient | None = None
         self._source_context = SourceContext(clock=clock, latest=self.latest)
+        self._set_poll_intervals(inventory)
 
     # ------------------------------------------------------------------ control (signal handlers)
 
@@ -127,6 +128,7 @@ class Daemon:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         async with http_session() as session:
             self.session = session
+            self._source_context.session = session
             self.outbox = await Outbox.open(
                 self.state_dir / "outbox.db",
                 max_points=self.inventory.outbox.max_points,
@@ -151,7 +153,9 @@ class Daemon:
             token_store=StateFile(self.state_dir / "thingplus-token.json"),
             policy=self.call_policy,
         )
-        self.uploader = Uploader(self.thingplus, outbox, gateway_id=self.registry.gateway_id())
+        self.uploader = Uploader(
+            self.thingplus, outbox, gateway_id=self.registry.gateway_id(), mono=self.mono
+        )
         self.uploader.sendable = self.registry.registered_sensor_ids()
         self._apply_sensors(self.inventory)
         self._start_pollers(self.inventory)
@@ -204,6 +208,13 @@ class Daemon:
             if self._reload_requested.is_set() and not self._stop.is_set():
                 self._reload_requested.clear()
                 await self._reload()
+
+    def _set_poll_intervals(self, inventory: Inventory) -> None:
+        """Bridged sensors judge staleness by their cloud's poll interval."""
+        if inventory.rcms is not None:
+            self._source_context.rcms_poll_interval = inventory.rcms.poll_interval
+        if inventory.loctube is not None:
+            self._source_context.loctube_poll_interval = inventory.loctube.poll_interval
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -261,9 +272,10 @@ class Daemon:
         assert self.thingplus is not None
         retry = 0
         while not self._stopping:
+            inventory = self.inventory
             try:
                 registered = await register(
-                    self.thingplus, self.registry, self.inventory, source=self.inventory_path or "inventory"
+                    self.thingplus, self.registry, inventory, source=self.inventory_path or "inventory"
                 )
             except ConfigError as exc:
                 log.error(
@@ -285,6 +297,10 @@ class Daemon:
                 )
                 self._status(f"waiting for Thing+ ({exc.kind}); sampling to the outbox")
                 await asyncio.sleep(wait)
+                continue
+            if self.inventory is not inventory:
+                # Reloaded while the call was in flight: register what the new inventory added too
+                # (idempotent: what is registered already is skipped).
                 continue
             self._on_registered(registered)
             return
@@ -436,6 +452,7 @@ class Daemon:
             new = new.model_copy(update={key: getattr(self.inventory, key) for key in needs_restart})
         before = {(d.name, s.name) for d, s in self.inventory.sensors()}
         after = {(d.name, s.name) for d, s in new.sensors()}
+        self._set_poll_intervals(new)
         self._apply_sensors(new)
         if (new.rcms, new.loctube) != (self.inventory.rcms, self.inventory.loctube):
             self._start_pollers(new)
@@ -481,6 +498,8 @@ class Daemon:
         for runtime in self.sampler.sensors:
             with contextlib.suppress(Exception):
                 await runtime.source.close()
+        with contextlib.suppress(Exception):
+            await self._source_context.close()
         pending = self.outbox.stats.pending if self.outbox else 0
         log.info(
             "stopped",

@@ -8,13 +8,17 @@ when a read fails, and ``async close()``. :func:`build_source` makes the one an 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aiohttp
+
 from gatewayd.config import SensorConfig
 from gatewayd.errors import SourceError
 from gatewayd.pollers import LatestState
+from gatewayd.sources.bridge import CloudBridge
 
 #: What a source may return; Thing+ gets it as a string (or an object).
 Value = float | int | bool | str | dict[str, Any]
@@ -28,21 +32,83 @@ class Source(Protocol):
 
 @dataclass
 class SourceContext:
-    """What sources may need from the daemon: the wall clock, and the latest polled cloud state."""
+    """What sources may need from the daemon; shared resources are made on first use and closed once."""
 
     clock: Callable[[], float]
     #: The latest RCMS / loctube records, filled by the pollers.
     latest: LatestState = field(default_factory=LatestState)
+    #: The daemon's HTTP session (http sources); one is made on demand when absent.
+    session: aiohttp.ClientSession | None = None
+    rcms_poll_interval: float = 60.0
+    loctube_poll_interval: float = 60.0
+    _modbus: Any = None
+    _own_session: aiohttp.ClientSession | None = None
+
+    def http_session(self) -> aiohttp.ClientSession:
+        if self.session is not None:
+            return self.session
+        if self._own_session is None:
+            self._own_session = aiohttp.ClientSession()
+        return self._own_session
+
+    def modbus_pool(self) -> Any:
+        """One connection per Modbus endpoint, shared by its sensors."""
+        if self._modbus is None:
+            from gatewayd.sources.modbus import ModbusPool
+
+            self._modbus = ModbusPool()
+        return self._modbus
+
+    async def close(self) -> None:
+        if self._modbus is not None:
+            await self._modbus.close()
+            self._modbus = None
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
 
 
 def build_source(sensor: SensorConfig, context: SourceContext) -> Source:
     """The source object for ``sensor``'s one source key."""
-    kind = sensor.source_kind
-    if kind == "simulate":
+    if sensor.simulate is not None:
         from gatewayd.sources.simulate import Simulation
 
-        return Simulation(sensor.simulate, clock=context.clock)  # type: ignore[arg-type]
-    raise SourceError(f"no source of kind {kind!r}")  # pragma: no cover - config validation forbids it
+        return Simulation(sensor.simulate, clock=context.clock, monotonic=time.monotonic)
+    if sensor.file is not None:
+        from gatewayd.sources.file import FileReader
+
+        return FileReader(sensor.file)
+    if sensor.command is not None:
+        from gatewayd.sources.command import CommandReader
+
+        return CommandReader(sensor.command)
+    if sensor.http is not None:
+        from gatewayd.sources.http import HttpReader
+
+        return HttpReader(sensor.http, context.http_session)
+    if sensor.modbus is not None:
+        from gatewayd.sources.modbus import ModbusReader
+
+        return ModbusReader(sensor.modbus, context.modbus_pool())
+    if sensor.rcms is not None:
+        return CloudBridge(
+            "rcms",
+            sensor.rcms.sn,
+            sensor.rcms.field,
+            latest=context.latest,
+            poll_interval_s=context.rcms_poll_interval,
+            clock=context.clock,
+        )
+    if sensor.loctube is not None:
+        return CloudBridge(
+            "loctube",
+            sensor.loctube.device,
+            sensor.loctube.field,
+            latest=context.latest,
+            poll_interval_s=context.loctube_poll_interval,
+            clock=context.clock,
+        )
+    raise SourceError(f"sensor {sensor.name!r} has no source")  # config validation forbids it
 
 
 def thingplus_value(value: Value) -> str | dict[str, Any]:

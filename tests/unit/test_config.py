@@ -142,7 +142,7 @@ def test_unknown_pattern() -> None:
 def test_sensor_without_source() -> None:
     text = VALID.replace("        simulate: {pattern: sine, min: 18, max: 26, period: 1h}\n", "")
     assert problems_of(text) == [
-        "inv.yaml:12:9: devices[0].sensors[0]: has no source: give exactly one of simulate"
+        "inv.yaml:12:9: devices[0].sensors[0]: has no source: give exactly one of simulate, file, command, http, modbus, rcms, loctube"
     ]
 
 

@@ -1,0 +1,67 @@
+"""RCMS and loctube values as sensors: a field of the latest polled record of a router or tracker.
+
+Why staleness is an error: a dashboard that keeps showing a router's signal from yesterday, because the
+RCMS poll has been failing since, lies. A value older than two poll intervals, or a field the record
+does not have, is a failed read, so the sensor reports ``err`` until fresh data arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gatewayd.errors import SourceError
+from gatewayd.pollers import LatestState
+from gatewayd.sources.pick import pick_path
+
+#: A bridged value is stale after this many poll intervals without a fresh record.
+STALE_AFTER_INTERVALS = 2
+
+
+class CloudBridge:
+    """Reads ``field`` of the latest ``cloud`` record of ``device`` from the pollers' shared state."""
+
+    def __init__(
+        self,
+        cloud: str,
+        device: str,
+        field: str,
+        *,
+        latest: LatestState,
+        poll_interval_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.cloud = cloud
+        self.device = device
+        self.field = field
+        self.latest = latest
+        self.max_age_s = STALE_AFTER_INTERVALS * poll_interval_s
+        self.clock = clock
+
+    async def read(self) -> Any:
+        entry = self.latest.get(self.cloud, self.device)
+        if entry is None:
+            raise SourceError(f"no {self.cloud} data for {self.device!r} yet")
+        polled_at, record = entry
+        age = self.clock() - polled_at
+        if age > self.max_age_s:
+            raise SourceError(
+                f"{self.cloud} data for {self.device!r} is stale ({age:.0f}s old, limit {self.max_age_s:.0f}s)"
+            )
+        value = pick_path(_unwrap(self.cloud, record), self.field)
+        if value is None or isinstance(value, list):
+            raise SourceError(f"field {self.field!r} of {self.device!r} has no usable value")
+        return value
+
+    async def close(self) -> None:
+        return None
+
+
+def _unwrap(cloud: str, record: Any) -> Any:
+    """RCMS records nest their fields under ``data``; a field path may name them with or without it."""
+    if cloud == "rcms" and isinstance(record, dict) and isinstance(record.get("data"), dict):
+        merged = dict(record["data"])
+        merged.setdefault("data", record["data"])
+        merged.setdefault("time", record.get("time"))
+        return merged
+    return record
