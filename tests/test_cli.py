@@ -41,8 +41,8 @@ def test_every_shipped_inventory_checks(path: Path, capsys: pytest.CaptureFixtur
 def test_check_summary_of_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--config", str(ROOT / "config" / "example.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "devices:   2" in out
-    assert "sensors:   4 (4 simulate)" in out
+    assert "devices:   5" in out
+    assert "sensors:   12 (4 simulate, 2 file, 1 command, 2 modbus, 1 http, 1 rcms, 1 loctube)" in out
     assert "polled:    rcms, loctube" in out
 
 
