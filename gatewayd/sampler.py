@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -26,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd.errors import GatewaydError, SourceError, StorageError
 from gatewayd.outbox import Outbox, Point
-from gatewayd.sources import Source, thingplus_value
+from gatewayd.sources import Source, Value, thingplus_value
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,11 @@ class SensorRuntime:
     reads: int = 0
     failures: int = 0
     in_flight: bool = False
+    #: The source's synchronous read, for sources that never wait (see InstantSource); else None.
+    read_now: Callable[[], Value] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.read_now = getattr(self.source, "read_now", None)
 
     @property
     def key(self) -> str:
@@ -80,13 +86,26 @@ class SampleBuffer:
         return len(self._points)
 
     async def flush(self) -> None:
-        """Commit what is buffered. On a storage error the points stay buffered for the next try."""
+        """Commit what is buffered. On a storage error the points stay buffered for the next try.
+
+        Cancelling the caller (the flusher task, at shutdown) does not abandon a commit under way: it is
+        waited for (holding the lock) before the cancellation goes on, so its points are neither lost nor
+        committed behind the back of a final flush and drain.
+        """
         async with self._lock:
             if not self._points:
                 return
             points, self._points = self._points, []
+            put = asyncio.ensure_future(self.outbox.put(points))
             try:
-                await self.outbox.put(points)
+                await asyncio.shield(put)
+            except asyncio.CancelledError:
+                await asyncio.wait({put})
+                if put.exception() is None:
+                    self.committed += len(points)
+                else:
+                    self._points[:0] = points
+                raise
             except StorageError:
                 self._points[:0] = points
                 raise
@@ -166,7 +185,12 @@ class Sampler:
     async def _tick(self, interval: float) -> None:
         if self._stopped:
             return
+        now_ms = int(self.clock() * 1000)
         for sensor in self._groups.get(interval, ()):
+            read_now = sensor.read_now
+            if read_now is not None:
+                self._read_inline(sensor, read_now, now_ms)
+                continue
             if sensor.in_flight:
                 self.stats.skipped_busy += 1
                 continue
@@ -174,6 +198,17 @@ class Sampler:
             task = asyncio.create_task(self._read(sensor), name=f"read {sensor.key}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _read_inline(self, sensor: SensorRuntime, read_now: Callable[[], Value], now_ms: int) -> None:
+        try:
+            value = thingplus_value(read_now())
+        except GatewaydError as exc:
+            self._failed(sensor, str(exc))
+            return
+        except Exception as exc:  # a source bug must not stop sampling of this or other sensors
+            self._failed(sensor, f"{type(exc).__name__}: {exc}")
+            return
+        self._accepted(sensor, value, now_ms)
 
     async def _read(self, sensor: SensorRuntime) -> None:
         try:
@@ -193,16 +228,19 @@ class Sampler:
             except Exception as exc:  # a source bug must not stop sampling of this or other sensors
                 self._failed(sensor, f"{type(exc).__name__}: {exc}")
                 return
-            now_ms = int(self.clock() * 1000)
-            self.buffer.add(Point(sensor.sensor_id, now_ms, value))
-            sensor.reads += 1
-            self.stats.sampled += 1
+            self._accepted(sensor, value, int(self.clock() * 1000))
+        finally:
+            sensor.in_flight = False
+
+    def _accepted(self, sensor: SensorRuntime, value: str | dict[str, Any], now_ms: int) -> None:
+        self.buffer.add(Point(sensor.sensor_id, now_ms, value))
+        sensor.reads += 1
+        self.stats.sampled += 1
+        if sensor.ok is not True:
             if sensor.ok is False:
                 log.info("sensor read recovered", sensor=sensor.key)
             sensor.ok = True
             sensor.last_error = None
-        finally:
-            sensor.in_flight = False
 
     def _failed(self, sensor: SensorRuntime, reason: str) -> None:
         sensor.failures += 1

@@ -236,6 +236,10 @@ class Simulation:
         return self._random_walk(p, rng)
 
     async def read(self) -> Scalar:
+        return self.read_now()
+
+    def read_now(self) -> Scalar:
+        """The read itself: computed, never waits, so the sampler calls it inline (no task per read)."""
         if self._dropout and self.rng is not None and self.rng.random() < self._dropout:
             raise SourceError("simulated dropout")
         return self.next_value()
