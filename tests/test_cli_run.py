@@ -1,0 +1,218 @@
+"""``gatewayd run`` and ``gatewayd demo`` as real processes: signals, exit status, what reached the cloud.
+
+The emulator runs in the test's event loop on 127.0.0.1; the daemon is a child process started with
+``python -m gatewayd``, its JSON log lines written to a file (never a pipe that could fill up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from gatewayd.emulator.thingplus import ThingPlusEmulator
+from gatewayd.outbox import Outbox
+from tests.integration.conftest import SENSORS, delivered, emulator_env, points_of, until
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAYD = [sys.executable, "-m", "gatewayd"]
+
+THREE_SENSORS = (
+    SENSORS
+    + """\
+- name: Cellar
+  sensors:
+    - name: Level
+      type: percent
+      interval: 150ms
+      simulate: {pattern: uniform, min: 0, max: 100, seed: 3}
+"""
+)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("GATEWAYD_CONFIG", None)
+    env["GATEWAYD_LOG_LEVEL"] = "info"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class Child:
+    """A ``gatewayd run`` child process and its log file."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    async def wait(self, within_s: float = 30.0) -> int:
+        return await asyncio.wait_for(self.proc.wait(), timeout=within_s)
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
+    def event(self, name: str) -> dict[str, Any]:
+        found = [e for e in self.events() if e.get("event") == name]
+        assert found, f"no {name!r} line in the log:\n{self.log.read_text(encoding='utf-8')}"
+        return found[-1]
+
+
+@asynccontextmanager
+async def gatewayd_run(config: Path, log: Path) -> AsyncIterator[Child]:
+    with log.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            *GATEWAYD,
+            "run",
+            "--config",
+            str(config),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env(),
+        )
+    child = Child(proc, log)
+    try:
+        yield child
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def pending_on_disk(state_dir: Path) -> int:
+    outbox = await Outbox.open(state_dir / "outbox.db")
+    try:
+        return outbox.stats.pending
+    finally:
+        await outbox.close()
+
+
+def distinct_points(tp: ThingPlusEmulator) -> int:
+    return sum(len({p.time for p in points}) for points in tp.points.values())
+
+
+def assert_no_duplicates(tp: ThingPlusEmulator) -> None:
+    for sid, points in tp.points.items():
+        times = [p.time for p in points]
+        assert len(times) == len(set(times)), f"{sid}: duplicate points"
+
+
+# ------------------------------------------------------------------------------------------------ SIGTERM
+
+
+async def test_sigterm_flushes_pending_points_and_exits_0(tmp_path: Path) -> None:
+    # reportInterval 60 s: after the first heartbeat, samples pile up in the outbox until the stop flushes.
+    async with emulator_env(tmp_path, report_interval_ms=60_000) as env:
+        config = env.write_inventory()
+        async with gatewayd_run(config, tmp_path / "gatewayd.log") as child:
+            await until(lambda: len(env.tp.sensors) == 2, timeout=20, what="registration")
+            await until(lambda: env.tp.gateway_statuses, what="the first heartbeat")
+            before = delivered(env.tp)
+            await asyncio.sleep(1.0)  # let samples pile up in the outbox (not a timing assertion)
+            child.proc.send_signal(signal.SIGTERM)
+            assert await child.wait() == 0
+        stopped = child.event("stopped")
+        assert stopped["sampled"] > 0
+        assert delivered(env.tp) > before, "the stop's flush sent the backlog"
+        assert stopped["pending_on_disk"] == 0
+        assert await pending_on_disk(env.state_dir) == 0
+        assert distinct_points(env.tp) == stopped["sampled"]
+        assert_no_duplicates(env.tp)
+
+
+async def test_sigterm_during_an_outage_keeps_unsent_points_in_the_outbox(tmp_path: Path) -> None:
+    async with emulator_env(tmp_path) as env:
+        config = env.write_inventory()
+        async with gatewayd_run(config, tmp_path / "gatewayd.log") as child:
+            await until(lambda: delivered(env.tp) > 0, timeout=20, what="first points")
+            env.server.emulator.faults.set("thingplus", outage_s=math.inf)
+            await asyncio.sleep(1.0)  # samples taken during the outage stay local
+            child.proc.send_signal(signal.SIGTERM)
+            assert await child.wait() == 0
+        stopped = child.event("stopped")
+        on_disk = await pending_on_disk(env.state_dir)
+        assert on_disk > 0
+        assert on_disk == stopped["pending_on_disk"]
+        assert distinct_points(env.tp) + on_disk == stopped["sampled"]
+        assert_no_duplicates(env.tp)
+
+
+# ------------------------------------------------------------------------------------------------ SIGHUP
+
+
+async def test_sighup_adds_a_sensor_without_a_restart(tmp_path: Path) -> None:
+    async with emulator_env(tmp_path) as env:
+        config = env.write_inventory()
+        async with gatewayd_run(config, tmp_path / "gatewayd.log") as child:
+            await until(lambda: len(env.tp.points) == 2, timeout=20, what="points of both sensors")
+            old = set(env.tp.sensors)
+            counts = {sid: len(points_of(env.tp, sid)) for sid in old}
+            env.write_inventory(devices=THREE_SENSORS)
+            child.proc.send_signal(signal.SIGHUP)
+            await until(lambda: len(env.tp.sensors) == 3, what="the added sensor registered")
+            (added,) = set(env.tp.sensors) - old
+            assert env.tp.sensors[added]["name"] == "Level"
+            await until(lambda: points_of(env.tp, added), what="the added sensor's points")
+            await until(
+                lambda: all(len(points_of(env.tp, sid)) > counts[sid] for sid in old),
+                what="the old sensors still flowing",
+            )
+            assert child.proc.returncode is None, "SIGHUP must not stop the daemon"
+            child.proc.send_signal(signal.SIGTERM)
+            assert await child.wait() == 0
+        assert child.event("inventory reloaded")["added"] == ["Cellar/Level"]
+        assert env.tp.requests["register_gateway"] == 1
+        assert distinct_points(env.tp) == child.event("stopped")["sampled"]
+        assert_no_duplicates(env.tp)
+
+
+# ------------------------------------------------------------------------------------------------ exit 2
+
+
+async def test_run_exits_2_naming_a_sensor_type_the_gateway_model_lacks(tmp_path: Path) -> None:
+    async with emulator_env(tmp_path) as env:
+        config = env.write_inventory(devices=SENSORS.replace("type: humidity", "type: warp_drive"))
+        async with gatewayd_run(config, tmp_path / "gatewayd.log") as child:
+            assert await child.wait(within_s=30) == 2
+        output = child.log.read_text(encoding="utf-8")
+        assert "Room/Humidity" in output and "warp_drive" in output
+        assert env.tp.requests["register_gateway"] == 0
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+
+def test_demo_ends_with_nothing_lost() -> None:
+    result = subprocess.run(
+        [*GATEWAYD, "demo", "--duration", "8"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=child_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"sampled (\d+), delivered (\d+), lost 0", last)
+    assert match, result.stdout
+    sampled, delivered_ = int(match.group(1)), int(match.group(2))
+    assert sampled > 0 and delivered_ == sampled
