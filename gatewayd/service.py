@@ -76,6 +76,8 @@ class Daemon:
         call_policy: RetryPolicy = CALL_POLICY,
     ) -> None:
         self.inventory = inventory
+        #: The inventory the daemon started with, until registration proves it fits the gateway model.
+        self._first_inventory: Inventory | None = inventory
         self.inventory_path = str(inventory_path) if inventory_path else None
         self.hooks = hooks or Hooks()
         self.clock = clock
@@ -278,6 +280,16 @@ class Daemon:
                     self.thingplus, self.registry, inventory, source=self.inventory_path or "inventory"
                 )
             except ConfigError as exc:
+                if inventory is not self._first_inventory and self._first_inventory is not None:
+                    # A reload before the first registration could not check types; now that the
+                    # model is known, refuse that reload as any other invalid one: back to the start.
+                    log.error(
+                        "reload refused: the new inventory does not fit the Thing+ gateway model; "
+                        "the old one keeps running",
+                        problems=[str(p) for p in exc.problems],
+                    )
+                    self._revert_to(self._first_inventory)
+                    continue
                 log.error(
                     "inventory does not fit the Thing+ gateway model", problems=[str(p) for p in exc.problems]
                 )
@@ -305,8 +317,16 @@ class Daemon:
             self._on_registered(registered)
             return
 
+    def _revert_to(self, inventory: Inventory) -> None:
+        self._set_poll_intervals(inventory)
+        self._apply_sensors(inventory)
+        if (inventory.rcms, inventory.loctube) != (self.inventory.rcms, self.inventory.loctube):
+            self._start_pollers(inventory)
+        self.inventory = inventory
+
     def _on_registered(self, registered: Registered) -> None:
         assert self.uploader is not None
+        self._first_inventory = None  # from now on reloads are checked against the model up front
         self.registered = registered
         self.uploader.gateway_id = registered.gateway_id
         self.uploader.sendable = self.registry.registered_sensor_ids()
