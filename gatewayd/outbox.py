@@ -11,6 +11,12 @@ every leased point is pending again, so a batch that was in flight may be sent t
 
 Bounds: past ``max_points`` or ``max_age`` the oldest points are dropped and counted, so a box offline
 for weeks keeps its newest data and a flash card does not fill up.
+
+Writes: a put appends rows and nothing else. The per-sensor index that leases read is partial (rows with
+``merged = 1``) and is brought up to date in bulk, at most ``_MERGE_CHUNK`` rows per transaction, before
+each lease and whenever that many rows are waiting. Indexing on every put dirtied one index page per
+sensor per commit (4 KB written and synced per point with one point per sensor per put); in bulk, many
+points of a sensor share each page write.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ _encode_value = json.JSONEncoder(separators=(",", ":")).encode
 
 SCHEMA_VERSION = 1
 
+_MERGE_CHUNK = 50_000  # rows indexed per transaction; also how many may wait unindexed before a put merges
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sensors (num INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
@@ -47,9 +55,10 @@ CREATE TABLE IF NOT EXISTS points (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reuse an id: a late ack deletes its lease's id range
     sensor INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
-    value TEXT NOT NULL
+    value TEXT NOT NULL,
+    merged INTEGER NOT NULL DEFAULT 0  -- 1 once in points_by_sensor: every id <= meta.merged_upto
 );
-CREATE INDEX IF NOT EXISTS points_by_sensor ON points (sensor, id);
+CREATE INDEX IF NOT EXISTS points_by_sensor ON points (sensor, id) WHERE merged = 1;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     sensor_id TEXT NOT NULL,
@@ -126,8 +135,11 @@ class Outbox:
         self.stats = OutboxStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         self._sensor_nums: dict[str, int] = {}
         self._leased: set[str] = set()
+        self._merged_upto = 0  # every point with a higher id is not in points_by_sensor yet
+        self._unmerged = 0  # points put since the last merge (an upper bound: drops are not subtracted)
         self._last_drop_log = float("-inf")  # monotonic time starts near 0 at boot: log the first drop
         self._dropped_since_log = 0
 
@@ -143,6 +155,7 @@ class Outbox:
         if self._db is not None:
             await self._run(self._close_sync)
         self._executor.shutdown(wait=True)
+        self._closed = True
 
     async def __aenter__(self) -> Outbox:
         return self
@@ -152,7 +165,12 @@ class Outbox:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except RuntimeError as exc:
+            if self._closed:  # the executor refuses work once the outbox is closed
+                raise StorageError("outbox is closed") from exc
+            raise
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -198,10 +216,13 @@ class Outbox:
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         self._sensor_nums = dict(db.execute("SELECT sensor_id, num FROM sensors"))
+        row = db.execute("SELECT value FROM meta WHERE key = 'merged_upto'").fetchone()
+        self._merged_upto = int(row[0]) if row else 0
 
     def _load_counts(self) -> None:
         db = self._conn
-        by_num = dict(db.execute("SELECT sensor, COUNT(*) FROM points GROUP BY sensor"))
+        self._merge_sync()  # everything indexed: the count below reads the index, not the whole table
+        by_num = dict(db.execute("SELECT sensor, COUNT(*) FROM points WHERE merged = 1 GROUP BY sensor"))
         names = {num: sid for sid, num in self._sensor_nums.items()}
         self.stats.pending_by_sensor = {names[n]: c for n, c in by_num.items() if n in names}
         self.stats.pending = sum(by_num.values())
@@ -263,7 +284,40 @@ class Outbox:
         for p in points:
             by_sensor[p.sensor_id] = by_sensor.get(p.sensor_id, 0) + 1
         if self.stats.pending > self.max_points:
-            self._drop_sync(oldest_count=self.stats.pending - self.max_points)
+            try:
+                self._drop_sync(oldest_count=self.stats.pending - self.max_points)
+            except StorageError as exc:  # the points are committed: raising would get them put twice
+                log.warning("outbox trim failed; retried at the next bound check", error=str(exc))
+        self._unmerged += len(points)
+        if self._unmerged >= _MERGE_CHUNK:
+            try:
+                self._merge_sync()
+            except StorageError as exc:  # the points are committed: the next lease retries the merge
+                log.warning("outbox index update failed; retried on next lease", error=str(exc))
+
+    def _merge_sync(self) -> None:
+        """Index the points put since the last merge (mark them ``merged``), in bounded transactions.
+
+        Points are merged in id order, so the indexed ones are always the oldest: a lease reads only
+        indexed points, after this has run, and so sees every point of its sensor.
+        """
+        db = self._conn
+        top = db.execute("SELECT MAX(id) FROM points").fetchone()[0] or 0
+        while self._merged_upto < top:
+            upto = min(self._merged_upto + _MERGE_CHUNK, top)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "UPDATE points SET merged = 1 WHERE id > ? AND id <= ? AND merged = 0",
+                    (self._merged_upto, upto),
+                )
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('merged_upto', ?)", (str(upto),))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError(f"outbox index update failed: {exc}") from exc
+            self._merged_upto = upto
+        self._unmerged = 0
 
     def _sensor_num(self, sensor_id: str) -> int:
         num = self._sensor_nums.get(sensor_id)
@@ -298,12 +352,14 @@ class Outbox:
     def _lease_sync(self, sensor_ids: list[str], limit: int) -> list[Lease]:
         leases = []
         db = self._conn
+        self._merge_sync()
         for sensor_id in sensor_ids:
             num = self._sensor_nums.get(sensor_id)
             if num is None:
                 continue
             rows = db.execute(
-                "SELECT id, time_ms, value FROM points WHERE sensor = ? ORDER BY id LIMIT ?", (num, limit)
+                "SELECT id, time_ms, value FROM points WHERE sensor = ? AND merged = 1 ORDER BY id LIMIT ?",
+                (num, limit),
             ).fetchall()
             if not rows:
                 self.stats.pending_by_sensor.pop(sensor_id, None)
@@ -350,8 +406,10 @@ class Outbox:
             self._leased.discard(lease.sensor_id)
 
     def _delete_range(self, lease: Lease) -> int:
+        # ``merged = 1`` lets SQLite use the partial index; it excludes nothing: a lease reads only merged
+        # points, and points put later get higher ids (AUTOINCREMENT), so none falls inside the range.
         cur = self._conn.execute(
-            "DELETE FROM points WHERE sensor = ? AND id BETWEEN ? AND ?",
+            "DELETE FROM points WHERE sensor = ? AND merged = 1 AND id BETWEEN ? AND ?",
             (self._sensor_nums[lease.sensor_id], lease.first_id, lease.last_id),
         )
         return cur.rowcount
@@ -377,7 +435,7 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "INSERT INTO dead_letters (sensor_id, time_ms, value, reason, dead_at_ms) "
-                "SELECT ?, time_ms, value, ?, ? FROM points WHERE sensor = ? AND id BETWEEN ? AND ?",
+                "SELECT ?, time_ms, value, ?, ? FROM points WHERE sensor = ? AND merged = 1 AND id BETWEEN ? AND ?",
                 (
                     lease.sensor_id,
                     reason[:500],
