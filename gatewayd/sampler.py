@@ -25,7 +25,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gatewayd.errors import GatewaydError, SourceError, StorageError
+from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.sources import Source, Value, thingplus_value
 
@@ -202,11 +202,8 @@ class Sampler:
     def _read_inline(self, sensor: SensorRuntime, read_now: Callable[[], Value], now_ms: int) -> None:
         try:
             value = thingplus_value(read_now())
-        except GatewaydError as exc:
-            self._failed(sensor, str(exc))
-            return
         except Exception as exc:  # a source bug must not stop sampling of this or other sensors
-            self._failed(sensor, f"{type(exc).__name__}: {exc}")
+            self._failed(sensor, _reason(exc))
             return
         self._accepted(sensor, value, now_ms)
 
@@ -214,19 +211,12 @@ class Sampler:
         try:
             timeout = min(self.read_timeout_cap, max(sensor.interval, 1.0))
             try:
-                raw = await asyncio.wait_for(sensor.source.read(), timeout=timeout)
-                value = thingplus_value(raw)
+                value = thingplus_value(await asyncio.wait_for(sensor.source.read(), timeout=timeout))
             except TimeoutError:
                 self._failed(sensor, f"read timed out after {timeout:g}s")
                 return
-            except SourceError as exc:
-                self._failed(sensor, str(exc))
-                return
-            except GatewaydError as exc:
-                self._failed(sensor, str(exc))
-                return
             except Exception as exc:  # a source bug must not stop sampling of this or other sensors
-                self._failed(sensor, f"{type(exc).__name__}: {exc}")
+                self._failed(sensor, _reason(exc))
                 return
             self._accepted(sensor, value, int(self.clock() * 1000))
         finally:
@@ -262,6 +252,11 @@ class Sampler:
         self._groups = {}
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace_s)
+
+
+def _reason(exc: Exception) -> str:
+    """Our own errors say what went wrong; anything else is a source bug, named by its type."""
+    return str(exc) if isinstance(exc, GatewaydError) else f"{type(exc).__name__}: {exc}"
 
 
 def _job_id(interval: float) -> str:

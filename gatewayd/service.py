@@ -410,7 +410,6 @@ class Daemon:
         for job_id in ("poll:rcms", "poll:loctube"):
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
-        now = datetime.now(UTC)
         if inventory.rcms is not None and inventory.rcms.devices:
             rcms = RcmsPoller(
                 RcmsClient(self.session, inventory.rcms),
@@ -421,14 +420,7 @@ class Daemon:
                 self.state_dir,
                 clock=self.clock,
             )
-            self.scheduler.add_job(
-                rcms.poll,
-                IntervalTrigger(seconds=inventory.rcms.poll_interval),
-                id="poll:rcms",
-                coalesce=True,
-                max_instances=1,
-                next_run_time=now,
-            )
+            self._add_poll_job("poll:rcms", rcms.poll, inventory.rcms.poll_interval)
         if inventory.loctube is not None and inventory.loctube.devices:
             loctube = LoctubePoller(
                 LoctubeClient(self.session, inventory.loctube),
@@ -437,14 +429,18 @@ class Daemon:
                 self.poll_stats,
                 clock=self.clock,
             )
-            self.scheduler.add_job(
-                loctube.poll,
-                IntervalTrigger(seconds=inventory.loctube.poll_interval),
-                id="poll:loctube",
-                coalesce=True,
-                max_instances=1,
-                next_run_time=now,
-            )
+            self._add_poll_job("poll:loctube", loctube.poll, inventory.loctube.poll_interval)
+
+    def _add_poll_job(self, job_id: str, poll: Callable[[], Awaitable[None]], interval_s: float) -> None:
+        assert self.scheduler is not None
+        self.scheduler.add_job(
+            poll,
+            IntervalTrigger(seconds=interval_s),
+            id=job_id,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
 
     # ------------------------------------------------------------------ reload (SIGHUP)
 

@@ -201,7 +201,8 @@ class ReplayPattern(_Pattern):
     loop: bool = True
 
 
-SimulateSource = Annotated[
+#: Every simulation pattern; ``pattern`` tells them apart.
+SimulatePattern = (
     ConstantPattern
     | SinePattern
     | SawtoothPattern
@@ -210,9 +211,9 @@ SimulateSource = Annotated[
     | GaussianPattern
     | StepPattern
     | ChoicePattern
-    | ReplayPattern,
-    Field(discriminator="pattern"),
-]
+    | ReplayPattern
+)
+SimulateSource = Annotated[SimulatePattern, Field(discriminator="pattern")]
 
 
 # ---------------------------------------------------------------------------------------------- real sources

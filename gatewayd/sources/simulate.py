@@ -33,22 +33,13 @@ from gatewayd.sourceconfig import (
     ReplayPattern,
     SawtoothPattern,
     Scalar,
+    SimulatePattern,
     SinePattern,
     StepPattern,
     UniformPattern,
 )
 
-Pattern = (
-    ConstantPattern
-    | SinePattern
-    | SawtoothPattern
-    | RandomWalkPattern
-    | UniformPattern
-    | GaussianPattern
-    | StepPattern
-    | ChoicePattern
-    | ReplayPattern
-)
+Pattern = SimulatePattern
 
 #: Unix times above this are taken as milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 MS_THRESHOLD = 1e11
