@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from gatewayd.clouds.thingplus import ThingPlusClient
+from gatewayd.clouds.thingplus import ThingPlusClient, encode_series
 from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
 from gatewayd.outbox import Lease, Outbox
 
@@ -152,7 +152,8 @@ class Uploader:
                     await self.outbox.release(lease)
                     return
                 try:
-                    await self.client.series(self.gateway_id, lease.sensor_id, _points(lease))
+                    body = encode_series(lease.times, lease.values)
+                    await self.client.series_encoded(self.gateway_id, lease.sensor_id, body)
                 except PermanentError as exc:
                     failed += 1
                     self.stats.count_error(exc.kind)
@@ -194,10 +195,6 @@ class Uploader:
             pending=0,
             cloud_down=cloud_down.is_set(),
         )
-
-
-def _points(lease: Lease) -> list[tuple[int, str | dict[str, object]]]:
-    return [(p.time_ms, p.value) for p in lease.points()]
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -260,6 +260,12 @@ class ThingPlusClient:
         path = f"/v2/gateways/{_seg(gateway_id)}/sensors/{_seg(sensor_id)}/series"
         return _dict_or_empty(await self._call("PUT", path, operation="series", body=body))
 
+    async def series_encoded(self, gateway_id: str, sensor_id: str, body: bytes) -> dict[str, Any]:
+        """:meth:`series` with the body already encoded by :func:`encode_series` (the upload hot path:
+        the outbox keeps values as JSON text, so decoding and re-encoding them would be wasted work)."""
+        path = f"/v2/gateways/{_seg(gateway_id)}/sensors/{_seg(sensor_id)}/series"
+        return _dict_or_empty(await self._call("PUT", path, operation="series", body=body))
+
     # ------------------------------------------------------------------------------------------------
     # Token lifecycle
 
@@ -440,7 +446,7 @@ class ThingPlusClient:
 
     async def _call(self, method: str, path: str, *, operation: str, body: Any = None) -> Any:
         """Send a call and return the envelope's ``data``; raise the mapped error on failure."""
-        payload = None if body is None else _dumps(body)
+        payload = body if body is None or isinstance(body, bytes) else _dumps(body)
         renewed = False
 
         async def attempt() -> Any:
@@ -534,6 +540,19 @@ def _series_body(points: Sequence[tuple[int, str | dict[str, Any]]]) -> dict[str
             )
         items.append({"value": value, "time": when})
     return items[0] if len(items) == 1 else items
+
+
+def encode_series(times: Sequence[int], values_json: Sequence[str]) -> bytes:
+    """The series body for points whose values are already JSON text (a string or an object).
+
+    The same bytes :meth:`ThingPlusClient.series` sends: one point as the single object, several as an
+    array, compact separators.
+    """
+    if not times:
+        raise ValueError("series needs at least one point")
+    items = [f'{{"value":{v},"time":{int(t)}}}' for t, v in zip(times, values_json, strict=True)]
+    text = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
+    return text.encode("utf-8")
 
 
 _WS = re.compile(r"\s+")
