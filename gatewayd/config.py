@@ -254,7 +254,7 @@ def parse_inventory(
     text: str, file: str = "<inventory>", env: dict[str, str] | None = None, base_dir: Path | None = None
 ) -> Inventory:
     """Validate inventory text; relative ``state_dir`` is taken relative to ``base_dir``."""
-    located = load_yaml(text, file, env)
+    located = load_yaml(text, file, env, positions=False)  # positions are found again only if needed
     problems = list(located.problems)
     if any(p.message.startswith("YAML") for p in problems):
         raise ConfigError(problems)

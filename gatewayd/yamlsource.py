@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,13 @@ class Located:
     data: Any
     positions: dict[DataPath, tuple[int, int]] = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
+    #: Fills ``positions`` on first need when the parse skipped them (they matter only for problems).
+    locate: Callable[[], dict[DataPath, tuple[int, int]]] | None = None
 
     def position(self, path: DataPath) -> tuple[int, int] | None:
         """Where ``path`` stands, or its nearest ancestor when it is absent (a missing key)."""
+        if self.locate is not None:
+            self.positions, self.locate = self.locate(), None
         while True:
             if path in self.positions:
                 return self.positions[path]
@@ -62,16 +66,34 @@ def format_path(path: DataPath) -> str:
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> Located:
-    """Parse ``text``; syntax errors, duplicate keys and bad references land in ``problems``."""
+def load_yaml(
+    text: str, file: str, env: Mapping[str, str] | None = None, *, positions: bool = True
+) -> Located:
+    """Parse ``text``; syntax errors, duplicate keys and bad references land in ``problems``.
+
+    ``positions=False`` skips recording where every value stood (a valid 10,000-sensor inventory
+    does not need it); :func:`gatewayd.config.parse_inventory` parses again with positions only when
+    it has problems to locate. The data is built straight from parser events, never as a node tree,
+    which would cost about 55 MB on a 10,000-sensor inventory.
+    """
     env = os.environ if env is None else env
     located = Located(data=None)
+    if not positions:
+        located.locate = lambda: load_yaml(text, file, env, positions=True).positions
     try:
         loader = _Loader(text)
         try:
-            node = loader.get_single_node()
-            if node is not None:
-                located.data = _build(loader, node, (), located, file, env)
+            builder = _Builder(loader, located, file, env, positions)
+            loader.get_event()  # StreamStart
+            if not loader.check_event(yaml.StreamEndEvent):
+                loader.get_event()  # DocumentStart
+                located.data = builder.node(())
+                loader.get_event()  # DocumentEnd
+                if not loader.check_event(yaml.StreamEndEvent):
+                    event = loader.get_event()
+                    located.problems.append(
+                        ConfigProblem(file, *_mark(event), "", "YAML error: more than one document")
+                    )
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -87,59 +109,119 @@ def load_yaml(text: str, file: str, env: Mapping[str, str] | None = None) -> Loc
     return located
 
 
-def _build(
-    loader: Any,
-    node: yaml.Node,
-    path: DataPath,
-    located: Located,
-    file: str,
-    env: Mapping[str, str],
-) -> Any:
-    located.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                located.problems.append(
-                    ConfigProblem(
-                        file,
-                        key_node.start_mark.line + 1,
-                        key_node.start_mark.column + 1,
-                        format_path(path),
-                        "mapping keys must be plain scalars",
-                    )
-                )
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _mark(event: Any) -> tuple[int, int]:
+    return event.start_mark.line + 1, event.start_mark.column + 1
+
+
+class _Builder:
+    """Plain data from parser events: anchors, aliases and ``<<`` merge keys as YAML defines them."""
+
+    def __init__(
+        self, loader: Any, located: Located, file: str, env: Mapping[str, str], positions: bool
+    ) -> None:
+        self.loader = loader
+        self.located = located
+        self.file = file
+        self.env = env
+        self.positions = positions
+        self.anchors: dict[str, Any] = {}
+
+    def problem(self, where: tuple[int, int], path: DataPath, message: str) -> None:
+        self.located.problems.append(ConfigProblem(self.file, *where, format_path(path), message))
+
+    def node(self, path: DataPath) -> Any:
+        event = self.loader.get_event()
+        where = _mark(event)
+        if self.positions:
+            self.located.positions[path] = where
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                self.problem(where, path, f"unknown alias *{event.anchor}")
+                return None
+            return self.anchors[event.anchor]
+        if isinstance(event, yaml.ScalarEvent):
+            value = self.scalar(event, path, where)
+        elif isinstance(event, yaml.SequenceStartEvent):
+            value = []
+            if event.anchor:
+                self.anchors[event.anchor] = value
+            while not self.loader.check_event(yaml.SequenceEndEvent):
+                value.append(self.node((*path, len(value))))
+            self.loader.get_event()
+            return value
+        elif isinstance(event, yaml.MappingStartEvent):
+            value = {}
+            if event.anchor:
+                self.anchors[event.anchor] = value
+            self.mapping(value, path)
+            return value
+        else:  # pragma: no cover - the parser only yields the events above here
+            raise yaml.YAMLError(f"unexpected {type(event).__name__}")
+        if event.anchor:
+            self.anchors[event.anchor] = value
+        return value
+
+    def scalar(self, event: Any, path: DataPath, where: tuple[int, int]) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        construct = self.loader.yaml_constructors.get(tag)
+        if construct is None or tag == _MERGE_TAG:
+            if tag == _MERGE_TAG:
+                return _MERGE
+            self.problem(where, path, f"unsupported YAML tag {tag}")
+            return None
+        value = construct(self.loader, node)
+        if isinstance(value, str) and "$" in value:
+            value = _expand(value, self.env, lambda msg: self.problem(where, path, msg))
+        return value
+
+    def mapping(self, result: dict[str, Any], path: DataPath) -> None:
+        merged: list[dict[str, Any]] = []
+        while not self.loader.check_event(yaml.MappingEndEvent):
+            key_event = self.loader.peek_event()
+            key_where = _mark(key_event)
+            if not isinstance(key_event, yaml.ScalarEvent):
+                self.problem(key_where, path, "mapping keys must be plain scalars")
+                self.node((*path, "?"))  # consume the key
+                self.node((*path, "?"))  # and its value
                 continue
-            key = str(key) if not isinstance(key, str) else key
+            self.loader.get_event()
+            key = self.scalar(key_event, path, key_where)
+            if key is _MERGE:
+                source = self.node(path)
+                for item in source if isinstance(source, list) else [source]:
+                    if isinstance(item, dict):
+                        merged.append(item)
+                    else:
+                        self.problem(key_where, path, "'<<' must merge a mapping or a list of mappings")
+                continue
+            if key is None or isinstance(key, dict | list):
+                self.problem(key_where, path, "mapping keys must be plain scalars")
+                self.node((*path, "?"))
+                continue
+            key = key if isinstance(key, str) else str(key)
             child = (*path, key)
             if key in result:
-                located.problems.append(
-                    ConfigProblem(
-                        file,
-                        key_node.start_mark.line + 1,
-                        key_node.start_mark.column + 1,
-                        format_path(child),
-                        "duplicate key (an earlier one would be silently overridden)",
-                    )
-                )
+                self.problem(key_where, child, "duplicate key (an earlier one would be silently overridden)")
+                self.node(child)
                 continue
-            result[key] = _build(loader, value_node, child, located, file, env)
-            # A key's own position is where the key is written, which is what an editor jumps to.
-            located.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), located, file, env) for i, item in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
-    if isinstance(value, str) and "$" in value:
-        line, col = located.positions[path]
-        value = _expand(
-            value,
-            env,
-            lambda msg: located.problems.append(ConfigProblem(file, line, col, format_path(path), msg)),
-        )
-    return value
+            result[key] = self.node(child)
+            if self.positions:
+                # A key's own position is where the key is written, which is what an editor jumps to.
+                self.located.positions[child] = key_where
+        self.loader.get_event()
+        for source in merged:  # explicit keys win over merged ones, the first merge over later ones
+            for key, value in source.items():
+                result.setdefault(key, value)
+
+
+#: Marks a ``<<`` key while a mapping is built.
+_MERGE = object()
 
 
 def _expand(value: str, env: Mapping[str, str], report: Any) -> str:

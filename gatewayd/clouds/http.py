@@ -111,9 +111,11 @@ class HttpTransport:
     timeout: float = 15.0
     ca_file: str | None = None
     _ssl: ssl.SSLContext | bool = field(init=False, repr=False, default=True)
+    _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, default=aiohttp.ClientTimeout())
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=self.timeout)
         if self.ca_file:
             try:
                 self._ssl = ssl.create_default_context(cafile=self.ca_file)
@@ -150,7 +152,7 @@ class HttpTransport:
                 self.url(path, query),
                 headers=all_headers,
                 data=body,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=self._timeout,
                 ssl=self._ssl,
                 allow_redirects=False,
             ) as resp:

@@ -240,13 +240,12 @@ class ThingPlusClient:
         path = f"/v2/gateways/{_seg(gateway_id)}/status"
         return _dict_or_empty(await self._call("PUT", path, operation="gateway_status", body=body))
 
-    async def sensor_status(
-        self, gateway_id: str, sensor_id: str, value: str, valid_duration_s: int
-    ) -> dict[str, Any]:
-        """``PUT /v2/gateways/{owner}/sensors/{id}/status``."""
+    async def sensor_status(self, gateway_id: str, sensor_id: str, value: str, valid_duration_s: int) -> None:
+        """``PUT /v2/gateways/{owner}/sensors/{id}/status``; one per sensor per interval, so the answer
+        (which nobody reads) is not parsed when its HTTP status says success."""
         body = _status_body(value, valid_duration_s)
         path = f"/v2/gateways/{_seg(gateway_id)}/sensors/{_seg(sensor_id)}/status"
-        return _dict_or_empty(await self._call("PUT", path, operation="sensor_status", body=body))
+        await self._call("PUT", path, operation="sensor_status", body=body, want_data=False)
 
     async def series(
         self, gateway_id: str, sensor_id: str, points: Sequence[tuple[int, str | dict[str, Any]]]
@@ -260,11 +259,12 @@ class ThingPlusClient:
         path = f"/v2/gateways/{_seg(gateway_id)}/sensors/{_seg(sensor_id)}/series"
         return _dict_or_empty(await self._call("PUT", path, operation="series", body=body))
 
-    async def series_encoded(self, gateway_id: str, sensor_id: str, body: bytes) -> dict[str, Any]:
+    async def series_encoded(self, gateway_id: str, sensor_id: str, body: bytes) -> None:
         """:meth:`series` with the body already encoded by :func:`encode_series` (the upload hot path:
-        the outbox keeps values as JSON text, so decoding and re-encoding them would be wasted work)."""
+        the outbox keeps values as JSON text, so decoding and re-encoding them would be wasted work;
+        the answer is not parsed when its HTTP status says success)."""
         path = f"/v2/gateways/{_seg(gateway_id)}/sensors/{_seg(sensor_id)}/series"
-        return _dict_or_empty(await self._call("PUT", path, operation="series", body=body))
+        await self._call("PUT", path, operation="series", body=body, want_data=False)
 
     # ------------------------------------------------------------------------------------------------
     # Token lifecycle
@@ -444,8 +444,14 @@ class ThingPlusClient:
     # ------------------------------------------------------------------------------------------------
     # One call: token, 401 renewal, transient retries, envelope
 
-    async def _call(self, method: str, path: str, *, operation: str, body: Any = None) -> Any:
-        """Send a call and return the envelope's ``data``; raise the mapped error on failure."""
+    async def _call(
+        self, method: str, path: str, *, operation: str, body: Any = None, want_data: bool = True
+    ) -> Any:
+        """Send a call and return the envelope's ``data``; raise the mapped error on failure.
+
+        ``want_data=False`` (heartbeats and series, thousands a minute) skips parsing a 2xx answer
+        nobody reads: the HTTP status says it all.
+        """
         payload = body if body is None or isinstance(body, bytes) else _dumps(body)
         renewed = False
 
@@ -458,6 +464,8 @@ class ThingPlusClient:
                 log.info("thingplus_token_rejected", operation=operation, message=_describe(resp)[0])
                 token = await self._renew(token)
                 resp = await self._send(method, path, operation, token, payload)
+            if not want_data and 200 <= resp.status < 300:
+                return {}
             return self._unwrap(resp, operation)
 
         return await with_retries(attempt, self._policy, sleep=self._sleep, rand=self._rand)
@@ -468,9 +476,7 @@ class ThingPlusClient:
         headers = {"Authorization": token.authorization()}
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        resp = await self._transport.send(method, path, operation=operation, headers=headers, body=payload)
-        log.debug("thingplus_call", operation=operation, method=method, status=resp.status)
-        return resp
+        return await self._transport.send(method, path, operation=operation, headers=headers, body=payload)
 
     def _unwrap(self, resp: Response, operation: str) -> Any:
         payload = resp.json()

@@ -217,3 +217,39 @@ def textwrap_loctube(sign: str = "md5", auth: str = "signature") -> str:
         f"  sign: {sign}\n"
         f"  auth: {auth}\n"
     )
+
+
+def test_anchors_aliases_and_merge_keys() -> None:
+    text = (
+        VALID.split("devices:")[0]
+        + "devices:\n"
+        + "  - name: Room 1\n"
+        + "    sensors:\n"
+        + "      - &base {name: A, type: humidity, interval: 5s, simulate: &sim {pattern: constant, value: 1}}\n"
+        + "      - {<<: *base, name: B}\n"
+        + "      - {<<: [*base], name: C, interval: 1s, simulate: *sim}\n"
+    )
+    sensors = parse_inventory(text, env={}).devices[0].sensors
+    assert [(s.name, s.type, s.interval) for s in sensors] == [
+        ("A", "humidity", 5.0),
+        ("B", "humidity", 5.0),
+        ("C", "humidity", 1.0),
+    ]
+
+
+def test_problems_in_merged_mappings_are_still_located() -> None:
+    text = (
+        VALID.split("devices:")[0]
+        + "devices:\n"
+        + "  - name: Room 1\n"
+        + "    sensors:\n"
+        + "      - {<<: {type: temperature, interval: 0}, name: A, simulate: {pattern: constant}}\n"
+    )
+    (problem,) = problems_of(text)
+    # located where the merged value is written
+    assert problem.startswith("inv.yaml:12:34: devices[0].sensors[0].interval: must be greater than zero")
+
+
+def test_unknown_alias_and_two_documents() -> None:
+    assert "inv.yaml:1:10: gateway: unknown alias *nope" in problems_of("gateway: *nope\n")
+    assert problems_of(VALID + "---\nfoo: 1\n") == ["inv.yaml:16:1: YAML error: more than one document"]
