@@ -85,4 +85,4 @@ def check_md5(value: Secret) -> Secret:
 class Strict(BaseModel):
     """Base of every inventory model: unknown keys are errors, values are not silently coerced to str."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True)
