@@ -499,16 +499,21 @@ class Daemon:
         with contextlib.suppress(GatewaydError):
             await self.buffer.flush()
         self._kick_upload.set()
+        # One grace period in all: a drain in progress ends by the deadline, then one last drain gets
+        # what is left of it. Requests already on the wire may finish a moment later (bounded).
+        deadline = self.mono() + self.grace_s
+        if self.uploader is not None:
+            self.uploader.stop_by = deadline
         uploader_task = next((t for t in self._tasks if t.get_name() == "uploader"), None)
         if uploader_task is not None:
-            # Let a drain in progress finish within the grace period, then one last drain.
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(uploader_task), timeout=self.grace_s)
+                await asyncio.wait_for(asyncio.shield(uploader_task), timeout=self.grace_s + 2)
             uploader_task.cancel()
-        if self.registered is not None and self.uploader is not None:
-            deadline = self.mono() + self.grace_s
+        if self.registered is not None and self.uploader is not None and self.mono() < deadline:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, GatewaydError):
-                await asyncio.wait_for(self.uploader.drain(deadline=deadline), timeout=self.grace_s + 5)
+                await asyncio.wait_for(
+                    self.uploader.drain(deadline=deadline), timeout=deadline - self.mono() + 2
+                )
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.scheduler.shutdown(wait=False)
         for runtime in self.sampler.sensors:

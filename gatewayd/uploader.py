@@ -45,6 +45,8 @@ class DrainResult:
     failed: int
     pending: int
     cloud_down: bool
+    #: Batches that were full: their sensors had more waiting (a backlog to keep draining).
+    full_batches: int = 0
 
 
 class Uploader:
@@ -71,6 +73,8 @@ class Uploader:
         self.stats = UploadStats()
         #: Sensor ids registered on Thing+; only those are sent (others wait in the outbox).
         self.sendable: set[str] = set()
+        #: Set when the daemon stops: every drain, even one already running, ends by this monotonic time.
+        self.stop_by: float | None = None
 
     # ------------------------------------------------------------------ statuses
 
@@ -105,29 +109,33 @@ class Uploader:
     # ------------------------------------------------------------------ series
 
     async def drain(self, *, deadline: float | None = None) -> DrainResult:
-        """Send pending points until none is left, the cloud fails, or ``deadline`` (monotonic) passes.
+        """Send pending points: one pass over every sensor, then more passes while a backlog remains
+        (some sensor had a full batch), until the cloud fails or ``deadline`` (monotonic) passes.
 
-        New samples that arrive meanwhile are sent in later passes of the same drain.
+        A normal cycle is one pass: samples read while it runs wait for the next cycle, rather than
+        going out in a flurry of tiny batches. With a ``deadline`` (the last drain before stopping)
+        passes go on while anything is sent, so what was read before the stop gets its chance.
         """
         sent = batches = failed = 0
         cloud_down = False
         while not cloud_down:
-            if deadline is not None and self.mono() >= deadline:
+            if self._past(deadline):
                 break
             ready = [s for s in self.outbox.sensors_with_pending() if s in self.sendable]
             if not ready:
                 break
-            progressed = False
+            progressed = backlog = False
             for chunk in _chunks(ready, self.sensors_per_pass):
                 result = await self._pass(chunk, deadline)
                 sent += result.sent
                 batches += result.batches
                 failed += result.failed
                 progressed = progressed or result.sent > 0
+                backlog = backlog or result.full_batches > 0
                 if result.cloud_down:
                     cloud_down = True
                     break
-            if not progressed:
+            if not progressed or not (backlog or deadline is not None):
                 break
         ok = not cloud_down and failed == 0
         self.stats.last_cycle_ok = ok
@@ -136,7 +144,14 @@ class Uploader:
         pending = self.outbox.stats.pending
         if sent:
             log.debug("upload cycle", sent=sent, batches=batches, failed=failed, pending=pending)
-        return DrainResult(sent, batches, failed, pending, cloud_down)
+        return DrainResult(sent, batches, failed, pending, cloud_down, 0)
+
+    def _past(self, deadline: float | None) -> bool:
+        """Past the drain's deadline, or past ``stop_by`` when the daemon began stopping meanwhile."""
+        now = self.mono()
+        return (deadline is not None and now >= deadline) or (
+            self.stop_by is not None and now >= self.stop_by
+        )
 
     async def _pass(self, sensor_ids: list[str], deadline: float | None) -> DrainResult:
         leases = await self.outbox.lease_many(sensor_ids, self.batch_size)
@@ -148,7 +163,7 @@ class Uploader:
         async def send(lease: Lease) -> None:
             nonlocal failed
             async with semaphore:
-                if cloud_down.is_set() or (deadline is not None and self.mono() >= deadline):
+                if cloud_down.is_set() or self._past(deadline):
                     await self.outbox.release(lease)
                     return
                 try:
@@ -194,6 +209,7 @@ class Uploader:
             failed=failed,
             pending=0,
             cloud_down=cloud_down.is_set(),
+            full_batches=sum(1 for lease in acked if len(lease) >= self.batch_size),
         )
 
 
