@@ -8,7 +8,6 @@ and sends the backlog. Ids come from :class:`gatewayd.registry.Registry` (saved 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import structlog
 
 from gatewayd.clouds.thingplus import ThingPlusClient, report_interval_ms
+from gatewayd.concurrency import bounded_map
 from gatewayd.config import Inventory
 from gatewayd.errors import ConfigError, ConfigProblem, PermanentError
 from gatewayd.registry import Registry
@@ -163,23 +163,21 @@ async def _register_objects(
                 device_id=registry.device_id(device.name),
             )
 
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(device: str, name: str, type_: str) -> int:
-        async with semaphore:
-            spec = model.sensors[type_]
-            result = await client.register_sensor(
-                gateway_id,
-                registry.sensor_id(device, name),
-                device_id=registry.device_id(device),
-                name=name,
-                type=type_,
-                driver_name=spec.driver_name,
-                model=spec.model,
-                category=spec.category,
-            )
-            registry.mark_sensor_registered(device, name)
-            return int(result.created)
+    async def one(todo: tuple[str, str, str]) -> int:
+        device, name, type_ = todo
+        spec = model.sensors[type_]
+        result = await client.register_sensor(
+            gateway_id,
+            registry.sensor_id(device, name),
+            device_id=registry.device_id(device),
+            name=name,
+            type=type_,
+            driver_name=spec.driver_name,
+            model=spec.model,
+            category=spec.category,
+        )
+        registry.mark_sensor_registered(device, name)
+        return int(result.created)
 
     todo: Sequence[tuple[str, str, str]] = [
         (d.name, s.name, s.type)
@@ -187,7 +185,7 @@ async def _register_objects(
         if not registry.sensor_registered(d.name, s.name)
     ]
     if todo:
-        results = await asyncio.gather(*(one(*t) for t in todo))
+        results = await bounded_map(one, todo, concurrency)
         created += sum(results)
         log.info("sensors registered", count=len(todo), created=sum(results))
     return created

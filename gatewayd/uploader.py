@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gatewayd.clouds.thingplus import ThingPlusClient, encode_series
+from gatewayd.concurrency import bounded_map
 from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
 from gatewayd.outbox import Lease, Outbox
 
@@ -86,20 +87,19 @@ class Uploader:
             self._status_failed(exc, "gateway")
             return False
         self.stats.statuses += 1
-        semaphore = asyncio.Semaphore(self.concurrency)
 
-        async def one(sensor_id: str, value: str) -> bool:
-            async with semaphore:
-                try:
-                    await self.client.sensor_status(self.gateway_id, sensor_id, value, valid_duration_s)
-                except CloudError as exc:
-                    self._status_failed(exc, sensor_id)
-                    return False
-                self.stats.statuses += 1
-                return True
+        async def one(status: tuple[str, str]) -> bool:
+            sensor_id, value = status
+            try:
+                await self.client.sensor_status(self.gateway_id, sensor_id, value, valid_duration_s)
+            except CloudError as exc:
+                self._status_failed(exc, sensor_id)
+                return False
+            self.stats.statuses += 1
+            return True
 
-        results = await asyncio.gather(*(one(s, v) for s, v in statuses if s in self.sendable))
-        return all(results)
+        sendable = (s for s in statuses if s[0] in self.sendable)
+        return all(await bounded_map(one, sendable, self.concurrency))
 
     def _status_failed(self, exc: CloudError, what: str) -> None:
         self.stats.status_errors += 1

@@ -21,8 +21,9 @@ import functools
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gatewayd.errors import SourceError
 from gatewayd.sourceconfig import (
@@ -40,6 +41,51 @@ from gatewayd.sourceconfig import (
 )
 
 Pattern = SimulatePattern
+
+_MASK64 = (1 << 64) - 1
+T = TypeVar("T")
+
+
+class SeededRandom:
+    """A seeded generator in a few dozen bytes instead of ``random.Random``'s 2.5 kB (25 MB at 10,000
+    seeded sensors): splitmix64, statistically sound for simulations (never for anything secret).
+
+    It offers what the patterns use: ``random``, ``uniform``, ``gauss`` and ``choice``.
+    """
+
+    __slots__ = ("_state", "gauss_next")
+
+    def __init__(self, seed: int) -> None:
+        self._state = seed & _MASK64
+        self.gauss_next: float | None = None
+
+    def random(self) -> float:
+        """A float in [0, 1) with 53 random bits."""
+        self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return ((z ^ (z >> 31)) >> 11) * 1.1102230246251565e-16  # 2**-53
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.random()
+
+    def gauss(self, mu: float, sigma: float) -> float:
+        """Box-Muller, as the standard library does it (one pair of draws gives two values)."""
+        z = self.gauss_next
+        self.gauss_next = None
+        if z is None:
+            angle = self.random() * math.tau
+            radius = math.sqrt(-2.0 * math.log(1.0 - self.random()))
+            z = math.cos(angle) * radius
+            self.gauss_next = math.sin(angle) * radius
+        return mu + z * sigma
+
+    def choice(self, seq: Sequence[T]) -> T:
+        return seq[min(int(self.random() * len(seq)), len(seq) - 1)]
+
+
+#: What the patterns draw from: ``random.Random`` (shared, unseeded) or :class:`SeededRandom`.
+Rng = random.Random | SeededRandom
 
 #: The generator of every source without a seed.
 _SHARED_RNG = random.Random()
@@ -203,12 +249,13 @@ class Simulation:
         random_pattern = isinstance(
             pattern, RandomWalkPattern | UniformPattern | GaussianPattern | ChoicePattern
         )
+        self.rng: Rng | None
         if not (draws or random_pattern):
-            self.rng: random.Random | None = None
+            self.rng = None
         elif pattern.seed is None:
             self.rng = _SHARED_RNG
         else:
-            self.rng = random.Random(pattern.seed)
+            self.rng = SeededRandom(pattern.seed)
         self._base = self._dispatch(pattern)
 
     def _dispatch(self, p: Pattern) -> Callable[[], Scalar]:
@@ -266,7 +313,7 @@ class Simulation:
         return value
 
     @staticmethod
-    def _gaussian(p: GaussianPattern, rng: random.Random) -> Callable[[], float]:
+    def _gaussian(p: GaussianPattern, rng: Rng) -> Callable[[], float]:
         mean, stddev = p.mean, p.stddev
         if p.clamp is None:
             return lambda: rng.gauss(mean, stddev)
@@ -274,7 +321,7 @@ class Simulation:
         return lambda: min(high, max(low, rng.gauss(mean, stddev)))
 
     @staticmethod
-    def _choice(p: ChoicePattern, rng: random.Random) -> Callable[[], Scalar]:
+    def _choice(p: ChoicePattern, rng: Rng) -> Callable[[], Scalar]:
         values = tuple(p.values)
         if p.weights is None:
             return lambda: rng.choice(values)
@@ -287,7 +334,7 @@ class Simulation:
         return pick
 
     @staticmethod
-    def _random_walk(p: RandomWalkPattern, rng: random.Random) -> Callable[[], float]:
+    def _random_walk(p: RandomWalkPattern, rng: Rng) -> Callable[[], float]:
         low, high = p.min, p.max
         step = p.step if p.step is not None else (high - low) / 100 or 1.0
         position = p.start if p.start is not None else (low + high) / 2
