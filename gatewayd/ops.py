@@ -158,7 +158,8 @@ class OpsServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A scraper holding a connection open must not hold up a stop (aiohttp waits 60 s by default).
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

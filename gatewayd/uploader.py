@@ -90,6 +90,8 @@ class Uploader:
 
         async def one(status: tuple[str, str]) -> bool:
             sensor_id, value = status
+            if self.stop_by is not None:  # stopping: the grace period is for data, not heartbeats
+                return False
             try:
                 await self.client.sensor_status(self.gateway_id, sensor_id, value, valid_duration_s)
             except CloudError as exc:
