@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +20,13 @@ import structlog
 from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.clouds.rcms import RcmsClient
 from gatewayd.errors import CloudError, StorageError
+from gatewayd.latest import LatestState, PollStats
 from gatewayd.statefile import StateFile
 
 log = structlog.get_logger(__name__)
 
 #: An RCMS status window never reaches further back than this, however long the box was offline.
 MAX_RCMS_WINDOW_S = 24 * 3600.0
-
-
-@dataclass
-class PollStats:
-    """Per cloud: polls by result ('ok' / 'error'), and records received."""
-
-    polls: dict[tuple[str, str], int] = field(default_factory=dict)
-    records: dict[str, int] = field(default_factory=dict)
-
-    def count(self, cloud: str, result: str) -> None:
-        self.polls[(cloud, result)] = self.polls.get((cloud, result), 0) + 1
-
-
-class LatestState:
-    """cloud -> device -> (wall time of the poll that got it, the record). Shared with the sensor bridges."""
-
-    def __init__(self) -> None:
-        self.by_cloud: dict[str, dict[str, tuple[float, Any]]] = {}
-
-    def put(self, cloud: str, device: str, at: float, record: Any) -> None:
-        self.by_cloud.setdefault(cloud, {})[device] = (at, record)
-
-    def get(self, cloud: str, device: str) -> tuple[float, Any] | None:
-        return self.by_cloud.get(cloud, {}).get(device)
-
-    def as_json(self, now: float) -> dict[str, Any]:
-        return {
-            cloud: {
-                device: {"age_s": round(now - at, 3), "polled_at_ms": int(at * 1000), "data": record}
-                for device, (at, record) in devices.items()
-            }
-            for cloud, devices in self.by_cloud.items()
-        }
 
 
 def rcms_window(last_end_ms: int | None, now_ms: int, interval_s: float) -> tuple[int, int]:

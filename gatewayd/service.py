@@ -18,27 +18,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gatewayd.clouds.http import RetryPolicy
-from gatewayd.clouds.loctube import LoctubeClient
-from gatewayd.clouds.rcms import RcmsClient
-from gatewayd.clouds.thingplus import ThingPlusClient, report_interval_ms, valid_duration_s
+from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.config import Inventory, SensorConfig, load_inventory
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.latest import LatestState, PollStats
 from gatewayd.outbox import Outbox
-from gatewayd.pollers import LatestState, LoctubePoller, PollStats, RcmsPoller
-from gatewayd.registrar import Registered, check_types, register
 from gatewayd.registry import Registry
 from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.statefile import StateFile
-from gatewayd.uploader import Uploader
+
+# The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
+# first used, after READY: importing the HTTP stack alone takes a few tenths of a second, and sampling
+# to the outbox needs none of it.
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gatewayd.clouds.thingplus import ThingPlusClient
+    from gatewayd.registrar import Registered
+    from gatewayd.uploader import Uploader
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +96,8 @@ class Daemon:
         self.poll_stats = PollStats()
         self.registered: Registered | None = None
         self.report_interval_ms = DEFAULT_REPORT_INTERVAL_MS
+        #: Set once everything runs (sampling, the network side, the ops endpoints); systemd hears
+        #: READY=1 earlier, as soon as sampling runs (Hooks.on_ready).
         self.ready = asyncio.Event()
         self.fatal: BaseException | None = None
 
@@ -125,30 +131,66 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until stopped. Raises ConfigError for an inventory the cloud proves wrong (exit 2)."""
-        from gatewayd.oneshot import http_session
-
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        async with http_session() as session:
-            self.session = session
-            self._source_context.session = session
-            self.outbox = await Outbox.open(
-                self.state_dir / "outbox.db",
-                max_points=self.inventory.outbox.max_points,
-                max_age_s=self.inventory.outbox.max_age,
-                clock=self.clock,
-            )
-            try:
-                await self._run_with(session, self.outbox)
-            finally:
-                await self.outbox.close()
+        self.outbox = await Outbox.open(
+            self.state_dir / "outbox.db",
+            max_points=self.inventory.outbox.max_points,
+            max_age_s=self.inventory.outbox.max_age,
+            clock=self.clock,
+        )
+        try:
+            await self._run_with(self.outbox)
+        finally:
+            await self.outbox.close()
         if self.fatal is not None:
             raise self.fatal
 
-    async def _run_with(self, session: aiohttp.ClientSession, outbox: Outbox) -> None:
+    async def _run_with(self, outbox: Outbox) -> None:
+        # Sampling first: samples are kept from the first second, whatever the cloud does.
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
         self.buffer = SampleBuffer(outbox)
         self.sampler = Sampler(self.scheduler, self.buffer, clock=self.clock)
+        self._apply_sensors(self.inventory)
+        self.scheduler.add_job(
+            outbox.enforce_bounds,
+            IntervalTrigger(seconds=60),
+            id="outbox-bounds",
+            coalesce=True,
+            max_instances=1,
+        )
+        self._spawn(self.buffer.run(), "sample buffer")
+        self._spawn(ClockJumpGuard(self.scheduler).run(), "clock guard")
+        log.info(
+            "gatewayd running",
+            sensors=len(self.sampler.sensors),
+            state_dir=str(self.state_dir),
+            pending=outbox.stats.pending,
+        )
+        self._notify_ready()
+        try:
+            from gatewayd.oneshot import http_session
+
+            async with http_session() as session:
+                self._start_network(session, outbox)
+                try:
+                    if self.inventory.http is not None:
+                        await self._start_ops(self.inventory.http.listen)
+                    self.ready.set()
+                    await self._wait_for_stop()
+                finally:
+                    await self._shutdown()
+        finally:
+            if self._ops is not None:
+                await self._ops.stop()
+
+    def _start_network(self, session: aiohttp.ClientSession, outbox: Outbox) -> None:
+        """The Thing+ client, the uploader, registration and the pollers, on the daemon's one session."""
+        from gatewayd.clouds.thingplus import ThingPlusClient
+        from gatewayd.uploader import Uploader
+
+        self.session = session
+        self._source_context.session = session
         self.thingplus = ThingPlusClient(
             session,
             self.inventory.thingplus,
@@ -159,36 +201,9 @@ class Daemon:
             self.thingplus, outbox, gateway_id=self.registry.gateway_id(), mono=self.mono
         )
         self.uploader.sendable = self.registry.registered_sensor_ids()
-        self._apply_sensors(self.inventory)
         self._start_pollers(self.inventory)
-        self.scheduler.add_job(
-            outbox.enforce_bounds,
-            IntervalTrigger(seconds=60),
-            id="outbox-bounds",
-            coalesce=True,
-            max_instances=1,
-        )
-        if self.inventory.http is not None:
-            await self._start_ops(self.inventory.http.listen)
-        guard = ClockJumpGuard(self.scheduler)
-        self._spawn(self.buffer.run(), "sample buffer")
-        self._spawn(guard.run(), "clock guard")
         self._spawn(self._upload_loop(), "uploader")
         self._spawn(self._connect(), "connect")
-        self.ready.set()
-        log.info(
-            "gatewayd running",
-            sensors=len(self.sampler.sensors),
-            state_dir=str(self.state_dir),
-            pending=outbox.stats.pending,
-        )
-        self._notify_ready()
-        try:
-            await self._wait_for_stop()
-        finally:
-            await self._shutdown()
-            if self._ops is not None:
-                await self._ops.stop()
 
     async def _start_ops(self, listen: str) -> None:
         from gatewayd.ops import OpsServer
@@ -271,6 +286,8 @@ class Daemon:
 
     async def _connect(self) -> None:
         """Register (retrying with backoff while the cloud is unreachable), then start reporting."""
+        from gatewayd.registrar import register
+
         assert self.thingplus is not None
         retry = 0
         while not self._stopping:
@@ -376,10 +393,14 @@ class Daemon:
         self._heartbeats += 1
         if self._heartbeats % REPORT_INTERVAL_REFRESH_EVERY == 0:
             await self._refresh_report_interval()
+        from gatewayd.clouds.thingplus import valid_duration_s
+
         statuses = [(s.sensor_id, s.status) for s in self.sampler.sensors]
         await self.uploader.send_statuses(statuses, valid_duration_s(self.report_interval_ms))
 
     async def _refresh_report_interval(self) -> None:
+        from gatewayd.clouds.thingplus import report_interval_ms
+
         assert self.thingplus is not None and self.registered is not None
         try:
             record = await self.thingplus.gateway(self.registered.gateway_id)
@@ -410,6 +431,10 @@ class Daemon:
     # ------------------------------------------------------------------ polling
 
     def _start_pollers(self, inventory: Inventory) -> None:
+        from gatewayd.clouds.loctube import LoctubeClient
+        from gatewayd.clouds.rcms import RcmsClient
+        from gatewayd.pollers import LoctubePoller, RcmsPoller
+
         assert self.scheduler is not None and self.session is not None
         for job_id in ("poll:rcms", "poll:loctube"):
             if self.scheduler.get_job(job_id):
@@ -449,6 +474,8 @@ class Daemon:
     # ------------------------------------------------------------------ reload (SIGHUP)
 
     async def _reload(self) -> None:
+        from gatewayd.registrar import check_types
+
         if not self.inventory_path:
             log.warning("reload requested but the inventory has no file to re-read")
             return

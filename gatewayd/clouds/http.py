@@ -8,20 +8,18 @@ The backoff maths is pure (:meth:`RetryPolicy.delay`) and takes its randomness a
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 from yarl import URL
 
+from gatewayd.clouds.retry import RetryPolicy, parse_retry_after, with_retries
 from gatewayd.errors import (
     AuthError,
     CloudError,
@@ -30,53 +28,21 @@ from gatewayd.errors import (
     TransientError,
 )
 
+__all__ = [
+    "HttpTransport",
+    "Response",
+    "RetryPolicy",
+    "error_for_status",
+    "parse_retry_after",
+    "with_retries",
+]
+
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 #: Seen by the clouds as our User-Agent.
 USER_AGENT = "gatewayd"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Capped exponential backoff with full jitter, bounded in attempts.
-
-    ``attempts`` counts every try, the first included. ``max_retry_after`` bounds how long a server's
-    Retry-After may make us wait in one step.
-    """
-
-    attempts: int = 4
-    base: float = 0.5
-    cap: float = 30.0
-    max_retry_after: float = 300.0
-
-    def delay(self, retry: int, rand: float, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based), ``rand`` in [0, 1).
-
-        A server's Retry-After wins (bounded by ``max_retry_after``); otherwise full jitter:
-        uniform in [0, min(cap, base * 2**retry)).
-        """
-        if retry_after is not None and retry_after >= 0:
-            return min(retry_after, self.max_retry_after)
-        ceiling = min(self.cap, self.base * (2**retry))
-        return rand * ceiling
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After as seconds from ``now`` (unix seconds); accepts delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 @dataclass(frozen=True)
@@ -199,35 +165,3 @@ def error_for_status(
     if status in (408, 425) or status >= 500:
         return TransientError(message, **kw)
     return PermanentError(message, **kw)
-
-
-async def with_retries(
-    attempt: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    rand: Callable[[], float] = random.random,
-) -> T:
-    """Run ``attempt`` until it succeeds, retrying only TransientError, at most ``policy.attempts`` times.
-
-    ``attempt`` is a factory so each try is built anew (fresh timestamp, fresh signature).
-    """
-    retry = 0
-    while True:
-        try:
-            return await attempt()
-        except TransientError as exc:
-            if retry + 1 >= policy.attempts:
-                raise
-            retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-            wait = policy.delay(retry, rand(), retry_after)
-            log.debug(
-                "retrying",
-                cloud=exc.cloud,
-                operation=exc.operation,
-                error=exc.message,
-                wait_s=round(wait, 3),
-                retry=retry + 1,
-            )
-            retry += 1
-            await sleep(wait)

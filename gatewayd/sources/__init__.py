@@ -11,14 +11,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayd.config import SensorConfig
 from gatewayd.errors import SourceError
-from gatewayd.pollers import LatestState
+from gatewayd.latest import LatestState
 from gatewayd.sources.bridge import CloudBridge
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: What a source may return; Thing+ gets it as a string (or an object).
 Value = float | int | bool | str | dict[str, Any]
@@ -58,6 +59,8 @@ class SourceContext:
         if self.session is not None:
             return self.session
         if self._own_session is None:
+            import aiohttp
+
             self._own_session = aiohttp.ClientSession()
         return self._own_session
 

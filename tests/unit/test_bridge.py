@@ -6,7 +6,7 @@ import pytest
 
 from gatewayd.config import parse_inventory
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.pollers import LatestState
+from gatewayd.latest import LatestState
 from gatewayd.sources.bridge import CloudBridge
 from gatewayd.sources.pick import pick_path
 from tests.conftest import VALID
