@@ -49,8 +49,9 @@ log = structlog.get_logger(__name__)
 DEFAULT_REPORT_INTERVAL_MS = 60_000
 #: Re-read the gateway record (reportInterval may be changed in the portal) every this many heartbeats.
 REPORT_INTERVAL_REFRESH_EVERY = 5
-#: Backoff while Thing+ cannot be reached for registration: from 1 s up to 5 min, with full jitter.
-CONNECT_POLICY = RetryPolicy(attempts=1_000_000_000, base=1.0, cap=300.0)
+#: Backoff while Thing+ cannot be reached for registration: from 1 s up to 1 min, with full jitter (an
+#: uplink that comes back is used within a minute; one attempt a minute costs nothing).
+CONNECT_POLICY = RetryPolicy(attempts=1_000_000_000, base=1.0, cap=60.0)
 #: Per-call retries inside one upload/heartbeat: short, since the outbox keeps everything for later.
 CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 
@@ -161,12 +162,6 @@ class Daemon:
         )
         self._spawn(self.buffer.run(), "sample buffer")
         self._spawn(ClockJumpGuard(self.scheduler).run(), "clock guard")
-        log.info(
-            "gatewayd running",
-            sensors=len(self.sampler.sensors),
-            state_dir=str(self.state_dir),
-            pending=outbox.stats.pending,
-        )
         self._notify_ready()
         try:
             from gatewayd.oneshot import http_session
@@ -177,6 +172,12 @@ class Daemon:
                     if self.inventory.http is not None:
                         await self._start_ops(self.inventory.http.listen)
                     self.ready.set()
+                    log.info(
+                        "gatewayd running",
+                        sensors=len(self.sampler.sensors),
+                        state_dir=str(self.state_dir),
+                        pending=outbox.stats.pending,
+                    )
                     await self._wait_for_stop()
                 finally:
                     await self._shutdown()
