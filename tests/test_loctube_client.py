@@ -12,12 +12,12 @@ from urllib.parse import parse_qsl
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.config import LoctubeConfig
 from gatewayd.errors import AuthError, PermanentError, TamperedError
+from tests.conftest import loopback_server
 
 CLIENT_ID = "locClient"
 KEY = "locSecureKey"
@@ -165,13 +165,9 @@ class Clock:
 @pytest.fixture
 async def cloud() -> AsyncIterator[FakeLoctube]:
     fake = FakeLoctube()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
-    yield fake
-    await server.close()
+    async with loopback_server(fake.handle) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.clouds.rcms import RcmsClient, RcmsError
 from gatewayd.config import RcmsConfig
 from gatewayd.errors import PermanentError, RateLimitedError, TransientError
+from tests.conftest import loopback_server
 
 CLIENT_ID = "rcmsClient7"
 SECRET = "rcms-secret"
@@ -87,13 +87,9 @@ def ok(data: Any) -> web.Response:
 @pytest.fixture
 async def cloud() -> AsyncIterator[FakeRcms]:
     fake = FakeRcms()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
-    yield fake
-    await server.close()
+    async with loopback_server(fake.handle) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture

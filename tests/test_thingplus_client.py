@@ -31,6 +31,7 @@ from gatewayd.clouds.thingplus import (
 from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import AuthError, CloudError, PermanentError, RateLimitedError, TransientError
 from gatewayd.statefile import StateFile
+from tests.conftest import loopback_server
 
 CLIENT_ID = "testClientId"
 CLIENT_SECRET = "testClientPwd12!@"
@@ -155,14 +156,10 @@ class FakeThingPlus:
 @pytest.fixture
 async def cloud() -> AsyncIterator[FakeThingPlus]:
     fake = FakeThingPlus()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
-    yield fake
-    fake.release.set()
-    await server.close()
+    async with loopback_server(fake.handle) as url:
+        fake.url = url
+        yield fake
+        fake.release.set()
 
 
 @pytest.fixture
