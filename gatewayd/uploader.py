@@ -61,7 +61,7 @@ class Uploader:
         gateway_id: str,
         batch_size: int = 500,
         concurrency: int = 16,
-        sensors_per_pass: int = 256,
+        sensors_per_pass: int = 64,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
