@@ -371,7 +371,7 @@ class Daemon:
             self.scheduler.reschedule_job("heartbeat", trigger=trigger)
         else:
             self.scheduler.add_job(
-                self._heartbeat,
+                self._until_stop(self._heartbeat),
                 trigger,
                 id="heartbeat",
                 coalesce=True,
@@ -461,10 +461,22 @@ class Daemon:
             )
             self._add_poll_job("poll:loctube", loctube.poll, inventory.loctube.poll_interval)
 
+    def _until_stop(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``job`` for the scheduler: when the stop cancels it half-way, it just ends (no error logged)."""
+
+        async def run() -> None:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+
+        return run
+
     def _add_poll_job(self, job_id: str, poll: Callable[[], Awaitable[None]], interval_s: float) -> None:
         assert self.scheduler is not None
         self.scheduler.add_job(
-            poll,
+            self._until_stop(poll),
             IntervalTrigger(seconds=interval_s),
             id=job_id,
             coalesce=True,
