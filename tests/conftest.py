@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -55,3 +56,10 @@ async def loopback_server(
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for tests that drive a client against a fake cloud."""
+    async with aiohttp.ClientSession() as s:
+        yield s

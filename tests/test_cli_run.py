@@ -21,22 +21,10 @@ from typing import Any
 
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.outbox import Outbox
-from tests.integration.conftest import SENSORS, delivered, emulator_env, points_of, until
+from tests.integration.conftest import SENSORS, THREE_SENSORS, delivered, emulator_env, points_of, until
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAYD = [sys.executable, "-m", "gatewayd"]
-
-THREE_SENSORS = (
-    SENSORS
-    + """\
-- name: Cellar
-  sensors:
-    - name: Level
-      type: percent
-      interval: 150ms
-      simulate: {pattern: uniform, min: 0, max: 100, seed: 3}
-"""
-)
 
 
 def child_env() -> dict[str, str]:

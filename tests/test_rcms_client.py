@@ -93,12 +93,6 @@ async def cloud() -> AsyncIterator[FakeRcms]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

@@ -162,12 +162,6 @@ async def cloud() -> AsyncIterator[FakeThingPlus]:
         fake.release.set()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 @dataclass
 class Harness:
     cloud: FakeThingPlus

@@ -44,6 +44,19 @@ SENSORS = """\
       simulate: {pattern: random_walk, min: 40, max: 80, step: 1, seed: 2}
 """
 
+#: SENSORS plus a third sensor on a second device.
+THREE_SENSORS = (
+    SENSORS
+    + """\
+- name: Cellar
+  sensors:
+    - name: Level
+      type: percent
+      interval: 150ms
+      simulate: {pattern: uniform, min: 0, max: 100, seed: 3}
+"""
+)
+
 
 def inventory_text(
     endpoint: str,

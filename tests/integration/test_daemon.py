@@ -26,6 +26,7 @@ from gatewayd.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon
 
 from .conftest import (
     SENSORS,
+    THREE_SENSORS,
     Env,
     delivered,
     describe,
@@ -40,18 +41,6 @@ from .conftest import (
 
 REGISTER_KINDS = ("register_gateway", "register_device", "register_sensor")
 
-#: SENSORS plus a third sensor on a second device.
-THREE_SENSORS = (
-    SENSORS
-    + """\
-- name: Cellar
-  sensors:
-    - name: Level
-      type: percent
-      interval: 150ms
-      simulate: {pattern: uniform, min: 0, max: 100, seed: 3}
-"""
-)
 
 #: SENSORS without Humidity.
 ONE_SENSOR = """\
