@@ -77,6 +77,7 @@ from bench.common import (
     verdict,
     write_inventory,
 )
+from gatewayd import eventloop
 
 REPORT_INTERVAL_MS = 5000
 TARGET_CPU_RATIO = 1.3
@@ -588,7 +589,7 @@ def main() -> int:
     if args.floor_client:
         if not args.url or not args.sensors:
             parser.error("--floor-client needs --url and --sensors")
-        asyncio.run(
+        eventloop.run(  # the daemon's event loop, so the two compare like for like
             floor_client(args.url, args.sensors, args.duration, REPORT_INTERVAL_MS / 1000, args.concurrency)
         )
         return 0

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from gatewayd import __version__
+from gatewayd import __version__, eventloop
 from gatewayd.config import Inventory, load_inventory
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
             "sends status heartbeats and batched series, and polls RCMS and loctube. Data waits in a "
             "durable outbox while the uplink is down."
         ),
-        epilog="Exit status: 0 clean stop, 2 bad configuration or usage, 1 any other failure.",
+        epilog="Environment: GATEWAYD_CONFIG, GATEWAYD_LOG_LEVEL, GATEWAYD_EVENT_LOOP (auto|uvloop|asyncio). "
+        "Exit status: 0 clean stop, 2 bad configuration or usage, 1 any other failure.",
     )
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -314,7 +315,7 @@ def print_json(value: Any) -> None:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    return eventloop.run(coro)
 
 
 def run_until_signal(coro: Coroutine[Any, Any, Any]) -> int:
@@ -334,7 +335,7 @@ def run_until_signal(coro: Coroutine[Any, Any, Any]) -> int:
                 loop.remove_signal_handler(sig)
         return EXIT_OK
 
-    return asyncio.run(runner())
+    return eventloop.run(runner())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.config import Inventory, SensorConfig, load_inventory
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
@@ -177,6 +178,7 @@ class Daemon:
                         sensors=len(self.sampler.sensors),
                         state_dir=str(self.state_dir),
                         pending=outbox.stats.pending,
+                        event_loop=eventloop.loop_name(asyncio.get_running_loop()),
                     )
                     await self._wait_for_stop()
                 finally:
@@ -624,5 +626,5 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
                 loop.remove_signal_handler(sig)
             notifier.close()
 
-    asyncio.run(main())
+    eventloop.run(main())
     return 0

@@ -27,10 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 GATEWAYD = [sys.executable, "-m", "gatewayd"]
 
 
-def child_env() -> dict[str, str]:
+def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("GATEWAYD_CONFIG", None)
+    env.pop("GATEWAYD_EVENT_LOOP", None)
     env["GATEWAYD_LOG_LEVEL"] = "info"
+    env.update(extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -63,7 +65,7 @@ class Child:
 
 
 @asynccontextmanager
-async def gatewayd_run(config: Path, log: Path) -> AsyncIterator[Child]:
+async def gatewayd_run(config: Path, log: Path, **env: str) -> AsyncIterator[Child]:
     with log.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
             *GATEWAYD,
@@ -74,7 +76,7 @@ async def gatewayd_run(config: Path, log: Path) -> AsyncIterator[Child]:
             stdout=sink,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**env),
         )
     child = Child(proc, log)
     try:
@@ -117,6 +119,7 @@ async def test_sigterm_flushes_pending_points_and_exits_0(tmp_path: Path) -> Non
             await asyncio.sleep(1.0)  # let samples pile up in the outbox (not a timing assertion)
             child.proc.send_signal(signal.SIGTERM)
             assert await child.wait() == 0
+        assert child.event("gatewayd running")["event_loop"] == "uvloop", "uvloop is a dependency"
         stopped = child.event("stopped")
         assert stopped["sampled"] > 0
         assert delivered(env.tp) > before, "the stop's flush sent the backlog"
@@ -127,14 +130,16 @@ async def test_sigterm_flushes_pending_points_and_exits_0(tmp_path: Path) -> Non
 
 
 async def test_sigterm_during_an_outage_keeps_unsent_points_in_the_outbox(tmp_path: Path) -> None:
+    # On asyncio's own loop (GATEWAYD_EVENT_LOOP=asyncio), so the fallback keeps working too.
     async with emulator_env(tmp_path) as env:
         config = env.write_inventory()
-        async with gatewayd_run(config, tmp_path / "gatewayd.log") as child:
+        async with gatewayd_run(config, tmp_path / "gatewayd.log", GATEWAYD_EVENT_LOOP="asyncio") as child:
             await until(lambda: delivered(env.tp) > 0, timeout=20, what="first points")
             env.server.emulator.faults.set("thingplus", outage_s=math.inf)
             await asyncio.sleep(1.0)  # samples taken during the outage stay local
             child.proc.send_signal(signal.SIGTERM)
             assert await child.wait() == 0
+        assert child.event("gatewayd running")["event_loop"] == "asyncio"
         stopped = child.event("stopped")
         on_disk = await pending_on_disk(env.state_dir)
         assert on_disk > 0
