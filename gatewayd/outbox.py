@@ -210,7 +210,7 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA temp_store=MEMORY")
-        db.execute("PRAGMA cache_size=-8000")  # 8 MB: memory stays flat however big the backlog
+        db.execute("PRAGMA cache_size=-2000")  # 2 MB: memory stays flat however big the backlog
         db.executescript(_SCHEMA)
         db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)

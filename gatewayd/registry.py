@@ -28,10 +28,13 @@ def sensor_key(device: str, sensor: str) -> str:
     return f"{device}/{sensor}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     id: str
     registered: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "registered": self.registered}
 
 
 class Registry:
@@ -56,9 +59,9 @@ class Registry:
     def _save(self) -> None:
         record: dict[str, Any] = {
             "version": FORMAT_VERSION,
-            "gateway": vars(self._gateway) if self._gateway else None,
-            "devices": {k: vars(v) for k, v in self._devices.items()},
-            "sensors": {k: vars(v) for k, v in self._sensors.items()},
+            "gateway": self._gateway.record() if self._gateway else None,
+            "devices": {k: v.record() for k, v in self._devices.items()},
+            "sensors": {k: v.record() for k, v in self._sensors.items()},
         }
         self._file.save(record)
         self._dirty = False

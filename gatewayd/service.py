@@ -26,7 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
-from gatewayd.config import Inventory, SensorConfig, load_inventory
+from gatewayd.config import Inventory, SensorConfig, fingerprint, load_inventory
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
 from gatewayd.latest import LatestState, PollStats
 from gatewayd.outbox import Outbox
@@ -260,22 +260,21 @@ class Daemon:
         assert self.sampler is not None
         self.registry.ensure_ids([(d.name, s.name) for d, s in inventory.sensors()])
         old = {(r.device, r.name): r for r in self.sampler.sensors}
-        old_configs = {(d.name, s.name): s for d, s in self.inventory.sensors()}
         runtimes = []
         for device, sensor in inventory.sensors():
-            key = (device.name, sensor.name)
-            previous = old.get(key)
-            if previous is not None and old_configs.get(key) == sensor:
+            previous = old.get((device.name, sensor.name))
+            config_fingerprint = fingerprint(sensor)
+            if previous is not None and previous.config_fingerprint == config_fingerprint:
                 runtimes.append(previous)
                 continue
-            runtimes.append(self._runtime(device.name, sensor))
+            runtimes.append(self._runtime(device.name, sensor, config_fingerprint))
         kept = {id(r) for r in runtimes}
         for runtime in old.values():
             if id(runtime) not in kept:
                 self._spawn(runtime.source.close(), f"close {runtime.key}")
         self.sampler.set_sensors(runtimes)
 
-    def _runtime(self, device: str, sensor: SensorConfig) -> SensorRuntime:
+    def _runtime(self, device: str, sensor: SensorConfig, config_fingerprint: int) -> SensorRuntime:
         return SensorRuntime(
             device=device,
             name=sensor.name,
@@ -283,6 +282,7 @@ class Daemon:
             sensor_id=self.registry.sensor_id(device, sensor.name),
             interval=sensor.interval,
             source=build_source(sensor, self._source_context),
+            config_fingerprint=config_fingerprint,
         )
 
     # ------------------------------------------------------------------ registration
@@ -360,6 +360,13 @@ class Daemon:
         self._set_report_interval(registered.report_interval_ms or DEFAULT_REPORT_INTERVAL_MS, first=True)
         self._status("registered; reporting")
         self._kick_upload.set()
+        self._drop_sensor_configs()
+
+    def _drop_sensor_configs(self) -> None:
+        """Registered and running: each runtime holds what its sensor needs (a reload compares config
+        fingerprints), so of the inventory only the other sections are kept. A reload that adds sensors
+        keeps the new inventory whole until those are registered."""
+        self.inventory = self.inventory.without_devices()
 
     def _set_report_interval(self, interval_ms: int, *, first: bool = False) -> None:
         assert self.scheduler is not None
@@ -491,6 +498,7 @@ class Daemon:
     async def _reload(self) -> None:
         from gatewayd.registrar import check_types
 
+        assert self.sampler is not None
         if not self.inventory_path:
             log.warning("reload requested but the inventory has no file to re-read")
             return
@@ -512,7 +520,7 @@ class Daemon:
         if needs_restart:
             log.warning("reload: these sections change only on restart", sections=needs_restart)
             new = new.model_copy(update={key: getattr(self.inventory, key) for key in needs_restart})
-        before = {(d.name, s.name) for d, s in self.inventory.sensors()}
+        before = {(r.device, r.name) for r in self.sampler.sensors}
         after = {(d.name, s.name) for d, s in new.sensors()}
         self._set_poll_intervals(new)
         self._apply_sensors(new)
@@ -527,6 +535,8 @@ class Daemon:
         )
         if self.registered is not None and after - before:
             self._spawn(self._connect(), "register added sensors")
+        elif self.registered is not None:
+            self._drop_sensor_configs()
 
     # ------------------------------------------------------------------ shutdown
 
@@ -605,14 +615,16 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
 
     from gatewayd.notify import Notifier
 
+    notifier = Notifier()
+    hooks = Hooks(
+        on_ready=lambda: notifier.ready("sampling; registering on Thing+"),
+        on_status=notifier.status,
+        on_stopping=notifier.stopping,
+    )
+    daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
+    del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
+
     async def main() -> None:
-        notifier = Notifier()
-        hooks = Hooks(
-            on_ready=lambda: notifier.ready("sampling; registering on Thing+"),
-            on_status=notifier.status,
-            on_stopping=notifier.stopping,
-        )
-        daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, daemon.stop)
         loop.add_signal_handler(signal.SIGINT, daemon.stop)

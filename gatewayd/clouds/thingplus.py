@@ -226,9 +226,12 @@ class ThingPlusClient:
         try:
             data = await self._call("POST", path, operation=operation, body=body)
         except AlreadyExistsError as exc:
-            log.info("thingplus_already_registered", operation=operation, req_id=body["reqId"], code=exc.code)
+            # debug: the registrar logs one line per gateway and device and one for all sensors
+            log.debug(
+                "thingplus_already_registered", operation=operation, req_id=body["reqId"], code=exc.code
+            )
             return Registration(created=False, data={})
-        log.info("thingplus_registered", operation=operation, req_id=body["reqId"])
+        log.debug("thingplus_registered", operation=operation, req_id=body["reqId"])
         return Registration(created=True, data=data if isinstance(data, dict) else {})
 
     # ------------------------------------------------------------------------------------------------

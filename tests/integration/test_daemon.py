@@ -417,6 +417,16 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         assert env.tp.requests["register_gateway"] == 1
         assert env.tp.requests["register_sensor"] == 3
         assert env.tp.sensor_statuses.get(new[new_key]), "the new sensor gets statuses"
+        # Registered and running: the daemon keeps no sensor configs, only their fingerprints.
+        await until(lambda: daemon.inventory.devices == [], what="the sensor configs let go")
+
+        # Change one sensor's source: only its runtime is rebuilt (config fingerprints differ).
+        env.write_inventory(devices=THREE_SENSORS.replace("max: 100, seed: 3", "max: 50, seed: 3"))
+        kept_runtimes = {s.key: s for s in daemon.sampler.sensors}
+        await reload_and_wait()
+        rebuilt = [s.key for s in daemon.sampler.sensors if s is not kept_runtimes[s.key]]
+        assert rebuilt == ["Cellar/Level"]
+        assert sensor_ids(daemon) == new
 
         # An invalid inventory (bad YAML, then a type the gateway model lacks) is refused.
         good = daemon.inventory

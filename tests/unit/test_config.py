@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gatewayd.config import load_inventory, parse_duration, parse_inventory
 from gatewayd.errors import ConfigError
+from gatewayd.secret import Secret
 from tests.conftest import VALID
 
 
@@ -253,3 +255,49 @@ def test_problems_in_merged_mappings_are_still_located() -> None:
 def test_unknown_alias_and_two_documents() -> None:
     assert "inv.yaml:1:10: gateway: unknown alias *nope" in problems_of("gateway: *nope\n")
     assert problems_of(VALID + "---\nfoo: 1\n") == ["inv.yaml:16:1: YAML error: more than one document"]
+
+
+# ------------------------------------------------------------------------------------------------ fingerprints
+
+
+def test_a_fingerprint_changes_with_any_value_and_sees_secrets() -> None:
+    from gatewayd.config import fingerprint
+
+    def sensor(**changes: str) -> Any:
+        text = VALID
+        for old, new in changes.items():
+            text = text.replace(old, new)
+        return parse_inventory(text, env={}).devices[0].sensors[0]
+
+    base = sensor()
+    assert fingerprint(base) == fingerprint(sensor())
+    assert fingerprint(base) != fingerprint(sensor(**{"max: 26": "max: 27"}))
+    assert fingerprint(Secret("a")) != fingerprint(Secret("b")), "a secret's repr is *** but its value counts"
+    assert fingerprint({"a": [1, 2]}) != fingerprint({"a": [2, 1]})
+
+
+def test_without_devices_keeps_every_other_section() -> None:
+    inventory = parse_inventory(VALID, env={})
+    slim = inventory.without_devices()
+    assert slim.devices == [] and inventory.devices
+    assert slim.model_dump(exclude={"devices"}) == inventory.model_dump(exclude={"devices"})
+
+
+def test_devices_are_validated_one_by_one_yet_every_problem_is_located() -> None:
+    """Valid devices become models before the whole inventory is validated (a lower memory peak); the
+    problems of the others, and of the sections around them, are still all reported in place."""
+    text = (
+        VALID.replace("gateway: {", "gateway: {bogus: 1, ")
+        + "  - name: Cellar\n"
+        + "    sensors:\n"
+        + "      - {name: Level, type: percent, interval: soon, simulate: {pattern: constant, value: 1}}\n"
+        + "  - name: Attic\n"
+        + "    sensors:\n"
+        + "      - {name: Fan, type: onoff, interval: 1s, simulate: {pattern: constant, value: 1}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_inventory(text, "inv.yaml", env={})
+    paths = [(p.line, p.path) for p in caught.value.problems]
+    assert paths == [(1, "gateway.bogus"), (18, "devices[1].sensors[0].interval")]
+    fixed = parse_inventory(text.replace("bogus: 1, ", "").replace("soon", "2s"), env={})
+    assert [d.name for d in fixed.devices] == ["Room 1", "Cellar", "Attic"]

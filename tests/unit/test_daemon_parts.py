@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,6 +134,10 @@ def test_non_finite_values_are_failed_reads() -> None:
 
 
 def _sim(pattern: str, **kw: object) -> Simulation:
+    return Simulation(_pattern(pattern, **kw), clock=lambda: 0.0)
+
+
+def _pattern(pattern: str, **kw: object) -> Any:
     inventory = parse_inventory(
         VALID.replace(
             "simulate: {pattern: sine, min: 18, max: 26, period: 1h}",
@@ -142,13 +147,12 @@ def _sim(pattern: str, **kw: object) -> Simulation:
     )
     source = inventory.devices[0].sensors[0].simulate
     assert source is not None
-    return Simulation(source, clock=lambda: 0.0)
+    return source
 
 
 def test_sine_spans_min_to_max_over_a_period() -> None:
-    sim = _sim("sine", min=10, max=20, period=100, seed=1)
-    pattern = sim.pattern
-    values = [sine_value(pattern, t) for t in range(100)]  # type: ignore[arg-type]
+    pattern = _pattern("sine", min=10, max=20, period=100, seed=1)
+    values = [sine_value(pattern, t) for t in range(100)]
     assert min(values) == pytest.approx(10, abs=0.01)
     assert max(values) == pytest.approx(20, abs=0.01)
     assert values[0] == pytest.approx(15)

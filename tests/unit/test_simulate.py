@@ -86,7 +86,8 @@ def test_sine_is_a_function_of_wall_clock_time_so_gateways_agree() -> None:
     clock = Clock(1_700_000_123.0)
     a = sim(clock, pattern="sine", min=0, max=1, period=60, seed=1)
     b = sim(clock, pattern="sine", min=0, max=1, period=60, seed=2)
-    assert a.next_value() == b.next_value() == sine_value(a.pattern, clock.t)  # type: ignore[arg-type]
+    p: SinePattern = pattern(pattern="sine", min=0, max=1, period=60)
+    assert a.next_value() == b.next_value() == sine_value(p, clock.t)
     assert a.rng is None  # nothing random to draw: no generator is allocated
 
 
