@@ -148,10 +148,16 @@ class OpsServer:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self._request_children: dict[tuple[str, str], Any] = {}
         self._runner: web.AppRunner | None = None
 
     def _observe(self, cloud: str, operation: str, seconds: float) -> None:
-        self.request_seconds.labels(cloud, operation).observe(seconds)
+        # One histogram child per (cloud, operation), looked up here rather than through ``labels``
+        # (a lock and argument checks), since every request of every cloud passes by.
+        child = self._request_children.get((cloud, operation))
+        if child is None:
+            child = self._request_children[(cloud, operation)] = self.request_seconds.labels(cloud, operation)
+        child.observe(seconds)
 
     async def start(self) -> None:
         app = web.Application()
