@@ -816,3 +816,13 @@ async def test_secrets_never_reach_log_events(h: Harness) -> None:
     assert "thingplus_token_obtained" in events
     assert "thingplus_token_rejected" in events
     assert "tok-1" not in repr(client._token)
+
+
+def test_path_segments_are_percent_encoded_unless_already_safe() -> None:
+    from gatewayd.clouds.thingplus import _seg
+
+    assert _seg("d815ba2f84eb490b8e68d9dd744da397") == "d815ba2f84eb490b8e68d9dd744da397"
+    assert _seg("a/b c") == "a%2Fb%20c"
+    assert _seg("zähler") == "z%C3%A4hler"
+    with pytest.raises(ValueError, match="non-empty"):
+        _seg("")
