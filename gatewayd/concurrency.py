@@ -21,9 +21,8 @@ async def bounded_map(func: Callable[[T], Awaitable[R]], items: Iterable[T], lim
     The first exception stops the workers from starting new items and is raised once the running ones
     finish (like ``gather`` without ``return_exceptions``).
     """
-    work = list(enumerate(items))
-    results: list[R | None] = [None] * len(work)
-    feed = iter(work)
+    results: list[R | None] = []
+    feed = enumerate(items)  # pulled lazily by the workers: a generator of 10,000 items stays one
     failure: list[BaseException] = []
 
     async def worker() -> None:
@@ -31,12 +30,15 @@ async def bounded_map(func: Callable[[T], Awaitable[R]], items: Iterable[T], lim
             if failure:
                 return
             try:
-                results[index] = await func(item)
+                result = await func(item)
             except Exception as exc:
                 failure.append(exc)
                 return
+            if index >= len(results):
+                results.extend([None] * (index + 1 - len(results)))
+            results[index] = result
 
-    await asyncio.gather(*(worker() for _ in range(max(1, min(limit, len(work))))))
+    await asyncio.gather(*(worker() for _ in range(max(1, limit))))
     if failure:
         raise failure[0]
     return results  # type: ignore[return-value]

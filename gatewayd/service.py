@@ -405,7 +405,7 @@ class Daemon:
             await self._refresh_report_interval()
         from gatewayd.clouds.thingplus import valid_duration_s
 
-        statuses = [(s.sensor_id, s.status) for s in self.sampler.sensors]
+        statuses = ((s.sensor_id, s.status) for s in self.sampler.sensors)  # lazily: 10,000 of them
         await self.uploader.send_statuses(statuses, valid_duration_s(self.report_interval_ms))
 
     async def _refresh_report_interval(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -79,7 +79,7 @@ class Uploader:
 
     # ------------------------------------------------------------------ statuses
 
-    async def send_statuses(self, statuses: Sequence[tuple[str, str]], valid_duration_s: int) -> bool:
+    async def send_statuses(self, statuses: Iterable[tuple[str, str]], valid_duration_s: int) -> bool:
         """The gateway's status, then each (sensor id, value) status; False when the cloud failed us."""
         try:
             await self.client.gateway_status(self.gateway_id, "on", valid_duration_s)

@@ -23,7 +23,7 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gatewayd.errors import SourceError
 from gatewayd.sourceconfig import (
@@ -229,6 +229,7 @@ class Simulation:
 
     # Slotted: a simulation of 10,000 sensors holds 10,000 of these.
     __slots__ = (
+        "_args",
         "_base",
         "_decimals",
         "_dropout",
@@ -272,11 +273,14 @@ class Simulation:
         self._base = self._dispatch(pattern)
 
     def _dispatch(self, p: Pattern) -> Callable[[], Scalar]:
+        # Constant and uniform, what big simulations are made of, read through a method and ``_args``:
+        # ~250 bytes a sensor less than a closure and its cells. The rest keep their closures.
+        self._args: tuple[Any, ...] = ()
         rng = self.rng
         clock = self.clock
         if isinstance(p, ConstantPattern):
-            value = p.value
-            return lambda: value
+            self._args = (p.value,)
+            return self._constant
         if isinstance(p, SinePattern):
             return lambda: sine_value(p, clock())
         if isinstance(p, SawtoothPattern):
@@ -287,8 +291,8 @@ class Simulation:
             return self._replay_reader(p)
         assert rng is not None
         if isinstance(p, UniformPattern):
-            low, high = p.min, p.max
-            return lambda: rng.uniform(low, high)
+            self._args = (p.min, p.max)
+            return self._uniform
         if isinstance(p, GaussianPattern):
             return self._gaussian(p, rng)
         if isinstance(p, ChoicePattern):
@@ -324,6 +328,15 @@ class Simulation:
         if self._decimals is not None:
             value = round(value, self._decimals)
         return value
+
+    def _constant(self) -> Scalar:
+        value: Scalar = self._args[0]
+        return value
+
+    def _uniform(self) -> float:
+        assert self.rng is not None
+        low, high = self._args
+        return self.rng.uniform(low, high)
 
     @staticmethod
     def _gaussian(p: GaussianPattern, rng: Rng) -> Callable[[], float]:
