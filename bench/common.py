@@ -1,14 +1,17 @@
-"""Shared helpers of the daemon benchmarks (``bench/steady.py``, ``bench/startup.py``, ``bench/backlog.py``).
+"""Shared helpers of the benchmarks (``bench/steady.py``, ``startup.py``, ``backlog.py``, ``emulator.py``).
 
 Everything here is plain stdlib (plus nothing): the orchestrating script must stay light, since it runs
 on the same cores as the processes it measures. Processes are measured from the OS (``/proc/<pid>``), not
-from inside: CPU is utime+stime of every thread of the process, memory is VmRSS / VmHWM.
+from inside: CPU is utime+stime of every thread of the process, memory is VmRSS / VmHWM. The one piece for
+client processes, :func:`register_thingplus`, takes their aiohttp session (aiohttp is not imported here).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -22,10 +25,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -180,9 +187,14 @@ class ProcSample:
 
 def proc_cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of ``pid``, in seconds (``/proc/<pid>/stat`` fields 14 and 15)."""
+    return sum(proc_cpu_split(pid))
+
+
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of ``pid``, in seconds: user space, and the kernel on its behalf."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def proc_memory(pid: int) -> tuple[int, int]:
@@ -564,6 +576,91 @@ class NotifySocket:
         self._thread.join(timeout=2)
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+# ------------------------------------------------------------------------------------------ Thing+ (clients)
+
+
+async def bounded(jobs: Iterable[Awaitable[Any]], concurrency: int) -> list[Any]:
+    """Await ``jobs`` ``concurrency`` at a time; their results in completion order."""
+    it = iter(jobs)
+    results: list[Any] = []
+
+    async def worker() -> None:
+        for job in it:
+            results.append(await job)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A gateway registered by :func:`register_thingplus`: its token, id and sensor ids."""
+
+    token: str
+    gateway_id: str
+    sensor_ids: list[str]
+
+
+async def register_thingplus(
+    session: aiohttp.ClientSession, url: str, sensors: int, concurrency: int, name: str
+) -> Registered:
+    """A token (md5 password), then a gateway named ``name``, its devices and ``sensors`` sensors.
+
+    Sensors are registered ``concurrency`` at a time; any answer but 200/201 raises RuntimeError.
+    """
+    token_body = {
+        "grant_type": "password",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "username": USERNAME,
+        "password": hashlib.md5(PASSWORD.encode()).hexdigest(),
+    }
+    async with session.post(f"{url}/v2/oauth2/token", json=token_body) as resp:
+        resp.raise_for_status()
+        token = (await resp.json())["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def call(method: str, path: str, body: Any) -> Any:
+        async with session.request(method, url + path, data=json.dumps(body), headers=headers) as resp:
+            data = await resp.read()
+            if resp.status not in (200, 201):
+                raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
+            return json.loads(data)
+
+    async with session.get(f"{url}/v2/sites", headers=headers) as resp:
+        site = str((await resp.json())["data"][0]["id"])
+    gw = uuid.uuid4().hex
+    await call(
+        "POST", "/v2/registerGateway", {"reqId": gw, "params": {"siteId": site, "model": "52", "name": name}}
+    )
+    devices = [uuid.uuid4().hex for _ in range(math.ceil(sensors / SENSORS_PER_DEVICE))]
+    for i, dev in enumerate(devices):
+        await call(
+            "POST", f"/v2/gateways/{gw}/devices", {"reqId": dev, "name": f"D{i}", "model": DEVICE_MODEL}
+        )
+    ids = [uuid.uuid4().hex for _ in range(sensors)]
+    await bounded(
+        (
+            call(
+                "POST",
+                f"/v2/gateways/{gw}/sensors",
+                {
+                    "reqId": sid,
+                    "name": f"S{i}",
+                    "type": SENSOR_TYPE,
+                    "driverName": DRIVER_NAME,
+                    "model": SENSOR_MODEL,
+                    "category": "sensor",
+                    "deviceId": devices[i // SENSORS_PER_DEVICE],
+                },
+            )
+            for i, sid in enumerate(ids)
+        ),
+        concurrency,
+    )
+    return Registered(token, gw, ids)
 
 
 def run_main(main: Callable[[], int]) -> int:

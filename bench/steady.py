@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import math
 import random
 import sys
 import time
-import uuid
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,17 +43,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    DEVICE_MODEL,
-    DRIVER_NAME,
     ERROR,
-    PASSWORD,
-    SENSOR_MODEL,
-    SENSOR_TYPE,
-    SENSORS_PER_DEVICE,
     SKIPPED,
-    USERNAME,
     WARNING,
     BenchError,
     Delivered,
@@ -63,12 +52,14 @@ from bench.common import (
     Proc,
     Procs,
     ProcSample,
+    bounded,
     delivered,
     free_port,
     mb,
     metrics,
     print_machine,
     print_table,
+    register_thingplus,
     registry_gateway_id,
     run_main,
     start_daemon,
@@ -445,69 +436,10 @@ async def floor_client(url: str, sensors: int, duration: float, interval_s: floa
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        token_body = {
-            "grant_type": "password",
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "username": USERNAME,
-            "password": hashlib.md5(PASSWORD.encode()).hexdigest(),
-        }
-        async with session.post(f"{url}/v2/oauth2/token", json=token_body) as resp:
-            resp.raise_for_status()
-            token = (await resp.json())["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-        async def call(method: str, path: str, body: Any, ok: tuple[int, ...] = (200, 201)) -> Any:
-            async with session.request(method, url + path, data=json.dumps(body), headers=headers) as resp:
-                data = await resp.read()
-                if resp.status not in ok:
-                    raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
-                return json.loads(data)
-
-        async def bounded(jobs: Iterable[Awaitable[Any]]) -> list[Any]:
-            it = iter(jobs)
-            results: list[Any] = []
-
-            async def worker() -> None:
-                for job in it:
-                    results.append(await job)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return results
-
         # -- registration (before the measured window)
-        async with session.get(f"{url}/v2/sites", headers=headers) as resp:
-            site = str((await resp.json())["data"][0]["id"])
-        gw = uuid.uuid4().hex
-        await call(
-            "POST",
-            "/v2/registerGateway",
-            {"reqId": gw, "params": {"siteId": site, "model": "52", "name": "floor"}},
-        )
-        devices = [uuid.uuid4().hex for _ in range(math.ceil(sensors / SENSORS_PER_DEVICE))]
-        for i, dev in enumerate(devices):
-            await call(
-                "POST", f"/v2/gateways/{gw}/devices", {"reqId": dev, "name": f"D{i}", "model": DEVICE_MODEL}
-            )
-        ids = [uuid.uuid4().hex for _ in range(sensors)]
-        await bounded(
-            [
-                call(
-                    "POST",
-                    f"/v2/gateways/{gw}/sensors",
-                    {
-                        "reqId": sid,
-                        "name": f"S{i}",
-                        "type": SENSOR_TYPE,
-                        "driverName": DRIVER_NAME,
-                        "model": SENSOR_MODEL,
-                        "category": "sensor",
-                        "deviceId": devices[i // SENSORS_PER_DEVICE],
-                    },
-                )
-                for i, sid in enumerate(ids)
-            ]
-        )
+        registered = await register_thingplus(session, url, sensors, concurrency, "floor")
+        gw, ids = registered.gateway_id, registered.sensor_ids
+        headers = {"Authorization": f"Bearer {registered.token}", "Content-Type": "application/json"}
         print(f"REGISTERED {gw}", flush=True)
 
         # -- the loop: every interval, gateway status, then per sensor series (5 points) and status
@@ -547,9 +479,9 @@ async def floor_client(url: str, sensors: int, duration: float, interval_s: floa
 
             async def heartbeat() -> None:
                 await send("PUT", f"/v2/gateways/{gw}/status", status)
-                await bounded(status_jobs())
+                await bounded(status_jobs(), concurrency)
 
-            await asyncio.gather(heartbeat(), bounded(series_jobs(now_ms)))
+            await asyncio.gather(heartbeat(), bounded(series_jobs(now_ms), concurrency))
             cycles += 1
             next_cycle += interval_s
             now = time.monotonic()

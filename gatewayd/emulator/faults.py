@@ -118,6 +118,10 @@ class Verdict:
         return self.status is None
 
 
+#: The verdict for a request nothing happens to (shared: a Verdict is immutable).
+PASS = Verdict()
+
+
 @dataclass
 class CloudFaults:
     """The faults set for one cloud, and how many answers each kind has produced."""
@@ -131,6 +135,16 @@ class CloudFaults:
     rate_limit_until: float | None = None
     retry_after: int | None = None
     injected: Counter[str] = field(default_factory=Counter)
+
+    def armed(self) -> bool:
+        """Whether any fault is set, expired or not: checked on every request, so kept to a few reads."""
+        return (
+            self.outage_until is not None
+            or self.rate_limit_left > 0
+            or self.rate_limit_until is not None
+            or self.failure_rate > 0.0
+            or self.latency_s != 0.0
+        )
 
     def snapshot(self, now: float) -> dict[str, Any]:
         outage: dict[str, Any] | None = None
@@ -285,9 +299,9 @@ class Faults:
 
     def decide(self, cloud: str | None) -> Verdict:
         """What to do with one request to ``cloud``; consumes a rate-limit count and a random draw."""
-        if cloud is None or cloud not in self._clouds:
-            return Verdict()
-        state = self._clouds[cloud]
+        state = self._clouds.get(cloud) if cloud is not None else None
+        if state is None or not state.armed():
+            return PASS
         now = self._monotonic()
         delay = state.latency_s
         if state.outage_until is not None:
@@ -313,7 +327,7 @@ class Faults:
             status = self._rng.choice(state.failure_statuses)
             state.injected["failure"] += 1
             return Verdict(delay, status, "emulated failure")
-        return Verdict(delay)
+        return Verdict(delay) if delay else PASS
 
     @property
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -325,6 +339,8 @@ class Faults:
         ) -> web.StreamResponse:
             cloud = cloud_of(request.path)
             verdict = self.decide(cloud)
+            if verdict is PASS:  # no fault set: the common case, one comparison
+                return await handler(request)
             if verdict.delay_s > 0:
                 await self._sleep(verdict.delay_s)
             if verdict.passes:

@@ -13,7 +13,7 @@ import pytest
 
 from gatewayd.emulator import EmulatorServer, Faults, RateLimit, build_app, serve_forever
 from gatewayd.emulator.app import EMULATOR_KEY
-from gatewayd.emulator.faults import cloud_of
+from gatewayd.emulator.faults import CLOUDS, cloud_of
 from tests.emulator import ALL_CLOUDS, FakeClock, call, get_token, inventory, register
 
 # --------------------------------------------------------------------------------------------------
@@ -37,6 +37,24 @@ from tests.emulator import ALL_CLOUDS, FakeClock, call, get_token, inventory, re
 )
 def test_cloud_of(path: str, cloud: str | None) -> None:
     assert cloud_of(path) == cloud
+
+
+def test_nothing_set_passes_at_once() -> None:
+    faults = Faults()
+    for cloud in (*CLOUDS, "admin", None):
+        verdict = faults.decide(cloud)
+        assert (verdict.passes, verdict.delay_s, dict(verdict.headers)) == (True, 0.0, {})
+
+
+def test_an_expired_outage_passes_again() -> None:
+    clock = FakeClock(100.0)
+    faults = Faults(monotonic=clock)
+    faults.set("thingplus", outage_s=1)
+    assert faults.decide("thingplus").status == 503
+    clock.advance(1)
+    assert faults.decide("thingplus").passes
+    assert faults.snapshot()["thingplus"]["outage"] is None
+    assert faults.get("thingplus").injected["outage"] == 1
 
 
 def test_outage_lasts_until_its_monotonic_deadline() -> None:

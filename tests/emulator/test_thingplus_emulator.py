@@ -6,11 +6,13 @@ Every request is built by hand from the document (``shared/specs/001_*.txt``); g
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import SENSOR_TYPES, ThingPlusEmulator
@@ -669,3 +671,58 @@ async def test_snapshot_counts_points_and_statuses(
     assert sensor["latest"] == {"time": 20, "value": "2"}
     assert snap["tokens"]["issued"] == 1
     assert snap["requests"]["series"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The reporting calls' fast paths answer exactly as the plain ones did
+
+
+async def test_reporting_answers_are_the_envelope_json_response_writes(
+    http: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    gid, _, sid = await register(http, auth)
+    status_body = {"validDuration": 9, "value": "on"}
+    for path, body in (
+        (f"/v2/gateways/{gid}/status", status_body),
+        (f"/v2/gateways/{gid}/sensors/{sid}/status", status_body),
+        (
+            f"/v2/gateways/{gid}/sensors/{sid}/series",
+            [{"value": "1.5", "time": 10}, {"value": "2", "time": 20}],
+        ),
+    ):
+        async with http.put(path, headers=auth, json=body) as resp:
+            raw = await resp.read()
+            assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+        answer = json.loads(raw)
+        assert raw == json.dumps(answer).encode()  # json.dumps' separators, keys in this order
+        assert list(answer) == ["statusCode", "message", "data"]
+        assert (answer["statusCode"], answer["message"]) == (200, "OK")
+
+
+async def test_reporting_paths_refuse_other_methods_and_near_misses(
+    http: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    gid, _, sid = await register(http, auth)
+    for method, path in (
+        ("GET", f"/v2/gateways/{gid}/sensors/{sid}/series"),
+        ("POST", f"/v2/gateways/{gid}/sensors/{sid}/status"),
+        ("POST", f"/v2/gateways/{gid}/status"),
+    ):
+        async with http.request(method, path, headers=auth) as resp:
+            assert (resp.status, resp.headers["Allow"]) == (405, "PUT")
+    for path in (f"/v2/gateways/{gid}/sensors/{sid}/other", f"/v2/gateways/{gid}/sensors/{sid}/series/"):
+        status, _ = await call(http, "PUT", path, auth, {"value": "1", "time": 1})
+        assert status == 404
+
+
+async def test_accepted_reports_still_reach_structlog_at_debug_level(
+    http: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    gid, _, sid = await register(http, auth)
+    with capture_logs() as logs:
+        await call(http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/series", auth, {"value": "1", "time": 1})
+        await call(http, "PUT", f"/v2/gateways/{gid}/status", auth, {"validDuration": 9, "value": "on"})
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("thingplus.series_accepted", "debug"),
+        ("thingplus.status_accepted", "debug"),
+    ]
