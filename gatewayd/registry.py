@@ -59,11 +59,11 @@ class Registry:
     def _save(self) -> None:
         record: dict[str, Any] = {
             "version": FORMAT_VERSION,
-            "gateway": self._gateway.record() if self._gateway else None,
-            "devices": {k: v.record() for k, v in self._devices.items()},
-            "sensors": {k: v.record() for k, v in self._sensors.items()},
+            "gateway": self._gateway,
+            "devices": self._devices,
+            "sensors": self._sensors,
         }
-        self._file.save(record)
+        self._file.save(record, default=Entry.record)  # each entry made JSON only as it is written
         self._dirty = False
 
     # ids: created and saved on first use

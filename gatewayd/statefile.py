@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ log = structlog.get_logger(__name__)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+#: Bytes gathered before each write while a record is streamed out.
+_WRITE_BUFFER = 64 * 1024
 
 
 class StateFile:
@@ -62,9 +65,13 @@ class StateFile:
             return None
         return record
 
-    def save(self, record: dict[str, Any]) -> None:
-        """Replace the file with ``record`` atomically: temp file (0600), fsync, rename, fsync directory."""
-        data = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+    def save(self, record: dict[str, Any], *, default: Callable[[Any], Any] | None = None) -> None:
+        """Replace the file with ``record`` atomically: temp file (0600), fsync, rename, fsync directory.
+
+        ``default`` turns objects JSON does not know into JSON values, one at a time as they are written:
+        a registry of 10,000 sensors is streamed out without a dict per entry and the whole text in memory.
+        """
+        encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=default)
         directory = self.path.parent
         try:
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
@@ -81,20 +88,27 @@ class StateFile:
             try:
                 # The umask can only narrow the mode; fchmod makes it exactly 0600 in every case.
                 os.fchmod(fd, FILE_MODE)
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                pending: list[str] = []
+                size = 0
+                for chunk in _with_newline(encoder.iterencode(record)):
+                    pending.append(chunk)
+                    size += len(chunk)
+                    if size >= _WRITE_BUFFER:
+                        _write_all(fd, "".join(pending).encode("utf-8"))
+                        pending, size = [], 0
+                _write_all(fd, "".join(pending).encode("utf-8"))
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-        except OSError as exc:
+        except BaseException as exc:  # no temp file left behind, whatever went wrong
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise StorageError(f"cannot write state file {self.path}: {exc.strerror or exc}") from exc
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write state file {self.path}: {exc.strerror or exc}") from exc
+            raise
         _fsync_dir(directory)
 
     def clear(self) -> None:
@@ -104,6 +118,18 @@ class StateFile:
         except OSError as exc:
             raise StorageError(f"cannot remove state file {self.path}: {exc.strerror or exc}") from exc
         _fsync_dir(self.path.parent)
+
+
+def _with_newline(chunks: Iterable[str]) -> Iterator[str]:
+    yield from chunks
+    yield "\n"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _fsync_dir(directory: Path) -> None:
