@@ -54,14 +54,17 @@ SCHEMA_VERSION = 1
 _ROWS_PER_INSERT = 300
 
 
-@functools.lru_cache(maxsize=8)
-def _insert_sql(rows: int) -> str:
-    return "INSERT INTO points (sensor, time_ms, value) VALUES " + ",".join(["(?, ?, ?)"] * rows)
+def _insert_rows(db: sqlite3.Connection, into: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``INSERT INTO {into} VALUES ...`` for ``rows``, :data:`_ROWS_PER_INSERT` at a time."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        db.execute(_insert_sql(into, len(chunk[0]), len(chunk)), [v for row in chunk for v in row])
 
 
 @functools.lru_cache(maxsize=8)
-def _insert_sensors_sql(rows: int) -> str:
-    return "INSERT INTO sensors (num, sensor_id) VALUES " + ",".join(["(?, ?)"] * rows)
+def _insert_sql(into: str, width: int, rows: int) -> str:
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return f"INSERT INTO {into} VALUES " + ",".join([row] * rows)
 
 
 _MERGE_CHUNK = 50_000  # rows indexed per transaction; also how many may wait unindexed before a put merges
@@ -293,13 +296,8 @@ class Outbox:
             # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
             db.execute(f"PRAGMA synchronous={self.put_synchronous}")
             db.execute("BEGIN IMMEDIATE")
-            sensors = [(num, sensor_id) for sensor_id, num in new_nums.items()]
-            for start in range(0, len(sensors), _ROWS_PER_INSERT):
-                pairs = sensors[start : start + _ROWS_PER_INSERT]
-                db.execute(_insert_sensors_sql(len(pairs)), [v for pair in pairs for v in pair])
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start : start + _ROWS_PER_INSERT]
-                db.execute(_insert_sql(len(chunk)), [v for row in chunk for v in row])
+            _insert_rows(db, "sensors (num, sensor_id)", [(num, sid) for sid, num in new_nums.items()])
+            _insert_rows(db, "points (sensor, time_ms, value)", rows)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

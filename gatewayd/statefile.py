@@ -9,11 +9,12 @@ mid-write leaves the previous record or no record, never half of one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ class StateFile:
                 os.fchmod(fd, FILE_MODE)
                 pending: list[str] = []
                 size = 0
-                for chunk in _with_newline(encoder.iterencode(record)):
+                for chunk in itertools.chain(encoder.iterencode(record), ["\n"]):
                     pending.append(chunk)
                     size += len(chunk)
                     if size >= _WRITE_BUFFER:
@@ -118,11 +119,6 @@ class StateFile:
         except OSError as exc:
             raise StorageError(f"cannot remove state file {self.path}: {exc.strerror or exc}") from exc
         _fsync_dir(self.path.parent)
-
-
-def _with_newline(chunks: Iterable[str]) -> Iterator[str]:
-    yield from chunks
-    yield "\n"
 
 
 def _write_all(fd: int, data: bytes) -> None:
