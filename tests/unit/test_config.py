@@ -301,3 +301,20 @@ def test_devices_are_validated_one_by_one_yet_every_problem_is_located() -> None
     assert paths == [(1, "gateway.bogus"), (18, "devices[1].sensors[0].interval")]
     fixed = parse_inventory(text.replace("bogus: 1, ", "").replace("soon", "2s"), env={})
     assert [d.name for d in fixed.devices] == ["Room 1", "Cellar", "Attic"]
+
+
+def test_models_with_the_same_given_keys_share_one_fields_set_and_copies_do_not_leak() -> None:
+    from gatewayd.config import SensorConfig
+
+    raw = {"name": "t", "type": "number", "simulate": {"pattern": "constant", "value": 1}}
+    a = SensorConfig.model_validate(raw)
+    b = SensorConfig.model_validate({**raw, "name": "u"})
+    assert a.model_fields_set is b.model_fields_set  # one set for the 10,000 alike, not one each
+    assert a.model_fields_set == {"name", "type", "simulate"}
+
+    c = a.model_copy(update={"interval": 5.0})
+    assert c.model_fields_set == {"name", "type", "simulate", "interval"}
+    assert a.model_fields_set == b.model_fields_set == {"name", "type", "simulate"}
+    with pytest.raises(ValueError):
+        a.interval = 2.0  # type: ignore[misc]  # frozen: nothing can add to the shared set
+    assert a.model_dump(exclude_unset=True)["simulate"] == {"pattern": "constant", "value": 1}
