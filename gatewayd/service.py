@@ -106,6 +106,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._kick_upload = asyncio.Event()
+        self._interval_changed = asyncio.Event()
         self._stopping = False
         self._heartbeats = 0
         self._tasks: list[asyncio.Task[Any]] = []
@@ -369,26 +370,41 @@ class Daemon:
         self.inventory = self.inventory.without_devices()
 
     def _set_report_interval(self, interval_ms: int, *, first: bool = False) -> None:
-        assert self.scheduler is not None
         if not first and interval_ms == self.report_interval_ms:
             return
         if not first:
             log.info("reportInterval changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
         self.report_interval_ms = interval_ms
-        trigger = IntervalTrigger(seconds=interval_ms / 1000)
-        if self.scheduler.get_job("heartbeat"):
-            self.scheduler.reschedule_job("heartbeat", trigger=trigger)
-        else:
-            self.scheduler.add_job(
-                self._until_stop(self._heartbeat),
-                trigger,
-                id="heartbeat",
-                coalesce=True,
-                max_instances=1,
-                next_run_time=datetime.now(UTC),
-            )
+        self._interval_changed.set()
+        if first and not any(t.get_name() == "heartbeat" for t in self._tasks):
+            self._spawn(self._heartbeat_loop(), "heartbeat")
 
     # ------------------------------------------------------------------ reporting
+
+    async def _heartbeat_loop(self) -> None:
+        """A heartbeat every reportInterval, timed on the monotonic clock (an NTP step moves nothing).
+
+        A round that outlasts the interval (thousands of sensors, a slow uplink, a busy box) is followed
+        at once by the next instead of waiting for the next tick: each sensor's status is then renewed
+        once a round, which keeps it valid (validDuration is 1.5 x the interval) while a round takes
+        less than that, where skipping a tick would let every status expire. A new reportInterval
+        (read back from the gateway record) takes effect at once, not after the old interval.
+        """
+        while not self._stopping:
+            started = self.mono()
+            try:
+                await self._heartbeat()
+            except Exception as exc:  # a bug in one round must not end the heartbeats
+                log.error("heartbeat failed", error=f"{type(exc).__name__}: {exc}")
+            while not self._stopping:
+                remaining = started + self.report_interval_ms / 1000 - self.mono()
+                if remaining <= 0:
+                    break
+                self._interval_changed.clear()
+                try:
+                    await asyncio.wait_for(self._interval_changed.wait(), remaining)
+                except TimeoutError:
+                    break
 
     async def _heartbeat(self) -> None:
         """Every reportInterval: wake the uploader for the series, and send the statuses alongside.
