@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatewayd import outbox as outbox_module
+from gatewayd.errors import StorageError
 from gatewayd.outbox import Lease, Outbox, Point
 
 T0 = (int(time.time()) - 3600) * 1000  # a sample time in ms, an hour ago (inside the default max_age)
@@ -69,6 +70,10 @@ async def crash_copy(ob: Outbox, dest: Path) -> Path:
 
 def overwrite(path: Path, data: bytes) -> None:
     path.write_bytes(data)
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
 
 
 def open_bytes(path: Path) -> bytes:
@@ -170,6 +175,46 @@ async def test_ack_many_deletes_every_batch_in_one_go(outbox: Outbox) -> None:
     assert values(await outbox.all_points()) == ["a-3", "b-3"]
     assert outbox.stats.acked == 6
     await outbox.ack_many([])  # nothing to do
+
+
+async def test_lease_and_ack_of_more_sensors_than_one_statement_takes(outbox: Outbox) -> None:
+    # 600 sensors: three lease statements and three delete statements; points of all sensors interleaved
+    # on disk, as samples arrive, and values that need escaping inside SQLite's JSON text.
+    sensors = [f"s{i:03d}" for i in range(600)]
+    for step in range(4):
+        await outbox.put([Point(s, T0 + step, f'{s} "{step}"\\') for s in sensors])
+    leases = await outbox.lease_many(sensors, 3)
+    assert [lease.sensor_id for lease in leases] == sensors
+    for lease in leases:
+        assert lease.times == [T0, T0 + 1, T0 + 2]
+        assert values(lease.points()) == [f'{lease.sensor_id} "{i}"\\' for i in range(3)]
+    await outbox.ack_many(leases)
+    assert outbox.stats.pending == 600 and outbox.stats.acked == 1800
+    assert values(await outbox.all_points(["s599"])) == ['s599 "3"\\']
+    assert sum(outbox.stats.pending_by_sensor.values()) == 600
+
+
+async def test_an_sqlite_without_json_functions_is_named_before_the_outbox_is_touched(db_path: Path) -> None:
+    real_connect = sqlite3.connect
+
+    class NoJson:
+        def __init__(self) -> None:
+            self.db = real_connect(":memory:")
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if "json" in sql:
+                raise sqlite3.OperationalError("no such function: json_array")
+            return self.db.execute(sql, *args)
+
+        def close(self) -> None:
+            self.db.close()
+
+    with (
+        mock.patch.object(outbox_module.sqlite3, "connect", lambda *a, **k: NoJson()),
+        pytest.raises(StorageError, match=r"no JSON functions.*3\.38"),
+    ):
+        await Outbox.open(db_path)
+    assert not exists(db_path)  # not created, not taken for corrupt and moved aside
 
 
 async def test_release_makes_the_batch_leasable_again_in_the_same_order(outbox: Outbox) -> None:
