@@ -64,6 +64,9 @@ class Hooks:
     on_ready: Callable[[], object] | None = None
     on_status: Callable[[str], object] | None = None
     on_stopping: Callable[[], object] | None = None
+    #: Registered and running with every sensor (after start-up, after a reload): long-lived state is
+    #: built, so the daemon process freezes it out of the garbage collector's way (gatewayd.heap).
+    on_settled: Callable[[], object] | None = None
 
 
 class Daemon:
@@ -361,13 +364,16 @@ class Daemon:
         self._set_report_interval(registered.report_interval_ms or DEFAULT_REPORT_INTERVAL_MS, first=True)
         self._status("registered; reporting")
         self._kick_upload.set()
-        self._drop_sensor_configs()
+        self._settle()
 
-    def _drop_sensor_configs(self) -> None:
+    def _settle(self) -> None:
         """Registered and running: each runtime holds what its sensor needs (a reload compares config
-        fingerprints), so of the inventory only the other sections are kept. A reload that adds sensors
-        keeps the new inventory whole until those are registered."""
+        fingerprints), so of the inventory only the other sections are kept, and the hooks hear that
+        the long-lived state is built. A reload that adds sensors keeps the new inventory whole until
+        those are registered."""
         self.inventory = self.inventory.without_devices()
+        if self.hooks.on_settled:
+            self.hooks.on_settled()
 
     def _set_report_interval(self, interval_ms: int, *, first: bool = False) -> None:
         if not first and interval_ms == self.report_interval_ms:
@@ -552,7 +558,7 @@ class Daemon:
         if self.registered is not None and after - before:
             self._spawn(self._connect(), "register added sensors")
         elif self.registered is not None:
-            self._drop_sensor_configs()
+            self._settle()
 
     # ------------------------------------------------------------------ shutdown
 
@@ -630,6 +636,7 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
     import signal
     import sys
 
+    from gatewayd import heap
     from gatewayd.notify import Notifier
 
     # The outbox thread's SQLite calls let go of the GIL at every row; with the event loop busy, taking it
@@ -640,6 +647,7 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
         on_ready=lambda: notifier.ready("sampling; registering on Thing+"),
         on_status=notifier.status,
         on_stopping=notifier.stopping,
+        on_settled=heap.settle,
     )
     daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
     del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them

@@ -23,7 +23,7 @@ from gatewayd.clouds.http import RetryPolicy
 from gatewayd.config import Inventory, load_inventory, parse_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import Point, ThingPlusEmulator
-from gatewayd.service import Daemon
+from gatewayd.service import Daemon, Hooks
 
 #: Registration retried quickly while the cloud is away (the production default starts at 1 s).
 FAST_CONNECT = RetryPolicy(attempts=10**9, base=0.05, cap=0.2)
@@ -176,11 +176,13 @@ async def running(
     inventory_path: Path | None = None,
     grace_s: float = 10.0,
     wait_ready: bool = True,
+    hooks: Hooks | None = None,
 ) -> AsyncIterator[Running]:
     """Run a daemon with fast retry policies; stopped (if still running) when the block ends."""
     daemon = Daemon(
         inventory,
         inventory_path=inventory_path,
+        hooks=hooks,
         grace_s=grace_s,
         connect_policy=FAST_CONNECT,
         call_policy=FAST_CALL,

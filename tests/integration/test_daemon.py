@@ -22,7 +22,7 @@ from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError
 from gatewayd.outbox import Outbox
-from gatewayd.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon
+from gatewayd.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
 
 from .conftest import (
     SENSORS,
@@ -392,9 +392,12 @@ async def test_stop_during_an_outage_keeps_the_rest_on_disk_for_the_next_start(t
 
 async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
     path = env.write_inventory()
-    async with running(load_inventory(path), inventory_path=path) as run:
+    settled: list[int] = []  # the daemon process freezes its long-lived heap at each (gatewayd.heap)
+    hooks = Hooks(on_settled=lambda: settled.append(len(daemon.sampler.sensors) if daemon.sampler else 0))
+    async with running(load_inventory(path), inventory_path=path, hooks=hooks) as run:
         daemon = run.daemon
         await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="first points")
+        assert settled == [2]
         old = sensor_ids(daemon)
         old_runtimes = {s.key: s for s in daemon.sampler.sensors} if daemon.sampler else {}
 
@@ -419,6 +422,7 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         assert env.tp.sensor_statuses.get(new[new_key]), "the new sensor gets statuses"
         # Registered and running: the daemon keeps no sensor configs, only their fingerprints.
         await until(lambda: daemon.inventory.devices == [], what="the sensor configs let go")
+        assert settled == [2, 3]
 
         # Change one sensor's source: only its runtime is rebuilt (config fingerprints differ).
         env.write_inventory(devices=THREE_SENSORS.replace("max: 100, seed: 3", "max: 50, seed: 3"))
@@ -427,6 +431,7 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         rebuilt = [s.key for s in daemon.sampler.sensors if s is not kept_runtimes[s.key]]
         assert rebuilt == ["Cellar/Level"]
         assert sensor_ids(daemon) == new
+        assert settled == [2, 3, 3]
 
         # An invalid inventory (bad YAML, then a type the gateway model lacks) is refused.
         good = daemon.inventory
@@ -445,6 +450,7 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         env.write_inventory(devices=ONE_SENSOR)
         await reload_and_wait()
         assert set(sensor_ids(daemon)) == {"Room/Temperature"}
+        assert settled == [2, 3, 3, 1]  # the refused reloads changed nothing
         gone = [new["Room/Humidity"], new["Cellar/Level"]]
         assert daemon.registered is not None
         statuses = env.tp.gateway_statuses[daemon.registered.gateway_id]
