@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
@@ -130,11 +130,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
     """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock), and its value.
 
-    ``value`` is what Thing+ gets: a string (numbers as strings) or a JSON object.
+    ``value`` is what Thing+ gets: a string (numbers as strings) or a JSON object. A named tuple, not a
+    frozen dataclass: one is made per sample (10,000 a second in a big simulation) and a frozen
+    dataclass takes twice as long to build.
     """
 
     sensor_id: str

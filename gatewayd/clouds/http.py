@@ -43,6 +43,8 @@ T = TypeVar("T")
 
 #: Seen by the clouds as our User-Agent.
 USER_AGENT = "gatewayd"
+#: Sent with every request (aiohttp copies what it is given: this dict is never changed).
+_BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,7 @@ class HttpTransport:
         body: bytes | None = None,
     ) -> Response:
         """One attempt. Returns any HTTP answer; raises TransientError when no answer came."""
-        all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if headers:
-            all_headers.update(headers)
+        all_headers = {**_BASE_HEADERS, **headers} if headers else _BASE_HEADERS
         started = time.monotonic()
         try:
             async with self.session.request(

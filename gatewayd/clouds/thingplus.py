@@ -21,6 +21,7 @@ Secrets (client secret, password hash, access token) never go into log events.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import random
@@ -86,10 +87,15 @@ class Token:
     token_type: str
     access_token: str = field(repr=False)
     obtained_at: float
+    #: The ``Authorization`` header value, built once: every request sends it.
+    header: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header", f"{self.token_type} {self.access_token}")
 
     def authorization(self) -> str:
         """The ``Authorization`` header value: token type and token separated by one space."""
-        return f"{self.token_type} {self.access_token}"
+        return self.header
 
     def expired(self, now: float) -> bool:
         """True once the token is old enough that we renew it rather than wait for a 401."""
@@ -239,14 +245,14 @@ class ThingPlusClient:
 
     async def gateway_status(self, gateway_id: str, value: str, valid_duration_s: int) -> dict[str, Any]:
         """``PUT /v2/gateways/{id}/status``: the heartbeat, valid for ``valid_duration_s`` seconds."""
-        body = _status_body(value, valid_duration_s)
+        body = _status_payload(value, valid_duration_s)
         path = f"/v2/gateways/{_seg(gateway_id)}/status"
         return _dict_or_empty(await self._call("PUT", path, operation="gateway_status", body=body))
 
     async def sensor_status(self, gateway_id: str, sensor_id: str, value: str, valid_duration_s: int) -> None:
         """``PUT /v2/gateways/{owner}/sensors/{id}/status``; one per sensor per interval, so the answer
         (which nobody reads) is not parsed when its HTTP status says success."""
-        body = _status_body(value, valid_duration_s)
+        body = _status_payload(value, valid_duration_s)
         path = f"/v2/gateways/{_seg(gateway_id)}/sensors/{_seg(sensor_id)}/status"
         await self._call("PUT", path, operation="sensor_status", body=body, want_data=False)
 
@@ -527,6 +533,12 @@ def _seg(value: str) -> str:
     if value.isascii() and value.isalnum():
         return value
     return quote(value, safe="")
+
+
+@functools.lru_cache(maxsize=16, typed=True)  # typed: True is not a valid 1 s validDuration
+def _status_payload(value: str, valid_duration_s: int) -> bytes:
+    """A status body, encoded: a round sends the same few bodies to every sensor, built once each."""
+    return _dumps(_status_body(value, valid_duration_s))
 
 
 def _status_body(value: str, valid_duration_s: int) -> dict[str, Any]:

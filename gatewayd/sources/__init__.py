@@ -126,15 +126,17 @@ def build_source(sensor: SensorConfig, context: SourceContext) -> Source:
 
 def thingplus_value(value: Value) -> str | dict[str, Any]:
     """Thing+ takes strings (numbers as strings) or objects; booleans are sent as '1'/'0'."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
+    if type(value) is float:  # first: what nearly every sensor reads
         if not math.isfinite(value):
             raise SourceError(f"not a finite number: {value!r}")
         text = f"{value:.6f}".rstrip("0").rstrip(".")
         return "0" if text in ("-0", "") else text
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):  # a float subclass
+        return thingplus_value(float(value))
     if isinstance(value, str | dict):
         return value
     raise SourceError(f"unsupported value type {type(value).__name__}")
