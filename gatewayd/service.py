@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.config import Inventory, SensorConfig, fingerprint, load_inventory
-from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.errors import CloudError, ConfigError, GatewaydError, StorageError
 from gatewayd.latest import LatestState, PollStats
 from gatewayd.outbox import Outbox
 from gatewayd.registry import Registry
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_REPORT_INTERVAL_MS = 60_000
+#: Seconds before an upload cycle that failed on the outbox (disk full, I/O error) is tried again.
+UPLOAD_STORAGE_RETRY_S = 1.0
 #: Re-read the gateway record (reportInterval may be changed in the portal) every this many heartbeats.
 REPORT_INTERVAL_REFRESH_EVERY = 5
 #: Backoff while Thing+ cannot be reached for registration: from 1 s up to 1 min, with full jitter (an
@@ -451,7 +453,13 @@ class Daemon:
             self._kick_upload.clear()
             if self._stopping or self.registered is None:
                 continue
-            result = await self.uploader.drain()
+            try:
+                result = await self.uploader.drain()
+            except StorageError as exc:  # disk full or failing: the points stay in the outbox
+                log.error("upload cycle failed on the outbox; retried", error=str(exc))
+                await asyncio.sleep(UPLOAD_STORAGE_RETRY_S)
+                self._kick_upload.set()
+                continue
             pending = result.pending
             if pending > max(1000, 2 * last_pending_logged):
                 log.info("backlog growing", pending=pending)

@@ -20,7 +20,7 @@ import pytest
 from gatewayd.config import load_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
-from gatewayd.errors import ConfigError
+from gatewayd.errors import ConfigError, StorageError
 from gatewayd.outbox import Outbox
 from gatewayd.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
 
@@ -190,6 +190,31 @@ async def test_every_sample_is_delivered_exactly_once(env: Env) -> None:
     assert daemon.uploader.stats.uploaded == daemon.sampler.stats.sampled
     assert_delivered_exactly_once(daemon, env.tp)
     assert not env.tp.rejections
+
+
+async def test_an_outbox_failure_under_an_upload_cycle_is_retried_not_fatal(env: Env) -> None:
+    async with running(env.inventory()) as run:
+        daemon = run.daemon
+        await until(
+            lambda: daemon.registered is not None and daemon.uploader is not None, what="registration"
+        )
+        assert daemon.uploader is not None
+        real_drain = daemon.uploader.drain
+        calls = 0
+
+        async def disk_full_once(**kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise StorageError("outbox ack failed: database or disk is full")
+            return await real_drain(**kw)
+
+        daemon.uploader.drain = disk_full_once  # type: ignore[method-assign]
+        before = delivered(env.tp)
+        await until(lambda: calls >= 2 and delivered(env.tp) > before, what="uploads after the failure")
+        assert not run.task.done()
+        await run.stop()
+    assert_delivered_exactly_once(daemon, env.tp)
 
 
 # ------------------------------------------------------------------------------------------------ 4
