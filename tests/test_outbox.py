@@ -773,3 +773,10 @@ def test_the_schema_never_reuses_point_ids(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "o.db") as db:
         assert db.execute("SELECT id FROM points").fetchall() == [(4,)]
     db.close()
+
+
+def test_lease_lists_are_put_in_id_order_if_sqlite_ever_aggregates_out_of_order() -> None:
+    in_order = outbox_module._in_id_order([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])
+    assert in_order == ([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])
+    shuffled = outbox_module._in_id_order([9, 1, 5], [90, 10, 50], ['"c"', '"a"', '"b"'])
+    assert shuffled == ([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])
