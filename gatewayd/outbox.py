@@ -27,7 +27,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ from gatewayd.errors import StorageError
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 # One encoder for every value: json.dumps(value, separators=...) builds a new encoder per call, which was
 # a quarter of the put time. Same output, compact JSON text.
@@ -54,10 +55,15 @@ SCHEMA_VERSION = 1
 _ROWS_PER_INSERT = 300
 
 
+def chunked(items: Sequence[S], size: int) -> Iterator[Sequence[S]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def _insert_rows(db: sqlite3.Connection, into: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """``INSERT INTO {into} VALUES ...`` for ``rows``, :data:`_ROWS_PER_INSERT` at a time."""
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
+    for chunk in chunked(rows, _ROWS_PER_INSERT):
         db.execute(_insert_sql(into, len(chunk[0]), len(chunk)), [v for row in chunk for v in row])
 
 
@@ -165,8 +171,6 @@ class Lease:
     last_id: int
     times: list[int]
     values: list[str]  # JSON text of each value, ready to splice into a request body
-    #: The outbox's trim count when leased: unchanged at the ack, the range holds exactly these points.
-    trims_seen: int = 0
 
     def __len__(self) -> int:
         return len(self.times)
@@ -216,7 +220,6 @@ class Outbox:
         self._leased: set[str] = set()
         self._merged_upto = 0  # every point with a higher id is not in points_by_sensor yet
         self._unmerged = 0  # points put since the last merge (an upper bound: drops are not subtracted)
-        self._trims = 0  # trims that deleted points (see Lease.trims_seen)
         self._last_drop_log = float("-inf")  # monotonic time starts near 0 at boot: log the first drop
         self._dropped_since_log = 0
 
@@ -445,8 +448,7 @@ class Outbox:
         nums = self._sensor_nums
         wanted = [(sensor_id, nums[sensor_id]) for sensor_id in sensor_ids if sensor_id in nums]
         found: dict[int, tuple[list[int], list[int], list[str]]] = {}
-        for start in range(0, len(wanted), _SENSORS_PER_LEASE_QUERY):
-            chunk = wanted[start : start + _SENSORS_PER_LEASE_QUERY]
+        for chunk in chunked(wanted, _SENSORS_PER_LEASE_QUERY):
             params = [v for _, num in chunk for v in (num, limit)]
             (text,) = self._conn.execute(_lease_sql(len(chunk)), params).fetchone()
             for num, ids, times, values in json.loads(text):
@@ -459,7 +461,7 @@ class Outbox:
                 self.stats.pending_by_sensor.pop(sensor_id, None)
                 continue
             ids, times, values = batch
-            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values, trims_seen=self._trims))
+            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values))
         return leases
 
     def sensors_with_pending(self) -> list[str]:
@@ -492,34 +494,40 @@ class Outbox:
         finally:
             self._leased.discard(lease.sensor_id)
 
-    def _delete_range(self, lease: Lease) -> int:
-        # ``merged = 1`` lets SQLite use the partial index; it excludes nothing: a lease reads only merged
-        # points, and points put later get higher ids (AUTOINCREMENT), so none falls inside the range.
-        cur = self._conn.execute(
-            "DELETE FROM points WHERE sensor = ? AND merged = 1 AND id BETWEEN ? AND ?",
-            (self._sensor_nums[lease.sensor_id], lease.first_id, lease.last_id),
-        )
-        return cur.rowcount
+    def _delete_ranges(self, leases: Sequence[Lease]) -> int:
+        """Delete each lease's id range of its sensor's points in one statement; how many went.
+
+        ``merged = 1`` lets SQLite use the partial index; it excludes nothing: a lease reads only merged
+        points, and points put later get higher ids (AUTOINCREMENT), so none falls inside a range.
+        """
+        params = [
+            v for lease in leases for v in (self._sensor_nums[lease.sensor_id], lease.first_id, lease.last_id)
+        ]
+        return self._conn.execute(_delete_sql(len(leases)), params).rowcount
+
+    def _delete_chunk(self, leases: Sequence[Lease]) -> list[int]:
+        """Delete the leases' points, one statement for all (one GIL hand-over, not one per lease).
+
+        A range never holds more than its lease's points, so when the statement removed as many as were
+        leased each lease lost exactly its own. Fewer means a trim took some of them meanwhile: the
+        statement is undone and run lease by lease, so each sensor's pending count stays right.
+        """
+        db = self._conn
+        db.execute("SAVEPOINT ack_chunk")
+        if self._delete_ranges(leases) == sum(len(lease) for lease in leases):
+            db.execute("RELEASE ack_chunk")
+            return [len(lease) for lease in leases]
+        db.execute("ROLLBACK TO ack_chunk")
+        db.execute("RELEASE ack_chunk")
+        return [self._delete_ranges([lease]) for lease in leases]
 
     def _delete_sync(self, leases: Sequence[Lease]) -> list[int]:
         db = self._conn
-        exact = all(lease.trims_seen == self._trims for lease in leases)
         try:
             db.execute("BEGIN IMMEDIATE")
-            if exact:
-                # Nothing trimmed since the leases: each range holds exactly its lease's points, and one
-                # statement per chunk deletes them all (one GIL hand-over, not one per lease).
-                for start in range(0, len(leases), _SENSORS_PER_LEASE_QUERY):
-                    chunk = leases[start : start + _SENSORS_PER_LEASE_QUERY]
-                    params = [
-                        v
-                        for lease in chunk
-                        for v in (self._sensor_nums[lease.sensor_id], lease.first_id, lease.last_id)
-                    ]
-                    db.execute(_delete_sql(len(chunk)), params)
-                removed = [len(lease) for lease in leases]
-            else:
-                removed = [self._delete_range(lease) for lease in leases]
+            removed = [
+                n for chunk in chunked(leases, _SENSORS_PER_LEASE_QUERY) for n in self._delete_chunk(chunk)
+            ]
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -546,7 +554,7 @@ class Outbox:
                     lease.last_id,
                 ),
             )
-            removed = self._delete_range(lease)
+            removed = self._delete_ranges([lease])
             db.execute(
                 "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
                 (self.dead_letter_limit,),
@@ -584,7 +592,8 @@ class Outbox:
         return dropped
 
     def _drop_sync(self, *, oldest_count: int = 0, older_than_ms: int | None = None) -> int:
-        """Delete the oldest points (never a leased sensor's leased range: those are re-checked on ack)."""
+        """Delete the oldest points, leased ones included (their ack then finds fewer points to delete
+        and counts what it removed: see :meth:`_delete_chunk`)."""
         db = self._conn
         if older_than_ms is not None:
             where, params = "time_ms < ?", (older_than_ms,)
@@ -602,7 +611,6 @@ class Outbox:
         except sqlite3.Error as exc:
             self._rollback()
             raise StorageError(f"outbox trim failed: {exc}") from exc
-        self._trims += 1
         names = {num: sid for sid, num in self._sensor_nums.items()}
         total = 0
         for num, n in counts.items():
