@@ -48,8 +48,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_REPORT_INTERVAL_MS = 60_000
-#: Seconds before an upload cycle that failed on the outbox (disk full, I/O error) is tried again.
+#: Seconds before an upload cycle that failed on the outbox (disk full, I/O error) is tried again,
+#: doubling with each failure in a row up to the maximum.
 UPLOAD_STORAGE_RETRY_S = 1.0
+UPLOAD_STORAGE_RETRY_MAX_S = 60.0
+#: Longest wait for the sources a reload let go of to close before the heap is settled anyway.
+SETTLE_WAIT_S = 10.0
 #: Re-read the gateway record (reportInterval may be changed in the portal) every this many heartbeats.
 REPORT_INTERVAL_REFRESH_EVERY = 5
 #: Backoff while Thing+ cannot be reached for registration: from 1 s up to 1 min, with full jitter (an
@@ -370,12 +374,19 @@ class Daemon:
 
     def _settle(self) -> None:
         """Registered and running: each runtime holds what its sensor needs (a reload compares config
-        fingerprints), so of the inventory only the other sections are kept, and the hooks hear that
-        the long-lived state is built. A reload that adds sensors keeps the new inventory whole until
-        those are registered."""
+        fingerprints), so of the inventory only the other sections are kept. A reload that adds sensors
+        keeps the new inventory whole until those are registered. Then the hooks hear that the
+        long-lived state is built, once the sources a reload let go of are closed (not before: the
+        daemon process freezes what is alive then, and a source still referenced would stay)."""
         self.inventory = self.inventory.without_devices()
         if self.hooks.on_settled:
-            self.hooks.on_settled()
+            self._spawn(self._settled(self.hooks.on_settled), "settled")
+
+    async def _settled(self, hook: Callable[[], object]) -> None:
+        closing = [t for t in self._tasks if t.get_name().startswith("close ") and not t.done()]
+        if closing:
+            await asyncio.wait(closing, timeout=SETTLE_WAIT_S)
+        hook()
 
     def _set_report_interval(self, interval_ms: int, *, first: bool = False) -> None:
         if not first and interval_ms == self.report_interval_ms:
@@ -384,7 +395,7 @@ class Daemon:
             log.info("reportInterval changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
         self.report_interval_ms = interval_ms
         self._interval_changed.set()
-        if first and not any(t.get_name() == "heartbeat" for t in self._tasks):
+        if first and not any(t.get_name() == "heartbeat" and not t.done() for t in self._tasks):
             self._spawn(self._heartbeat_loop(), "heartbeat")
 
     # ------------------------------------------------------------------ reporting
@@ -402,8 +413,8 @@ class Daemon:
             started = self.mono()
             try:
                 await self._heartbeat()
-            except Exception as exc:  # a bug in one round must not end the heartbeats
-                log.error("heartbeat failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception:  # a bug in one round must not end the heartbeats; its traceback is logged
+                log.exception("heartbeat failed")
             while not self._stopping:
                 remaining = started + self.report_interval_ms / 1000 - self.mono()
                 if remaining <= 0:
@@ -448,6 +459,7 @@ class Daemon:
     async def _upload_loop(self) -> None:
         assert self.uploader is not None and self.outbox is not None
         last_pending_logged = 0
+        storage_failures = 0
         while not self._stopping:
             await self._kick_upload.wait()
             self._kick_upload.clear()
@@ -455,11 +467,21 @@ class Daemon:
                 continue
             try:
                 result = await self.uploader.drain()
-            except StorageError as exc:  # disk full or failing: the points stay in the outbox
-                log.error("upload cycle failed on the outbox; retried", error=str(exc))
-                await asyncio.sleep(UPLOAD_STORAGE_RETRY_S)
+            except StorageError as exc:
+                # Disk full or failing: the points stay in the outbox (a batch the cloud took but whose
+                # deletion failed goes again). Backing off keeps that from repeating every second.
+                wait_s = min(UPLOAD_STORAGE_RETRY_MAX_S, UPLOAD_STORAGE_RETRY_S * 2**storage_failures)
+                storage_failures += 1
+                log.error(
+                    "upload cycle failed on the outbox; retried",
+                    error=str(exc),
+                    failures=storage_failures,
+                    retry_in_s=wait_s,
+                )
+                await asyncio.sleep(wait_s)
                 self._kick_upload.set()
                 continue
+            storage_failures = 0
             pending = result.pending
             if pending > max(1000, 2 * last_pending_logged):
                 log.info("backlog growing", pending=pending)

@@ -10,7 +10,7 @@ cloud that is down ends the pass early instead of being hammered.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,7 +18,7 @@ import structlog
 from gatewayd.clouds.thingplus import ThingPlusClient, encode_series
 from gatewayd.concurrency import bounded_map
 from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
-from gatewayd.outbox import Lease, Outbox
+from gatewayd.outbox import Lease, Outbox, chunked
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +126,7 @@ class Uploader:
             if not ready:
                 break
             progressed = backlog = False
-            for chunk in _chunks(ready, self.sensors_per_pass):
+            for chunk in chunked(ready, self.sensors_per_pass):
                 result = await self._pass(chunk, deadline)
                 sent += result.sent
                 batches += result.batches
@@ -154,79 +154,68 @@ class Uploader:
             self.stop_by is not None and now >= self.stop_by
         )
 
-    async def _pass(self, sensor_ids: list[str], deadline: float | None) -> DrainResult:
+    async def _pass(self, sensor_ids: Sequence[str], deadline: float | None) -> DrainResult:
         leases = await self.outbox.lease_many(sensor_ids, self.batch_size)
         acked: list[Lease] = []
         settled: set[int] = set()  # id() of the leases acked, released or dead-lettered
         failed = 0
         cloud_down = False
 
+        async def release(lease: Lease) -> None:
+            settled.add(id(lease))
+            await self.outbox.release(lease)
+
         async def send(lease: Lease) -> None:
             nonlocal failed, cloud_down
             if cloud_down or self._past(deadline):
-                settled.add(id(lease))
-                await self.outbox.release(lease)
+                await release(lease)
                 return
             try:
                 body = encode_series(lease.times, lease.values)
                 await self.client.series_encoded(self.gateway_id, lease.sensor_id, body)
-            except PermanentError as exc:
+            except CloudError as exc:
                 failed += 1
                 self.stats.count_error(exc.kind)
-                reason = f"{exc.status or ''} {exc.code or ''} {exc.message}".strip()
-                settled.add(id(lease))
-                await self.outbox.dead_letter(lease, reason)
-                return
-            except (TransientError, AuthError) as exc:
-                failed += 1
-                self.stats.count_error(exc.kind)
-                cloud_down = True
-                log.warning(
-                    "upload failed; points kept for the next cycle",
-                    sensor=lease.sensor_id,
-                    error=exc.message,
-                    code=exc.code,
-                    status=exc.status,
-                    kind=exc.kind,
-                )
-                settled.add(id(lease))
-                await self.outbox.release(lease)
-                return
-            except CloudError as exc:  # tampered or otherwise unclassified: keep the data
-                failed += 1
-                self.stats.count_error(exc.kind)
-                settled.add(id(lease))
-                await self.outbox.release(lease)
+                if isinstance(exc, PermanentError):
+                    settled.add(id(lease))  # dead_letter un-leases it even when it fails
+                    reason = f"{exc.status or ''} {exc.code or ''} {exc.message}".strip()
+                    await self.outbox.dead_letter(lease, reason)
+                    return
+                if isinstance(exc, TransientError | AuthError):
+                    cloud_down = True
+                    log.warning(
+                        "upload failed; points kept for the next cycle",
+                        sensor=lease.sensor_id,
+                        error=exc.message,
+                        code=exc.code,
+                        status=exc.status,
+                        kind=exc.kind,
+                    )
+                # else tampered or otherwise unclassified: keep the data
+                await release(lease)
                 return
             settled.add(id(lease))
             acked.append(lease)
 
         # Workers pulling from the list, not a task per lease (a third of the cost per batch). Whatever
         # goes wrong (a storage error, a bug), no lease is left out: the rest go back to pending, and
-        # what the cloud took is acknowledged.
+        # what the cloud took is acknowledged (and counted).
         try:
             await bounded_map(send, leases, self.concurrency)
         finally:
             for lease in leases:
                 if id(lease) not in settled:
-                    await self.outbox.release(lease)
+                    await release(lease)
             if acked:
                 await self.outbox.ack_many(acked)
-        n = sum(len(lease) for lease in acked)
-        if acked:
-            self.stats.uploaded += n
-            self.stats.batches += len(acked)
-            self.stats.last_progress = self.mono()
+                self.stats.uploaded += sum(len(lease) for lease in acked)
+                self.stats.batches += len(acked)
+                self.stats.last_progress = self.mono()
         return DrainResult(
-            sent=n,
+            sent=sum(len(lease) for lease in acked),
             batches=len(acked),
             failed=failed,
             pending=0,
             cloud_down=cloud_down,
             full_batches=sum(1 for lease in acked if len(lease) >= self.batch_size),
         )
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -418,11 +418,18 @@ async def test_stop_during_an_outage_keeps_the_rest_on_disk_for_the_next_start(t
 async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
     path = env.write_inventory()
     settled: list[int] = []  # the daemon process freezes its long-lived heap at each (gatewayd.heap)
-    hooks = Hooks(on_settled=lambda: settled.append(len(daemon.sampler.sensors) if daemon.sampler else 0))
+
+    def on_settled() -> None:
+        assert daemon.sampler is not None
+        closing = [t for t in daemon._tasks if t.get_name().startswith("close ") and not t.done()]
+        assert not closing, "settled while sources let go of were still closing"
+        settled.append(len(daemon.sampler.sensors))
+
+    hooks = Hooks(on_settled=on_settled)
     async with running(load_inventory(path), inventory_path=path, hooks=hooks) as run:
         daemon = run.daemon
         await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="first points")
-        assert settled == [2]
+        await until(lambda: settled == [2], what="settled after registration")
         old = sensor_ids(daemon)
         old_runtimes = {s.key: s for s in daemon.sampler.sensors} if daemon.sampler else {}
 
@@ -444,10 +451,10 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         assert all(s is old_runtimes[s.key] for s in daemon.sampler.sensors if s.key in old_runtimes)
         assert env.tp.requests["register_gateway"] == 1
         assert env.tp.requests["register_sensor"] == 3
-        assert env.tp.sensor_statuses.get(new[new_key]), "the new sensor gets statuses"
+        await until(lambda: env.tp.sensor_statuses.get(new[new_key]), what="statuses of the new sensor")
         # Registered and running: the daemon keeps no sensor configs, only their fingerprints.
         await until(lambda: daemon.inventory.devices == [], what="the sensor configs let go")
-        assert settled == [2, 3]
+        await until(lambda: settled == [2, 3], what="settled after the added sensor registered")
 
         # Change one sensor's source: only its runtime is rebuilt (config fingerprints differ).
         env.write_inventory(devices=THREE_SENSORS.replace("max: 100, seed: 3", "max: 50, seed: 3"))
@@ -456,7 +463,7 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         rebuilt = [s.key for s in daemon.sampler.sensors if s is not kept_runtimes[s.key]]
         assert rebuilt == ["Cellar/Level"]
         assert sensor_ids(daemon) == new
-        assert settled == [2, 3, 3]
+        await until(lambda: settled == [2, 3, 3], what="settled after the changed sensor")
 
         # An invalid inventory (bad YAML, then a type the gateway model lacks) is refused.
         good = daemon.inventory
@@ -475,7 +482,8 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         env.write_inventory(devices=ONE_SENSOR)
         await reload_and_wait()
         assert set(sensor_ids(daemon)) == {"Room/Temperature"}
-        assert settled == [2, 3, 3, 1]  # the refused reloads changed nothing
+        # the refused reloads changed nothing; the removed sources were closed before (see Daemon._settle)
+        await until(lambda: settled == [2, 3, 3, 1], what="settled after the removal")
         gone = [new["Room/Humidity"], new["Cellar/Level"]]
         assert daemon.registered is not None
         statuses = env.tp.gateway_statuses[daemon.registered.gateway_id]

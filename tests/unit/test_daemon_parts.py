@@ -240,6 +240,7 @@ async def _heartbeat_starts(
     task = asyncio.create_task(daemon._heartbeat_loop())
     await asyncio.sleep(run_s)
     task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
     return starts
 
 
@@ -280,4 +281,5 @@ async def test_a_new_report_interval_cuts_the_wait_short(tmp_path: Path) -> None
     daemon._set_report_interval(100)  # as when the gateway record read back says so
     await asyncio.sleep(0.35)
     task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
     assert len(starts) >= 3, starts

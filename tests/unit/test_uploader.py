@@ -76,11 +76,13 @@ async def test_no_lease_is_stranded_when_the_outbox_fails_under_a_pass(outbox: O
         raise StorageError("outbox dead-letter failed: database or disk is full")
 
     outbox._dead_letter_sync = disk_full  # type: ignore[method-assign]
+    up = uploader(client, outbox)
     with pytest.raises(StorageError):
-        await uploader(client, outbox).drain()
-    # Every sensor is leasable again; what the cloud took was acknowledged, the rest waits.
+        await up.drain()
+    # Every sensor is leasable again; what the cloud took was acknowledged (and counted), the rest waits.
     assert set(outbox.sensors_with_pending()) == set(outbox.stats.pending_by_sensor)
     assert outbox.stats.pending == 120 - 3 * len(client.sent)
+    assert up.stats.uploaded == 3 * len(client.sent) == outbox.stats.acked
     assert "s01" in outbox.stats.pending_by_sensor
 
     del outbox._dead_letter_sync  # the disk has room again: the next cycle sends the rest
