@@ -348,7 +348,7 @@ def report(n: int, d: Window, f: Window | None) -> None:
         print(
             f"  NOTE: sensor statuses went out at {status_rate:,.0f}/s, not {n / interval_s:,.0f}/s: a round of "
             f"{n:,} took longer than the {interval_s:g} s interval and the next followed at once; each status "
-            f"was renewed every {round_s:.1f} s ({valid_s:g} s validDuration): {verdict_text}"
+            f"was renewed every {round_s:.1f} s on average ({valid_s:g} s validDuration): {verdict_text}"
         )
     print(
         f"  after SIGTERM (exit took {x['stop_s']:.1f} s): sampled {x['sampled']:,}; uploaded (acknowledged) "

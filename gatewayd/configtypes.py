@@ -96,6 +96,8 @@ class Strict(BaseModel):
         is safe because these models are frozen: pydantic only ever adds to the set on assignment (refused
         here) and copies it before :meth:`model_copy` updates it.
         """
+        if not type(self).model_config.get("frozen"):  # a mutable model adds to its set: keep its own
+            return self
         names = self.__pydantic_fields_set__
         shared = _SHARED_FIELDS_SETS.setdefault(frozenset(names), names)
         if shared is not names:

@@ -60,7 +60,8 @@ def _scrub(value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return type(value)(_scrub(v, secrets, depth + 1) for v in value)
+        items = [_scrub(v, secrets, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)  # a named tuple logs as a tuple
     if isinstance(value, BaseException):
         return _scrub(f"{type(value).__name__}: {value}", secrets, depth + 1)
     return value

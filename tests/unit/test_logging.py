@@ -104,3 +104,12 @@ def test_resolve_level(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_level(None) == "info"
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         resolve_level("loud")
+
+
+def test_named_tuples_in_a_log_line_are_scrubbed_like_tuples(captured: io.StringIO) -> None:
+    from gatewayd.outbox import Point
+
+    token = remember("named-tuple-secret-value")
+    structlog.get_logger("t").warning("points", points=[Point("s1", 1, f"x {token}")], pair=("a", token))
+    (line,) = lines(captured)
+    assert line["points"] == [["s1", 1, "x ***"]] and line["pair"] == ["a", "***"]
