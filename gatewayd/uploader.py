@@ -200,6 +200,7 @@ class Uploader:
         # Workers pulling from the list, not a task per lease (a third of the cost per batch). Whatever
         # goes wrong (a storage error, a bug), no lease is left out: the rest go back to pending, and
         # what the cloud took is acknowledged (and counted).
+        sent = 0
         try:
             await bounded_map(send, leases, self.concurrency)
         finally:
@@ -208,11 +209,12 @@ class Uploader:
                     await release(lease)
             if acked:
                 await self.outbox.ack_many(acked)
-                self.stats.uploaded += sum(len(lease) for lease in acked)
+                sent = sum(len(lease) for lease in acked)
+                self.stats.uploaded += sent
                 self.stats.batches += len(acked)
                 self.stats.last_progress = self.mono()
         return DrainResult(
-            sent=sum(len(lease) for lease in acked),
+            sent=sent,
             batches=len(acked),
             failed=failed,
             pending=0,
