@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 
 from gatewayd.configtypes import Duration, Listen, Name, Strict, Url, check_md5, parse_duration
 from gatewayd.errors import ConfigError, ConfigProblem
+from gatewayd.regularfile import load_ca_bundle
 from gatewayd.secret import Secret
 from gatewayd.sourceconfig import (
     SOURCE_KEYS,
@@ -263,6 +264,9 @@ def _count_by(items: Any) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------
 # Loading
 
+#: The sections that talk to a cloud (each may name a ``ca_file``).
+_CLOUD_SECTIONS = ("thingplus", "rcms", "loctube")
+
 
 def load_inventory(path: str | Path, env: dict[str, str] | None = None) -> Inventory:
     """Read, expand and validate an inventory; raise ConfigError listing every problem found."""
@@ -342,9 +346,15 @@ def _validate_devices_in_place(data: dict[str, Any]) -> None:
 
 
 def _resolve_paths(inventory: Inventory, base_dir: Path) -> Inventory:
-    """Relative ``state_dir`` and replay files are relative to the inventory file, not the cwd."""
+    """Relative ``state_dir``, ``ca_file`` and replay files are relative to the inventory file, not the
+    cwd (``check`` and ``run`` may be started from different directories)."""
     if not inventory.state_dir.is_absolute():
         inventory = inventory.model_copy(update={"state_dir": base_dir / inventory.state_dir})
+    for name in _CLOUD_SECTIONS:
+        section = getattr(inventory, name)
+        if section is not None and section.ca_file and not Path(section.ca_file).is_absolute():
+            section = section.model_copy(update={"ca_file": str(base_dir / section.ca_file)})
+            inventory = inventory.model_copy(update={name: section})
     devices = []
     for device in inventory.devices:
         sensors = []
@@ -359,13 +369,21 @@ def _resolve_paths(inventory: Inventory, base_dir: Path) -> Inventory:
 
 
 def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[ConfigProblem]:
-    """What one section says about another: bridges need their router/device polled; files must exist."""
+    """What one section says about another: bridges need their router/device polled; files must exist
+    (and a ``ca_file`` load as PEM certificates, as the clients will load it)."""
     problems = []
 
     def problem(path: DataPath, message: str) -> None:
         line, col = located.position(path) or (None, None)
         problems.append(ConfigProblem(file, line, col, format_path(path), message))
 
+    for name in _CLOUD_SECTIONS:
+        section = getattr(inventory, name)
+        if section is not None and section.ca_file:
+            try:
+                load_ca_bundle(section.ca_file)
+            except ValueError as exc:
+                problem((name, "ca_file"), f"CA bundle {section.ca_file} {exc}")
     for i, device in enumerate(inventory.devices):
         for j, sensor in enumerate(device.sensors):
             at: DataPath = ("devices", i, "sensors", j)

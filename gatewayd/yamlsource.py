@@ -6,7 +6,8 @@ keys, which hides typos; here a duplicate is a problem.
 
 References inside string scalars:
 - ``${VAR}``: the environment variable VAR (a problem if unset); ``${VAR:-default}`` falls back.
-- ``${file:/path}``: the file's content, stripped (systemd ``LoadCredential=``, Docker secrets).
+- ``${file:/path}``: the file's content, stripped (systemd ``LoadCredential=``, Docker secrets); only a
+  regular file of at most 64 KiB, opened so that a FIFO or a device can never block the load.
 - ``$${`` is a literal ``${``.
 """
 
@@ -22,11 +23,14 @@ from typing import Any
 import yaml
 
 from gatewayd.errors import ConfigProblem
+from gatewayd.regularfile import read_regular_file
 
 #: A path into the data: mapping keys and sequence indexes.
 DataPath = tuple[str | int, ...]
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+#: A ``${file:...}`` holds a secret or a token: bigger than this is a mistake (a log, a device).
+MAX_FILE_REF_BYTES = 64 * 1024
 
 
 @dataclass
@@ -256,11 +260,8 @@ def _read_file_ref(path: str, report: Any) -> str:
     if not candidate.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
         candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / candidate
     try:
-        return candidate.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        report(f"file {candidate} (from ${{file:...}}) does not exist")
-    except OSError as exc:
-        report(f"file {candidate} (from ${{file:...}}) cannot be read: {exc.strerror or exc}")
-    except UnicodeDecodeError:
-        report(f"file {candidate} (from ${{file:...}}) is not UTF-8 text")
+        return read_regular_file(candidate, MAX_FILE_REF_BYTES).decode("utf-8").strip()
+    except ValueError as exc:  # UnicodeDecodeError is one too: say which
+        why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        report(f"file {candidate} (from ${{file:...}}) {why}")
     return ""

@@ -63,3 +63,19 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for tests that drive a client against a fake cloud."""
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+#: A self-signed test CA certificate (no key kept): a ``ca_file`` that loads.
+TEST_CA_PEM = """\
+-----BEGIN CERTIFICATE-----
+MIIBjDCCATOgAwIBAgIUZorQtykH0LfAQNv5mcq9xuWOS8kwCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQZ2F0ZXdheWQgdGVzdCBDQTAgFw0yNjEyMDMwNzQyNTNaGA8y
+MTI2MTEwOTA3NDI1M1owGzEZMBcGA1UEAwwQZ2F0ZXdheWQgdGVzdCBDQTBZMBMG
+ByqGSM49AgEGCCqGSM49AwEHA0IABPr6NWyYUtfSDBrVefDlWTuqho/OyGU2o046
+n+4kvwV8wJ3dgN8EWg0ektiUkQafCsGNQLAhf+kNwZK9S2IrcP6jUzBRMB0GA1Ud
+DgQWBBScrYpRi6Xy08hqmHRqhAzCmNEy7DAfBgNVHSMEGDAWgBScrYpRi6Xy08hq
+mHRqhAzCmNEy7DAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIAhh
+pgc839/4kZrN4F+FqsDpN0seOG1khIUJDM8pEEXWAiBbroQ7JyLSlytELPR++3KD
+CWpOxv39rG1BMc6K++a6Bw==
+-----END CERTIFICATE-----
+"""

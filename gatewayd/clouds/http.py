@@ -27,6 +27,7 @@ from gatewayd.errors import (
     RateLimitedError,
     TransientError,
 )
+from gatewayd.regularfile import load_ca_bundle
 
 __all__ = [
     "HttpTransport",
@@ -86,10 +87,10 @@ class HttpTransport:
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
         if self.ca_file:
             try:
-                self._ssl = ssl.create_default_context(cafile=self.ca_file)
-            except (OSError, ssl.SSLError) as exc:
+                self._ssl = load_ca_bundle(self.ca_file)
+            except ValueError as exc:
                 raise PermanentError(
-                    f"cannot load CA bundle {self.ca_file}: {exc}", cloud=self.cloud, operation="tls"
+                    f"CA bundle {self.ca_file} {exc}", cloud=self.cloud, operation="tls"
                 ) from exc
 
     def url(self, path: str, query: str = "") -> URL:
