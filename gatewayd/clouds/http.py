@@ -27,6 +27,7 @@ from gatewayd.errors import (
     RateLimitedError,
     TransientError,
 )
+from gatewayd.httpbody import read_capped
 from gatewayd.regularfile import load_ca_bundle
 
 __all__ = [
@@ -44,6 +45,8 @@ T = TypeVar("T")
 
 #: Seen by the clouds as our User-Agent.
 USER_AGENT = "gatewayd"
+#: Largest cloud answer read (every answer gatewayd expects is a few KB; an RCMS page maybe 1 MB).
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 #: Sent with every request (aiohttp copies what it is given: this dict is never changed).
 _BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
@@ -79,6 +82,8 @@ class HttpTransport:
     cloud: str
     timeout: float = 15.0
     ca_file: str | None = None
+    #: Largest answer body read; past it the call fails (see :meth:`_too_large`).
+    max_body: int = MAX_ANSWER_BYTES
     _ssl: ssl.SSLContext | bool = field(init=False, repr=False, default=True)
     _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, default=aiohttp.ClientTimeout())
 
@@ -92,6 +97,16 @@ class HttpTransport:
                 raise PermanentError(
                     f"CA bundle {self.ca_file} {exc}", cloud=self.cloud, operation="tls"
                 ) from exc
+
+    def _too_large(self, operation: str, status: int) -> Callable[[str], CloudError]:
+        """The error for an answer over :attr:`max_body`: transient, because its size says nothing
+        about our request (a proxy, a captive portal, a server gone wrong answers so) and a permanent
+        error would dead-letter points the cloud may well take later."""
+
+        def refuse(why: str) -> CloudError:
+            return TransientError(why, cloud=self.cloud, operation=operation, status=status)
+
+        return refuse
 
     def url(self, path: str, query: str = "") -> URL:
         """The URL for ``path`` with ``query`` sent exactly as given (already encoded by the caller)."""
@@ -123,7 +138,7 @@ class HttpTransport:
                 ssl=self._ssl,
                 allow_redirects=False,
             ) as resp:
-                data = await resp.read()
+                data = await read_capped(resp, self.max_body, self._too_large(operation, resp.status))
                 result = Response(status=resp.status, headers=resp.headers, body=data)
         except TimeoutError as exc:
             raise TransientError(

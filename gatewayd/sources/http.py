@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from gatewayd.errors import SourceError
+from gatewayd.httpbody import read_capped
 from gatewayd.sourceconfig import HttpSource
 from gatewayd.sources.pick import number_or_text, pick_path
 
@@ -83,14 +84,7 @@ class HttpReader:
             raise SourceError(f"{self.where}: the response is not JSON: {exc}") from None
 
     async def _body(self, response: aiohttp.ClientResponse) -> bytes:
-        if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
-            raise SourceError(f"{self.where}: the response is larger than {MAX_BODY_BYTES} bytes")
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(65536):
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise SourceError(f"{self.where}: the response is larger than {MAX_BODY_BYTES} bytes")
-        return bytes(body)
+        return await read_capped(response, MAX_BODY_BYTES, lambda why: SourceError(f"{self.where}: {why}"))
 
     async def close(self) -> None:
         return None  # the session belongs to the daemon
