@@ -6,7 +6,8 @@
     ├── SourceError            one read of one sensor failed: that sensor reports 'err', the rest go on
     └── CloudError             anything a cloud call can end in (carries cloud, operation)
         ├── TransientError     retry with backoff: 5xx, 429, timeouts, connection errors
-        │   └── RateLimitedError   429, with the server's Retry-After when it gave one
+        │   ├── RateLimitedError   429, with the server's Retry-After when it gave one
+        │   └── DeferredError      not sent at all: the cloud's Retry-After has not run out yet
         ├── AuthError          token missing/expired/refused: refresh once, then retry
         ├── PermanentError     the request itself is wrong (4xx, business codes): never retry
         │   └── AlreadyExistsError  409 CONFLICT on registration: the object is already there
@@ -85,7 +86,7 @@ class CloudError(GatewaydError):
 
     @property
     def kind(self) -> str:
-        """Short label for metrics and logs: transient, auth, permanent, tampered."""
+        """Short label for metrics and logs: transient, rate_limited, deferred, auth, permanent, tampered."""
         return _KIND_BY_CLASS.get(type(self), "error")
 
     def __str__(self) -> str:
@@ -112,15 +113,23 @@ class CloudError(GatewaydError):
 
 
 class TransientError(CloudError):
-    """Worth retrying later: the cloud or the path to it is unwell right now."""
+    """Worth retrying later: the cloud or the path to it is unwell right now.
+
+    ``retry_after`` is the server's Retry-After in seconds (429, 503), when it said one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class RateLimitedError(TransientError):
     """HTTP 429. ``retry_after`` is the server's wish in seconds, when it said one."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
-        self.retry_after = retry_after
+
+class DeferredError(TransientError):
+    """The call was not sent: the cloud asked (Retry-After) not to be called before ``retry_after``
+    seconds from now. Fails at once, so that the caller's other work goes on."""
 
 
 class AuthError(CloudError):
@@ -143,6 +152,7 @@ _KIND_BY_CLASS: dict[type[CloudError], str] = {
     CloudError: "error",
     TransientError: "transient",
     RateLimitedError: "rate_limited",
+    DeferredError: "deferred",
     AuthError: "auth",
     PermanentError: "permanent",
     AlreadyExistsError: "conflict",

@@ -16,7 +16,7 @@ from aiohttp import web
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.config import LoctubeConfig
-from gatewayd.errors import AuthError, PermanentError, TamperedError
+from gatewayd.errors import AuthError, DeferredError, PermanentError, TamperedError, TransientError
 from tests.conftest import loopback_server
 
 CLIENT_ID = "locClient"
@@ -293,10 +293,23 @@ async def test_503_retried_then_success(
 async def test_429_honours_retry_after(
     cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
 ) -> None:
-    answers = [web.Response(status=429, headers={"Retry-After": "12"}), FakeLoctube.ok(DEVICE)]
+    answers = [web.Response(status=429, headers={"Retry-After": "4"}), FakeLoctube.ok(DEVICE)]
     cloud.api = lambda seen: answers.pop(0)
     assert await make().device_detail("dev1") == DEVICE
-    assert clock.waits == [12.0]
+    assert clock.waits == [4.0]
+
+
+async def test_a_long_retry_after_defers_the_client_without_waiting(
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+) -> None:
+    cloud.api = lambda seen: web.Response(status=503, headers={"Retry-After": "12"})
+    client = make()
+    with pytest.raises(TransientError) as first:
+        await client.device_detail("dev1")
+    assert (first.value.status, first.value.retry_after) == (503, 12.0)
+    with pytest.raises(DeferredError, match="no request sent"):
+        await client.query_devices()
+    assert len(cloud.seen) == 1 and clock.waits == []
 
 
 async def test_non_json_success_is_permanent(cloud: FakeLoctube, make: Callable[..., LoctubeClient]) -> None:

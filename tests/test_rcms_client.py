@@ -16,7 +16,7 @@ from aiohttp import web
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.clouds.rcms import RcmsClient, RcmsError
 from gatewayd.config import RcmsConfig
-from gatewayd.errors import PermanentError, RateLimitedError, TransientError
+from gatewayd.errors import DeferredError, PermanentError, RateLimitedError, TransientError
 from tests.conftest import loopback_server
 
 CLIENT_ID = "rcmsClient7"
@@ -172,10 +172,22 @@ async def test_503_is_retried_with_a_fresh_signature(
 
 
 async def test_429_honours_retry_after(cloud: FakeRcms, client: RcmsClient, clock: Clock) -> None:
-    answers = [web.Response(status=429, headers={"Retry-After": "7"}), ok({"deviceTotal": 1})]
+    answers = [web.Response(status=429, headers={"Retry-After": "5"}), ok({"deviceTotal": 1})]
     cloud.handler = lambda seen: answers.pop(0)
     assert await client.device_total() == {"deviceTotal": 1}
-    assert clock.waits == [7.0]
+    assert clock.waits == [5.0]
+
+
+async def test_a_long_retry_after_defers_the_client_without_waiting(
+    cloud: FakeRcms, client: RcmsClient, clock: Clock
+) -> None:
+    cloud.handler = lambda seen: web.Response(status=429, headers={"Retry-After": "7"})
+    with pytest.raises(RateLimitedError) as first:
+        await client.device_total()
+    assert first.value.retry_after == 7.0
+    with pytest.raises(DeferredError, match="deferred by Retry-After"):
+        await client.device_total()
+    assert len(cloud.seen) == 1 and clock.waits == []
 
 
 async def test_retries_are_bounded(cloud: FakeRcms, client: RcmsClient, clock: Clock) -> None:

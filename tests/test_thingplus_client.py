@@ -29,7 +29,14 @@ from gatewayd.clouds.thingplus import (
     valid_duration_s,
 )
 from gatewayd.config import ThingPlusConfig
-from gatewayd.errors import AuthError, CloudError, PermanentError, RateLimitedError, TransientError
+from gatewayd.errors import (
+    AuthError,
+    CloudError,
+    DeferredError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 from gatewayd.statefile import StateFile
 from tests.conftest import loopback_server
 
@@ -599,15 +606,42 @@ async def test_503_is_retried_with_backoff_then_succeeds(h: Harness) -> None:
     assert h.sleeps == [0.25, 0.5]  # full jitter with rand=0.5: 0.5 * 0.5 * 2**retry
 
 
-@pytest.mark.parametrize("header", ["7", "date"])
-async def test_429_retry_after_is_honoured(h: Harness, header: str) -> None:
+@pytest.mark.parametrize("header", ["3", "date"])
+async def test_a_short_429_retry_after_is_waited_in_the_call(h: Harness, header: str) -> None:
     now = 1_700_000_000.0
-    value = "7" if header == "7" else formatdate(now + 7, usegmt=True)
+    value = "3" if header == "3" else formatdate(now + 3, usegmt=True)
     h.cloud.then(
         "GET", "/v2/sites", 429, {"statusCode": 429, "message": "Too Many"}, headers={"Retry-After": value}
     )
     await h.client(clock=lambda: now).sites()
-    assert h.sleeps == [7.0]
+    assert h.sleeps == [3.0]
+    assert len(h.cloud.requests("/v2/sites")) == 2
+
+
+@pytest.mark.parametrize("header", ["120", "date"])
+async def test_a_long_retry_after_fails_at_once_and_defers_the_next_calls(h: Harness, header: str) -> None:
+    now = 1_700_000_000.0
+    value = "120" if header == "120" else formatdate(now + 120, usegmt=True)
+    h.cloud.then(
+        "GET", "/v2/sites", 429, {"statusCode": 429, "message": "Too Many"}, headers={"Retry-After": value}
+    )
+    client = h.client(clock=lambda: now)
+    mono = [1000.0]
+    client._transport.deferral.mono = lambda: mono[0]
+    with pytest.raises(RateLimitedError) as first:
+        await client.sites()
+    assert first.value.retry_after == 120.0
+    assert h.sleeps == []  # not slept in the call
+    with pytest.raises(
+        DeferredError, match=r"deferred by Retry-After until 2023-11-14T22:15:20Z \(120s left\)"
+    ):
+        await client.sites()
+    mono[0] += 119
+    with pytest.raises(DeferredError, match=r"\(1s left\); no request sent"):
+        await client.gateway_status(GW, "on", 90)  # every call to this cloud, not only the one refused
+    assert len(h.cloud.requests("/v2/sites")) == 1 and not h.cloud.requests(f"/v2/gateways/{GW}/status")
+    mono[0] += 1
+    assert await client.sites() == []
     assert len(h.cloud.requests("/v2/sites")) == 2
 
 

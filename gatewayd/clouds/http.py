@@ -13,13 +13,14 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import structlog
 from yarl import URL
 
-from gatewayd.clouds.retry import RetryPolicy, parse_retry_after, with_retries
+from gatewayd.clouds.deferral import DEFERRING_STATUSES, Deferral
+from gatewayd.clouds.retry import IN_CALL_RETRY_AFTER_S, RetryPolicy, parse_retry_after, with_retries
 from gatewayd.errors import (
     AuthError,
     CloudError,
@@ -38,6 +39,9 @@ __all__ = [
     "parse_retry_after",
     "with_retries",
 ]
+
+if TYPE_CHECKING:
+    from gatewayd.config import CloudConfig
 
 log = structlog.get_logger(__name__)
 
@@ -84,12 +88,19 @@ class HttpTransport:
     ca_file: str | None = None
     #: Largest answer body read; past it the call fails (see :meth:`_too_large`).
     max_body: int = MAX_ANSWER_BYTES
+    #: A Retry-After up to this is waited in the call (the client's ``RetryPolicy.max_retry_after``);
+    #: a longer one defers this cloud's next requests (:attr:`deferral`).
+    retry_after_in_call: float = IN_CALL_RETRY_AFTER_S
+    #: Wall clock, for HTTP-date Retry-After values and the deferral's log lines.
+    clock: Callable[[], float] = time.time
+    deferral: Deferral = field(init=False, repr=False)
     _ssl: ssl.SSLContext | bool = field(init=False, repr=False, default=True)
     _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, default=aiohttp.ClientTimeout())
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
+        self.deferral = Deferral(self.cloud, in_call_s=self.retry_after_in_call, clock=self.clock)
         if self.ca_file:
             try:
                 self._ssl = load_ca_bundle(self.ca_file)
@@ -97,6 +108,27 @@ class HttpTransport:
                 raise PermanentError(
                     f"CA bundle {self.ca_file} {exc}", cloud=self.cloud, operation="tls"
                 ) from exc
+
+    @classmethod
+    def for_cloud(
+        cls,
+        session: aiohttp.ClientSession,
+        config: CloudConfig,
+        cloud: str,
+        policy: RetryPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> HttpTransport:
+        """The transport of one client: its section's endpoint, timeout and CA, its policy's
+        Retry-After bound, its clock."""
+        return cls(
+            session,
+            config.endpoint,
+            cloud=cloud,
+            timeout=config.timeout,
+            ca_file=config.ca_file,
+            retry_after_in_call=policy.max_retry_after,
+            clock=clock,
+        )
 
     def _too_large(self, operation: str, status: int) -> Callable[[str], CloudError]:
         """The error for an answer over :attr:`max_body`: transient, because its size says nothing
@@ -125,7 +157,9 @@ class HttpTransport:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> Response:
-        """One attempt. Returns any HTTP answer; raises TransientError when no answer came."""
+        """One attempt. Returns any HTTP answer; raises TransientError when no answer came, and
+        DeferredError, sending nothing, while the cloud's Retry-After runs."""
+        self.deferral.check(operation)
         all_headers = {**_BASE_HEADERS, **headers} if headers else _BASE_HEADERS
         started = time.monotonic()
         try:
@@ -156,6 +190,8 @@ class HttpTransport:
             elapsed = time.monotonic() - started
             for hook in REQUEST_HOOKS:
                 hook(self.cloud, operation, elapsed)
+        if result.status in DEFERRING_STATUSES:
+            self.deferral.observe(result.status, result.headers, operation)
         return result
 
 
@@ -179,5 +215,5 @@ def error_for_status(
     if status in (401, 403):
         return AuthError(message, **kw)
     if status in (408, 425) or status >= 500:
-        return TransientError(message, **kw)
+        return TransientError(message, retry_after=retry_after if status == 503 else None, **kw)
     return PermanentError(message, **kw)

@@ -236,9 +236,7 @@ class LoctubeClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._transport = HttpTransport(
-            session, config.endpoint, cloud=CLOUD, timeout=config.timeout, ca_file=config.ca_file
-        )
+        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
         self._config = config
         self._policy = policy
         self._clock = clock

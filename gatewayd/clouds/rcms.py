@@ -129,9 +129,7 @@ class RcmsClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._transport = HttpTransport(
-            session, config.endpoint, cloud=CLOUD, timeout=config.timeout, ca_file=config.ca_file
-        )
+        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
         self._client_id = config.client_id
         self._secret = config.client_secret
         self._policy = policy

@@ -147,9 +147,7 @@ class ThingPlusClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
-        self._transport = HttpTransport(
-            session, config.endpoint, cloud=CLOUD, timeout=config.timeout, ca_file=config.ca_file
-        )
+        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
         self._store = token_store
         self._policy = policy
         self._sleep = sleep
