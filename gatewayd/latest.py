@@ -15,12 +15,24 @@ class LatestState:
 
     def __init__(self) -> None:
         self.by_cloud: dict[str, dict[str, tuple[float, Any]]] = {}
+        #: (cloud, device) -> why its last answer was refused (a forged or unsigned loctube answer).
+        self.refused: dict[tuple[str, str], str] = {}
 
     def put(self, cloud: str, device: str, at: float, record: Any) -> None:
         self.by_cloud.setdefault(cloud, {})[device] = (at, record)
+        if self.refused:
+            self.refused.pop((cloud, device), None)
 
     def get(self, cloud: str, device: str) -> tuple[float, Any] | None:
         return self.by_cloud.get(cloud, {}).get(device)
+
+    def refuse(self, cloud: str, device: str, reason: str) -> None:
+        """The device's last answer could not be trusted: bridges fail at once, until a trusted one
+        comes (:meth:`put`), instead of serving the previous record until it goes stale."""
+        self.refused[(cloud, device)] = reason
+
+    def refusal(self, cloud: str, device: str) -> str | None:
+        return self.refused.get((cloud, device)) if self.refused else None
 
     def as_json(self, now: float) -> dict[str, Any]:
         return {

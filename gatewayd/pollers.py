@@ -19,7 +19,7 @@ import structlog
 
 from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.clouds.rcms import RcmsClient
-from gatewayd.errors import CloudError, StorageError
+from gatewayd.errors import CloudError, StorageError, TamperedError
 from gatewayd.latest import LatestState, PollStats
 from gatewayd.statefile import StateFile
 
@@ -123,6 +123,18 @@ class LoctubePoller:
     async def _poll_device(self, device: str) -> None:
         try:
             detail = await self.client.device_detail(device)
+        except TamperedError as exc:
+            # Never data: the latest record stays as it was, and the bridged sensors go 'err' at once.
+            self.stats.count("loctube", "tampered")
+            self.latest.refuse("loctube", device, exc.message)
+            log.error(
+                "loctube answer refused: its signature is missing or does not verify (forged or altered "
+                "on the way?); not used",
+                device=device,
+                error=exc.message,
+                status=exc.status,
+            )
+            return
         except CloudError as exc:
             self.stats.count("loctube", "error")
             log.warning(

@@ -246,11 +246,59 @@ async def test_tampered_answer(cloud: FakeLoctube, make: Callable[..., LoctubeCl
     assert len(cloud.seen) == 1 and clock.waits == []
 
 
-async def test_upper_case_and_missing_answer_signs_are_accepted(
+async def test_an_upper_case_answer_sign_is_accepted(
     cloud: FakeLoctube, make: Callable[..., LoctubeClient]
 ) -> None:
-    client = make()
     cloud.response_sign = "upper"
+    assert await make().device_detail("dev1") == DEVICE
+
+
+@pytest.mark.parametrize("strip", [("X-Sign", "X-Timestamp"), ("X-Sign",), ("X-Timestamp",)])
+async def test_a_success_without_its_signature_is_refused_in_signature_mode(
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock, strip: tuple[str, ...]
+) -> None:
+    """What a man in the middle would send: the signature headers stripped and the body altered."""
+
+    def forged(seen: Seen) -> web.Response:
+        genuine = FakeLoctube.ok(DEVICE)
+        assert isinstance(genuine.body, bytes)
+        ts = "1700000000999"
+        headers = {"X-Timestamp": ts, "X-Sign": digest("md5", genuine.body + ts.encode() + KEY.encode())}
+        for header in strip:
+            del headers[header]
+        return web.json_response({"status": 200, "result": {**DEVICE, "state": "FORGED"}}, headers=headers)
+
+    cloud.api = forged
+    cloud.response_sign = "none"  # the fake adds no signature of its own: the forger's headers go out
+    with pytest.raises(TamperedError) as info:
+        await make().device_detail("dev1")
+    assert info.value.status == 200 and info.value.kind == "tampered"
+    assert "refused" in info.value.message
+    assert len(cloud.seen) == 1 and clock.waits == []  # not retried
+
+
+async def test_an_unsigned_error_answer_stays_the_error_it_is(
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient]
+) -> None:
+    cloud.response_sign = "none"
+    cloud.api = lambda seen: web.json_response(
+        {"status": 404, "code": "not_found", "message": "no such device", "result": None}, status=404
+    )
+    with pytest.raises(PermanentError) as info:
+        await make().device_detail("dev1")
+    assert (info.value.status, info.value.code) == (404, "not_found")
+
+
+async def test_token_mode_takes_unsigned_answers_but_not_an_unsigned_token(
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient]
+) -> None:
+    """Only answers to signed requests are signed: the token request is one, a token-auth call is not."""
+    client = make(auth="token")
+    cloud.response_sign = "none"
+    with pytest.raises(TamperedError):
+        await client.device_detail("dev1")
+    assert [s.path for s in cloud.seen] == ["/api/v1/token"]
+    cloud.response_sign = "good"
     assert await client.device_detail("dev1") == DEVICE
     cloud.response_sign = "none"
     assert await client.device_detail("dev1") == DEVICE

@@ -7,7 +7,8 @@ are (``auth: signature | token | oauth2``), the token lifecycles, and the checks
 Signing is a plain digest (md5 or sha256), not an HMAC:
     GET/DELETE: digest(sorted ``k=v`` joined by ``&`` (repeated keys' values joined by ``,``) + ts + key)
     POST/PUT:   digest(the body bytes exactly as sent + ts + key)
-    answers:    digest(body + X-Timestamp + key), compared with X-Sign ignoring case
+    answers:    digest(body + X-Timestamp + key), compared with X-Sign ignoring case; a success
+                answering a signed request must carry both headers (fail closed)
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ class LoctubeClient:
         if auth is not None and resp.status != 401:
             auth.used(started)
         try:
-            return self._result(resp, operation)
+            return self._result(resp, operation, signed=token is None)
         except AuthError as exc:
             if token is not None and exc.status == 401:
                 raise _TokenRefused(token, exc) from None
@@ -330,9 +331,21 @@ class LoctubeClient:
             sign = sign_query(split_query(query), timestamp, key, self._config.sign)
         return {"X-Client-Id": self._config.client_id, "X-Timestamp": timestamp, "X-Sign": sign}
 
-    def _checked(self, resp: Response, operation: str) -> Response:
-        """``resp`` if its signature (when it has one) verifies and its status is a success; else raise."""
+    def _checked(self, resp: Response, operation: str, *, signed: bool) -> Response:
+        """``resp`` if its signature verifies and its status is a success; else raise.
+
+        Fail closed: the answer to a ``signed`` request is signed (only answers to signed requests are,
+        and errors may not be), so a success without ``X-Sign``/``X-Timestamp`` is refused as
+        tampered, never used as data. An error answer without them is an error anyway.
+        """
         sign = resp.headers.get("X-Sign")
+        if signed and 200 <= resp.status < 300 and (sign is None or "X-Timestamp" not in resp.headers):
+            raise TamperedError(
+                "answer to a signed request carries no X-Sign/X-Timestamp: refused, not used",
+                cloud=CLOUD,
+                operation=operation,
+                status=resp.status,
+            )
         if sign is not None:
             timestamp = resp.headers.get("X-Timestamp", "")
             if not verify_response(
@@ -354,15 +367,13 @@ class LoctubeClient:
                     operation=operation,
                     status=resp.status,
                 )
-        elif self._token is None:
-            log.debug("unsigned answer", cloud=CLOUD, operation=operation, status=resp.status)
         if not 200 <= resp.status < 300:
             raise self._failure(resp.status, resp.json(), resp, operation)
         return resp
 
-    def _result(self, resp: Response, operation: str) -> Any:
+    def _result(self, resp: Response, operation: str, *, signed: bool) -> Any:
         """The ``result`` of a ``{"status": 200, "result": ...}`` answer, after every check."""
-        payload = self._checked(resp, operation).json()
+        payload = self._checked(resp, operation, signed=signed).json()
         if not isinstance(payload, dict):
             raise PermanentError(
                 f"answered HTTP {resp.status} with a body that is not a JSON object",
@@ -408,7 +419,7 @@ class LoctubeClient:
         resp = await self._transport.send(
             "POST", "/api/v1/token", operation="token", headers=headers, body=body
         )
-        token = self._result(resp, "token")
+        token = self._result(resp, "token", signed=True)
         if not isinstance(token, str) or not token:
             raise PermanentError("token answer has no token in 'result'", cloud=CLOUD, operation="token")
         return token
@@ -434,7 +445,7 @@ class LoctubeClient:
             if resp.status in (400, 415) and i + 1 < len(encodings):
                 log.info("oauth2 token endpoint refused JSON; trying form encoding", status=resp.status)
                 continue
-            payload = self._checked(resp, "oauth2_token").json()
+            payload = self._checked(resp, "oauth2_token", signed=False).json()
             if not isinstance(payload, dict):
                 raise PermanentError(
                     "token answer is not a JSON object", cloud=CLOUD, operation="oauth2_token"

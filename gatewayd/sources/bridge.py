@@ -2,7 +2,9 @@
 
 Why staleness is an error: a dashboard that keeps showing a router's signal from yesterday, because the
 RCMS poll has been failing since, lies. A value older than two poll intervals, or a field the record
-does not have, is a failed read, so the sensor reports ``err`` until fresh data arrives.
+does not have, is a failed read, so the sensor reports ``err`` until fresh data arrives. So is any
+read after an answer that was refused as forged (a loctube answer whose signature is missing or wrong):
+the sensor goes ``err`` at once rather than repeating the last trusted value.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class CloudBridge:
 
     def read_now(self) -> Any:
         """A lookup in memory: never waits, so the sampler calls it inline."""
+        refused = self.latest.refusal(self.cloud, self.device)
+        if refused is not None:
+            raise SourceError(f"the last {self.cloud} answer for {self.device!r} was refused: {refused}")
         entry = self.latest.get(self.cloud, self.device)
         if entry is None:
             raise SourceError(f"no {self.cloud} data for {self.device!r} yet")

@@ -7,13 +7,19 @@ scheduler, as in ``test_daemon.py``; conditions are awaited with :func:`until`, 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import aiohttp
+from aiohttp import web
+from structlog.testing import capture_logs
+
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.emulator.faults import RateLimit
+from tests.conftest import loopback_server
 
-from .conftest import delivered, emulator_env, running, until
+from .conftest import SENSORS, delivered, emulator_env, points_of, running, until
 from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
 
 #: FAST_CALL, with a Retry-After waited in a call only up to half a second (production: 5 s), so that
@@ -66,4 +72,90 @@ async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_afte
         )
         assert deferral.until is None
         await run.stop()
+    assert_delivered_exactly_once(daemon, env.tp)
+
+
+# ------------------------------------------------------------------------------------------ signatures
+
+#: A bridged sensor on the loctube tracker's state (a string sensor: "online" / "offline").
+TRACKER_STATE = """\
+- name: Tracker
+  sensors:
+    - name: State
+      type: string
+      interval: 100ms
+      loctube: {device: test001, field: state.value}
+"""
+
+
+class ForgingProxy:
+    """Loopback man in the middle in front of the emulator's loctube: passes answers through untouched,
+    or (``forge``) strips their X-Sign/X-Timestamp and rewrites the tracker's state to FORGED."""
+
+    def __init__(self, upstream: str, session: aiohttp.ClientSession) -> None:
+        self.upstream = upstream
+        self.session = session
+        self.forge = False
+        self.forged = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.startswith("X-") or k == "Content-Type"}
+        async with self.session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read()
+        ) as answer:
+            body = await answer.read()
+            signature = {k: answer.headers[k] for k in ("X-Sign", "X-Timestamp") if k in answer.headers}
+            if not self.forge or answer.status != 200:
+                return web.Response(status=answer.status, body=body, headers=signature)
+        payload = json.loads(body)
+        payload["result"]["state"] = {"text": "forged", "value": "FORGED"}
+        self.forged += 1
+        return web.json_response(payload)  # no X-Sign, no X-Timestamp
+
+
+async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path: Path) -> None:
+    polled = polled_sections("signature")
+    async with (
+        emulator_env(tmp_path, extra=polled) as env,
+        aiohttp.ClientSession() as session,
+    ):
+        proxy = ForgingProxy(env.server.url, session)
+        async with loopback_server(proxy.handle) as proxy_url:
+            rcms, loctube = polled.split("loctube:")
+            extra = rcms + "loctube:" + loctube.replace("@endpoint@", proxy_url)
+            inventory = env.inventory(devices=SENSORS + TRACKER_STATE, extra=extra)
+            async with running(inventory) as run:
+                daemon = run.daemon
+                assert daemon.sampler is not None
+                (tracker,) = [s for s in daemon.sampler.sensors if s.key == "Tracker/State"]
+                polls = daemon.poll_stats.polls
+                await until(lambda: bool(points_of(env.tp, tracker.sensor_id)), what="genuine tracker points")
+                trusted = daemon.latest.get("loctube", "test001")
+                assert trusted is not None
+
+                with capture_logs() as logs:
+                    proxy.forge = True
+                    await until(
+                        lambda: polls.get(("loctube", "tampered"), 0) >= 3 and tracker.status == "err",
+                        what="forged answers refused and the bridged sensor in error",
+                    )
+                    forged_from_ms = now_ms()
+                    await until(
+                        lambda: any(
+                            r.value == "err" and r.received > forged_from_ms
+                            for r in env.tp.sensor_statuses.get(tracker.sensor_id, [])
+                        ),
+                        what="Thing+ told the tracker sensor is in error",
+                    )
+                assert proxy.forged >= 3
+                assert daemon.latest.get("loctube", "test001") == trusted  # never replaced by a forgery
+                assert "was refused" in (tracker.last_error or "")
+                refusals = [e for e in logs if e["event"].startswith("loctube answer refused")]
+                assert refusals and all(e["log_level"] == "error" for e in refusals)
+
+                proxy.forge = False  # a genuine answer heals the sensor
+                await until(lambda: tracker.status == "on", what="the sensor back on genuine answers")
+                await run.stop()
+    values = {p.value for p in points_of(env.tp, tracker.sensor_id)}
+    assert values and "FORGED" not in values and values <= {"online", "offline"}
     assert_delivered_exactly_once(daemon, env.tp)

@@ -74,6 +74,23 @@ async def test_stale_after_two_poll_intervals() -> None:
     assert await source.read() == "online"
 
 
+async def test_a_refused_answer_fails_the_read_at_once_until_a_trusted_one() -> None:
+    latest, now = LatestState(), [1000.0]
+    latest.put("loctube", "test001", 1000.0, LOCTUBE_DETAIL)
+    source = bridge("loctube", "test001", "state.value", latest, now)
+    other = bridge("loctube", "other", "state.value", latest, now)
+    latest.put("loctube", "other", 1000.0, LOCTUBE_DETAIL)
+    latest.refuse("loctube", "test001", "answer carries no X-Sign")
+    with pytest.raises(
+        SourceError, match="last loctube answer for 'test001' was refused: answer carries no X-Sign"
+    ):
+        await source.read()
+    assert await other.read() == "online"  # one device's refusal is its own
+    assert latest.get("loctube", "test001") == (1000.0, LOCTUBE_DETAIL)  # the record was not replaced
+    latest.put("loctube", "test001", 1001.0, LOCTUBE_DETAIL)
+    assert await source.read() == "online"
+
+
 def test_pick_path_lists_and_root() -> None:
     doc = {"a": [{"b": 1}, {"b": 2}]}
     assert pick_path(doc, "a.1.b") == 2
