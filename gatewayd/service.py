@@ -554,10 +554,18 @@ class Daemon:
         if not self.inventory_path:
             log.warning("reload requested but the inventory has no file to re-read")
             return
+        path = self.inventory_path
+        model = self.registered.model if self.registered is not None else None
+
+        def parse() -> Inventory:
+            inventory = load_inventory(path)
+            if model is not None:
+                check_types(inventory, model, path)
+            return inventory
+
         try:
-            new = load_inventory(self.inventory_path)
-            if self.registered is not None:
-                check_types(new, self.registered.model, self.inventory_path)
+            # In a thread: a 10,000-sensor inventory takes seconds to parse, and sampling must not wait.
+            new = await asyncio.to_thread(parse)
         except ConfigError as exc:
             log.error(
                 "reload refused: the new inventory is invalid; the old one keeps running",

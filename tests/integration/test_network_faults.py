@@ -8,18 +8,23 @@ scheduler, as in ``test_daemon.py``; conditions are awaited with :func:`until`, 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from gatewayd import service
 from gatewayd.clouds.http import RetryPolicy
+from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator.faults import RateLimit
 from tests.conftest import loopback_server
 
-from .conftest import SENSORS, delivered, emulator_env, points_of, running, until
+from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until
 from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
 
 #: FAST_CALL, with a Retry-After waited in a call only up to half a second (production: 5 s), so that
@@ -158,4 +163,52 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
                 await run.stop()
     values = {p.value for p in points_of(env.tp, tracker.sensor_id)}
     assert values and "FORGED" not in values and values <= {"online", "offline"}
+    assert_delivered_exactly_once(daemon, env.tp)
+
+
+# ------------------------------------------------------------------------------------------ reload
+
+
+async def test_a_slow_reload_parse_leaves_the_event_loop_free(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parse is held until the test, running on the daemon's event loop, has seen sampling go on:
+    were the parse on the loop, the test could not run, and the parse would time out unreleased."""
+    path = env.write_inventory()
+    started, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+    real_load = service.load_inventory
+
+    def slow_load(*args: Any, **kwargs: Any) -> Inventory:
+        started.set()
+        released.append(release.wait(timeout=10))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(service, "load_inventory", slow_load)
+    async with running(load_inventory(path), inventory_path=path) as run:
+        daemon = run.daemon
+        assert daemon.sampler is not None
+        await until(lambda: daemon.registered is not None, what="registration")
+        env.write_inventory(devices=THREE_SENSORS)
+        daemon.reload()
+        await until(started.is_set, what="the reload's parse to start")
+        sampled, delivered_then = daemon.sampler.stats.sampled, delivered(env.tp)
+        await until(
+            lambda: (
+                daemon.sampler is not None
+                and daemon.sampler.stats.sampled >= sampled + 10
+                and delivered(env.tp) > delivered_then
+            ),
+            what="sampling and uploads while the parse is held",
+        )
+        assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)  # not applied yet
+        release.set()
+        await until(
+            lambda: (
+                daemon.sampler is not None and any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
+            ),
+            what="the reload applied once parsed",
+        )
+        await run.stop()
+    assert released == [True]
     assert_delivered_exactly_once(daemon, env.tp)
