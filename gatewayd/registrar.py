@@ -93,6 +93,10 @@ def check_types(inventory: Inventory, model: GatewayModel, source: str = "invent
         raise ConfigError(problems)
 
 
+#: A sensor to register: (device name, sensor name, sensor type).
+SensorTriple = tuple[str, str, str]
+
+
 async def register(
     client: ThingPlusClient,
     registry: Registry,
@@ -100,8 +104,13 @@ async def register(
     *,
     concurrency: int = 16,
     source: str = "inventory",
+    sensors: Sequence[SensorTriple] | None = None,
 ) -> Registered:
-    """Register whatever is not registered yet; idempotent, safe to call again after any failure."""
+    """Register whatever is not registered yet; idempotent, safe to call again after any failure.
+
+    ``sensors`` replaces the inventory's devices when the caller no longer holds them (a running
+    daemon keeps only its runtimes; see :meth:`Inventory.without_devices`).
+    """
     site_id = inventory.gateway.site
     if site_id is None:
         sites = await client.sites()
@@ -109,13 +118,21 @@ async def register(
             raise PermanentError("the account has no site", cloud="thingplus", operation="sites")
         site_id = str(sites[0]["id"])
     model = GatewayModel.parse(inventory.gateway.model, await client.gateway_model(inventory.gateway.model))
-    check_types(inventory, model, source)
-    registry.ensure_ids([(d.name, s.name) for d, s in inventory.sensors()])
+    if sensors is None:
+        check_types(inventory, model, source)
+        sensors = [(d.name, s.name, s.type) for d, s in inventory.sensors()]
+        devices = [d.name for d in inventory.devices]
+    else:
+        _check_triples(sensors, model, source)
+        devices = list(dict.fromkeys(device for device, _, _ in sensors))
+    registry.ensure_ids([(device, name) for device, name, _ in sensors])
     gateway_id = registry.gateway_id()
     created = 0
 
     try:
-        created += await _register_objects(client, registry, inventory, model, site_id, concurrency)
+        created += await _register_objects(
+            client, registry, inventory, model, site_id, devices, sensors, concurrency
+        )
     finally:
         registry.flush()
     record = await client.gateway(gateway_id)
@@ -128,12 +145,31 @@ async def register(
     )
 
 
+def _check_triples(sensors: Sequence[SensorTriple], model: GatewayModel, source: str) -> None:
+    """:func:`check_types` for sensors known by name and type only (the model may have changed)."""
+    problems = [
+        ConfigProblem(
+            source,
+            None,
+            None,
+            "",
+            f"sensor '{device}/{name}' has type {type_!r}, which gateway model {model.id} does not offer",
+        )
+        for device, name, type_ in sensors
+        if type_ not in model.sensors
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
 async def _register_objects(
     client: ThingPlusClient,
     registry: Registry,
     inventory: Inventory,
     model: GatewayModel,
     site_id: str,
+    devices: Sequence[str],
+    sensors: Sequence[SensorTriple],
     concurrency: int,
 ) -> int:
     gateway_id = registry.gateway_id()
@@ -150,17 +186,17 @@ async def _register_objects(
             site=site_id,
         )
 
-    for device in inventory.devices:
-        if not registry.device_registered(device.name):
+    for device in devices:
+        if not registry.device_registered(device):
             result = await client.register_device(
-                gateway_id, registry.device_id(device.name), name=device.name, model=model.device_model
+                gateway_id, registry.device_id(device), name=device, model=model.device_model
             )
-            registry.mark_device_registered(device.name)
+            registry.mark_device_registered(device)
             created += result.created
             log.info(
                 "device registered" if result.created else "device already registered",
-                device=device.name,
-                device_id=registry.device_id(device.name),
+                device=device,
+                device_id=registry.device_id(device),
             )
 
     async def one(todo: tuple[str, str, str]) -> int:
@@ -179,10 +215,10 @@ async def _register_objects(
         registry.mark_sensor_registered(device, name)
         return int(result.created)
 
-    todo: Sequence[tuple[str, str, str]] = [
-        (d.name, s.name, s.type)
-        for d, s in inventory.sensors()
-        if not registry.sensor_registered(d.name, s.name)
+    todo: Sequence[SensorTriple] = [
+        (device, name, type_)
+        for device, name, type_ in sensors
+        if not registry.sensor_registered(device, name)
     ]
     if todo:
         results = await bounded_map(one, todo, concurrency)

@@ -137,6 +137,15 @@ class Registry:
             entry.registered = True
             self._dirty = True
 
+    def forget_registration(self) -> None:
+        """Thing+ lost the gateway (deleted on the cloud side): clear every registration mark, keep
+        every id, save at once. The next registration then creates the same objects again, so the
+        points keyed by these ids in the outbox still belong to them."""
+        for entry in (self._gateway, *self._devices.values(), *self._sensors.values()):
+            if entry is not None:
+                entry.registered = False
+        self._save()
+
     def flush(self) -> None:
         """Save registration marks made since the last save."""
         if self._dirty:

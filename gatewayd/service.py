@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from gatewayd.clouds.thingplus import ThingPlusClient
+    from gatewayd.gatewaywatch import GatewayWatch
     from gatewayd.registrar import Registered
     from gatewayd.uploader import Uploader
 
@@ -128,6 +129,7 @@ class Daemon:
         self.buffer: SampleBuffer | None = None
         self.uploader: Uploader | None = None
         self.thingplus: ThingPlusClient | None = None
+        self._gateway_watch: GatewayWatch | None = None
         self._source_context = SourceContext(clock=clock, latest=self.latest)
         self._set_poll_intervals(inventory)
 
@@ -200,6 +202,7 @@ class Daemon:
     def _start_network(self, session: aiohttp.ClientSession, outbox: Outbox) -> None:
         """The Thing+ client, the uploader, registration and the pollers, on the daemon's one session."""
         from gatewayd.clouds.thingplus import ThingPlusClient
+        from gatewayd.gatewaywatch import GatewayWatch
         from gatewayd.uploader import Uploader
 
         self.session = session
@@ -214,6 +217,8 @@ class Daemon:
             self.thingplus, outbox, gateway_id=self.registry.gateway_id(), mono=self.mono
         )
         self.uploader.sendable = self.registry.registered_sensor_ids()
+        self._gateway_watch = GatewayWatch(self.thingplus, self.registry, self._gateway_lost)
+        self.uploader.gateway_watch = self._gateway_watch
         self._start_pollers(self.inventory)
         self._spawn(self._upload_loop(), "uploader")
         self._spawn(self._connect(), "connect")
@@ -301,13 +306,22 @@ class Daemon:
         """Register (retrying with backoff while the cloud is unreachable), then start reporting."""
         from gatewayd.registrar import register
 
-        assert self.thingplus is not None
+        assert self.thingplus is not None and self.sampler is not None
         retry = 0
         while not self._stopping:
             inventory = self.inventory
+            # Registered once, the inventory keeps no devices (_settle): registering again (the
+            # gateway was deleted on the cloud side) takes the sensors from their runtimes.
+            running = (
+                None if inventory.devices else [(r.device, r.name, r.type) for r in self.sampler.sensors]
+            )
             try:
                 registered = await register(
-                    self.thingplus, self.registry, inventory, source=self.inventory_path or "inventory"
+                    self.thingplus,
+                    self.registry,
+                    inventory,
+                    source=self.inventory_path or "inventory",
+                    sensors=running,
                 )
             except ConfigError as exc:
                 if inventory is not self._first_inventory and self._first_inventory is not None:
@@ -355,8 +369,9 @@ class Daemon:
         self.inventory = inventory
 
     def _on_registered(self, registered: Registered) -> None:
-        assert self.uploader is not None
+        assert self.uploader is not None and self._gateway_watch is not None
         self._first_inventory = None  # from now on reloads are checked against the model up front
+        self._gateway_watch.found()
         self.registered = registered
         self.uploader.gateway_id = registered.gateway_id
         self.uploader.sendable = self.registry.registered_sensor_ids()
@@ -371,6 +386,13 @@ class Daemon:
         self._status("registered; reporting")
         self._kick_upload.set()
         self._settle()
+
+    def _gateway_lost(self) -> None:
+        """Thing+ lost the gateway (gatewayd.gatewaywatch logged it and cleared the marks): reporting
+        pauses, the points wait in the outbox, and registration runs again with the same ids."""
+        self.registered = None
+        self._status("Thing+ lost the gateway; registering it again")
+        self._spawn(self._connect(), "re-register")
 
     def _settle(self) -> None:
         """Registered and running: each runtime holds what its sensor needs (a reload compares config
@@ -451,6 +473,8 @@ class Daemon:
             record = await self.thingplus.gateway(self.registered.gateway_id)
         except CloudError as exc:
             log.warning("gateway record not read", error=exc.message, code=exc.code)
+            if self._gateway_watch is not None:
+                await self._gateway_watch.keeps_data(exc)  # a 404 may be the gateway deleted
             return
         interval = report_interval_ms(record)
         if interval:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +20,9 @@ from gatewayd.clouds.thingplus import ThingPlusClient, encode_series
 from gatewayd.concurrency import bounded_map
 from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
 from gatewayd.outbox import Lease, Outbox, chunked
+
+if TYPE_CHECKING:
+    from gatewayd.gatewaywatch import GatewayWatch
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +79,9 @@ class Uploader:
         self.sendable: set[str] = set()
         #: Set when the daemon stops: every drain, even one already running, ends by this monotonic time.
         self.stop_by: float | None = None
+        #: Tells a 404 for a deleted gateway from others (gatewayd.gatewaywatch); None: every 404 is
+        #: permanent.
+        self.gateway_watch: GatewayWatch | None = None
 
     # ------------------------------------------------------------------ statuses
 
@@ -84,6 +91,8 @@ class Uploader:
             await self.client.gateway_status(self.gateway_id, "on", valid_duration_s)
         except CloudError as exc:
             self._status_failed(exc, "gateway")
+            if self.gateway_watch is not None:
+                await self.gateway_watch.keeps_data(exc)  # a 404 here may be the gateway deleted
             return False
         self.stats.statuses += 1
 
@@ -176,6 +185,10 @@ class Uploader:
             except CloudError as exc:
                 failed += 1
                 self.stats.count_error(exc.kind)
+                if self.gateway_watch is not None and await self.gateway_watch.keeps_data(exc):
+                    cloud_down = True  # the gateway is gone: these points wait for it to be back
+                    await release(lease)
+                    return
                 if isinstance(exc, PermanentError):
                     settled.add(id(lease))  # dead_letter un-leases it even when it fails
                     reason = f"{exc.status or ''} {exc.code or ''} {exc.message}".strip()

@@ -17,6 +17,9 @@ DELETE   /_emulator/faults/{cloud}               clear faults (``?kinds=outage,l
 DELETE   /_emulator/faults                       clear every fault of every cloud
 POST     /_emulator/tokens/expire                expire every cloud's tokens (``{"cloud": ...}``: one)
 POST     /_emulator/thingplus/report-interval    ``{"ms": 5000}`` (``"gateway": id`` for one gateway)
+DELETE   /_emulator/thingplus/gateways/{id}      delete a gateway with its devices and sensors, as the
+                                                 portal would (404 if unknown); points received stay
+                                                 counted
 =======  ======================================  ====================================================
 """
 
@@ -61,6 +64,7 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         web.delete(f"{PREFIX}/faults", api.clear_faults),
         web.post(f"{PREFIX}/tokens/expire", api.expire_tokens),
         web.post(f"{PREFIX}/thingplus/report-interval", api.report_interval),
+        web.delete(f"{PREFIX}/thingplus/gateways/{{id}}", api.delete_gateway),
     ]
 
 
@@ -201,3 +205,18 @@ class AdminApi:
         except _BadRequest as exc:
             return _error(exc)
         return web.json_response({"reportInterval": str(ms), "gateway": gateway})
+
+    async def delete_gateway(self, request: web.Request) -> web.StreamResponse:
+        gateway_id = request.match_info["id"]
+        try:
+            try:
+                thingplus = self.emulator.thingplus
+            except LookupError as exc:
+                raise _BadRequest(str(exc), 404) from None
+            try:
+                removed = thingplus.delete_gateway(gateway_id)
+            except KeyError:
+                raise _BadRequest(f"gateway {gateway_id} is not registered", 404) from None
+        except _BadRequest as exc:
+            return _error(exc)
+        return web.json_response({"deleted": gateway_id, **removed})

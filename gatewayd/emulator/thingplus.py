@@ -326,6 +326,23 @@ class ThingPlusEmulator:
             gateway["mtime"] = now
         log.info("thingplus.report_interval_set", ms=ms, gateway=gateway_id or "all")
 
+    def delete_gateway(self, gateway_id: str) -> dict[str, int]:
+        """Delete a gateway with its devices and sensors, as the portal does: from then on every call
+        naming it answers 404 NOT_FOUND until it is registered again. The points and statuses received
+        so far stay in :attr:`points` and the status histories, so a test can still count every delivery.
+        """
+        if gateway_id not in self.gateways:
+            raise KeyError(gateway_id)
+        del self.gateways[gateway_id]
+        devices = [d for d, device in self.devices.items() if device["owner"] == gateway_id]
+        sensors = [s for s, sensor in self.sensors.items() if sensor["owner"] == gateway_id]
+        for device_id in devices:
+            del self.devices[device_id]
+        for sensor_id in sensors:
+            del self.sensors[sensor_id]
+        log.info("thingplus.gateway_deleted", gateway=gateway_id, devices=len(devices), sensors=len(sensors))
+        return {"devices": len(devices), "sensors": len(sensors)}
+
     def latest(self, sensor_id: str) -> dict[str, Any] | None:
         """The point with the greatest ``time`` received for a sensor (last arrival wins a tie)."""
         points = self.points.get(sensor_id)

@@ -14,7 +14,7 @@ import pytest
 from gatewayd.emulator import EmulatorServer, Faults, RateLimit, build_app, serve_forever
 from gatewayd.emulator.app import EMULATOR_KEY
 from gatewayd.emulator.faults import CLOUDS, cloud_of
-from tests.emulator import ALL_CLOUDS, FakeClock, call, get_token, inventory, register
+from tests.emulator import ALL_CLOUDS, FakeClock, call, error_code, get_token, inventory, register
 
 # --------------------------------------------------------------------------------------------------
 # The rules, without a server
@@ -306,6 +306,28 @@ async def test_report_interval_over_admin(
     assert (await call(http, "POST", "/_emulator/thingplus/report-interval", json=body))[0] == 200
     assert (await call(http, "GET", f"/v2/gateways/{gid}", auth))[1]["data"]["reportInterval"] == "4000"
     assert server.emulator.thingplus.report_interval_ms == 3000
+
+
+async def test_delete_a_gateway_over_admin(
+    http: aiohttp.ClientSession, server: EmulatorServer, auth: dict[str, str]
+) -> None:
+    gid, did, sid = await register(http, auth)
+    other, _, other_sid = await register(http, auth)
+    series = f"/v2/gateways/{gid}/sensors/{sid}/series"
+    assert (await call(http, "PUT", series, auth, {"value": "21.5", "time": 1000}))[0] == 200
+    status, body = await call(http, "DELETE", f"/_emulator/thingplus/gateways/{gid}")
+    assert (status, body) == (200, {"deleted": gid, "devices": 1, "sensors": 1})
+    for method, path, payload in [
+        ("GET", f"/v2/gateways/{gid}", None),
+        ("PUT", f"/v2/gateways/{gid}/status", {"validDuration": 8, "value": "on"}),
+        ("PUT", series, {"value": "22.0", "time": 2000}),
+    ]:
+        status, answer = await call(http, method, path, auth, payload)
+        assert (status, error_code(answer)) == (404, "NOT_FOUND"), path
+    tp = server.emulator.thingplus
+    assert did not in tp.devices and sid not in tp.sensors and len(tp.points[sid]) == 1  # points kept
+    assert other in tp.gateways and other_sid in tp.sensors  # another gateway is untouched
+    assert (await call(http, "DELETE", f"/_emulator/thingplus/gateways/{gid}"))[0] == 404
 
 
 @pytest.mark.parametrize(

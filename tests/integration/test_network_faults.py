@@ -212,3 +212,40 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(
         await run.stop()
     assert released == [True]
     assert_delivered_exactly_once(daemon, env.tp)
+
+
+# ------------------------------------------------------------------------------------------ gateway lost
+
+
+async def test_a_gateway_deleted_on_the_cloud_side_is_registered_again_with_the_same_ids(env: Env) -> None:
+    async with running(env.inventory()) as run, aiohttp.ClientSession() as http:
+        daemon = run.daemon
+        assert daemon.outbox is not None and daemon.sampler is not None
+        await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="delivery")
+        gateway_id = daemon.registry.gateway_id()
+        sensor_ids = {s.sensor_id for s in daemon.sampler.sensors}
+        device_ids = set(env.tp.devices)
+
+        with capture_logs() as logs:
+            async with http.delete(f"{env.server.url}/_emulator/thingplus/gateways/{gateway_id}") as resp:
+                assert resp.status == 200
+            deleted_ms = now_ms()
+            await until(
+                lambda: env.tp.requests["register_gateway"] == 2 and daemon.registered is not None,
+                what="the gateway registered again",
+            )
+            await until(
+                lambda: every_sensor_has_points_after(env.tp, daemon, deleted_ms + 500),
+                what="delivery after the new registration",
+            )
+        assert list(env.tp.gateways) == [gateway_id]  # the same ids, not new ones
+        assert set(env.tp.devices) == device_ids and set(env.tp.sensors) == sensor_ids
+        assert env.tp.requests["register_sensor"] == 2 * len(sensor_ids)
+        assert (
+            env.tp.rejections["series:NOT_FOUND"] >= 1 or env.tp.rejections["gateway_status:NOT_FOUND"] >= 1
+        )
+        lost = [e for e in logs if e["event"].startswith("Thing+ no longer knows this gateway")]
+        assert [(e["log_level"], e["gateway_id"]) for e in lost] == [("error", gateway_id)]  # once
+        assert daemon.outbox.stats.dead_lettered == 0
+        await run.stop()
+    assert_delivered_exactly_once(daemon, env.tp)
