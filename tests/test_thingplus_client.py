@@ -606,26 +606,29 @@ async def test_503_is_retried_with_backoff_then_succeeds(h: Harness) -> None:
     assert h.sleeps == [0.25, 0.5]  # full jitter with rand=0.5: 0.5 * 0.5 * 2**retry
 
 
-@pytest.mark.parametrize("header", ["3", "date"])
-async def test_a_short_429_retry_after_is_waited_in_the_call(h: Harness, header: str) -> None:
-    now = 1_700_000_000.0
-    value = "3" if header == "3" else formatdate(now + 3, usegmt=True)
+NOW_S = 1_700_000_000.0
+
+
+def answer_429_once(h: Harness, seconds: int, as_date: bool) -> None:
+    """The next ``GET /v2/sites`` answers 429 with a Retry-After of ``seconds`` (a number or an HTTP date)."""
+    value = formatdate(NOW_S + seconds, usegmt=True) if as_date else str(seconds)
     h.cloud.then(
         "GET", "/v2/sites", 429, {"statusCode": 429, "message": "Too Many"}, headers={"Retry-After": value}
     )
-    await h.client(clock=lambda: now).sites()
+
+
+@pytest.mark.parametrize("as_date", [False, True], ids=["seconds", "date"])
+async def test_a_short_429_retry_after_is_waited_in_the_call(h: Harness, as_date: bool) -> None:
+    answer_429_once(h, 3, as_date)
+    await h.client(clock=lambda: NOW_S).sites()
     assert h.sleeps == [3.0]
     assert len(h.cloud.requests("/v2/sites")) == 2
 
 
-@pytest.mark.parametrize("header", ["120", "date"])
-async def test_a_long_retry_after_fails_at_once_and_defers_the_next_calls(h: Harness, header: str) -> None:
-    now = 1_700_000_000.0
-    value = "120" if header == "120" else formatdate(now + 120, usegmt=True)
-    h.cloud.then(
-        "GET", "/v2/sites", 429, {"statusCode": 429, "message": "Too Many"}, headers={"Retry-After": value}
-    )
-    client = h.client(clock=lambda: now)
+@pytest.mark.parametrize("as_date", [False, True], ids=["seconds", "date"])
+async def test_a_long_retry_after_fails_at_once_and_defers_the_next_calls(h: Harness, as_date: bool) -> None:
+    answer_429_once(h, 120, as_date)
+    client = h.client(clock=lambda: NOW_S)
     mono = [1000.0]
     client._transport.deferral.mono = lambda: mono[0]
     with pytest.raises(RateLimitedError) as first:
