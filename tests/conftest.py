@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 VALID = textwrap.dedent(
     """\
@@ -31,6 +35,25 @@ VALID = textwrap.dedent(
             simulate: {pattern: sine, min: 18, max: 26, period: 1h}
     """
 )
+
+
+@contextmanager
+def logs_of(*modules: ModuleType) -> Iterator[list[dict[str, Any]]]:
+    """structlog's ``capture_logs`` for the module-level ``log`` of ``modules``, reliably.
+
+    gatewayd's logging setup (run in-process by some CLI tests) caches each logger on its first use,
+    after which ``capture_logs`` alone no longer sees it; here each module gets a fresh logger while
+    capturing, and its own back after.
+    """
+    saved = [(module, module.log) for module in modules]
+    try:
+        with capture_logs() as logs:
+            for module in modules:
+                module.log = structlog.get_logger(module.__name__)
+            yield logs
+    finally:
+        for module, log in saved:
+            module.log = log
 
 
 @pytest.fixture

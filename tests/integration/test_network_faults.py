@@ -16,13 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from structlog.testing import capture_logs
 
-from gatewayd import service
+from gatewayd import gatewaywatch, pollers, service
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator.faults import RateLimit
-from tests.conftest import loopback_server
+from tests.conftest import logs_of, loopback_server
 
 from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until
 from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
@@ -138,7 +137,7 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
                 trusted = daemon.latest.get("loctube", "test001")
                 assert trusted is not None
 
-                with capture_logs() as logs:
+                with logs_of(pollers) as logs:
                     proxy.forge = True
                     await until(
                         lambda: polls.get(("loctube", "tampered"), 0) >= 3 and tracker.status == "err",
@@ -209,6 +208,8 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(
             ),
             what="the reload applied once parsed",
         )
+        (added,) = [s.sensor_id for s in daemon.sampler.sensors if s.key == "Cellar/Level"]
+        await until(lambda: bool(points_of(env.tp, added)), what="the added sensor registered and delivering")
         await run.stop()
     assert released == [True]
     assert_delivered_exactly_once(daemon, env.tp)
@@ -226,7 +227,7 @@ async def test_a_gateway_deleted_on_the_cloud_side_is_registered_again_with_the_
         sensor_ids = {s.sensor_id for s in daemon.sampler.sensors}
         device_ids = set(env.tp.devices)
 
-        with capture_logs() as logs:
+        with logs_of(gatewaywatch) as logs:
             async with http.delete(f"{env.server.url}/_emulator/thingplus/gateways/{gateway_id}") as resp:
                 assert resp.status == 200
             deleted_ms = now_ms()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from email.utils import formatdate
 
 import pytest
-from structlog.testing import capture_logs
 
+from gatewayd.clouds import deferral as deferral_module
 from gatewayd.clouds.deferral import Deferral
 from gatewayd.clouds.retry import (
     IN_CALL_RETRY_AFTER_S,
@@ -17,6 +17,7 @@ from gatewayd.clouds.retry import (
     with_retries,
 )
 from gatewayd.errors import DeferredError, RateLimitedError, TransientError
+from tests.conftest import logs_of
 
 NOW = 1_700_000_000.0
 
@@ -123,7 +124,7 @@ class FakeClocks:
 def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None:
     clocks = FakeClocks()
     deferral = clocks.deferral()
-    with capture_logs() as logs:
+    with logs_of(deferral_module) as logs:
         deferral.observe(200, {"Retry-After": "100"}, "series")  # not a refusal: nothing
         deferral.observe(429, {"Retry-After": "3"}, "series")  # waited in the call: nothing
         deferral.check("series")
@@ -151,7 +152,7 @@ def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None
 def test_an_absurd_retry_after_is_capped_and_the_log_says_so() -> None:
     clocks = FakeClocks()
     deferral = clocks.deferral()
-    with capture_logs() as logs:
+    with logs_of(deferral_module) as logs:
         deferral.observe(429, {"Retry-After": "31536000"}, "series")  # a year
     assert deferral.until == clocks.mono + MAX_DEFERRAL_S
     (line,) = logs
