@@ -47,7 +47,7 @@ async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_afte
         faults = env.server.emulator.faults
         stats, polls = daemon.uploader.stats, daemon.poll_stats.polls
 
-        faults.set("thingplus", rate_limit=RateLimit(count=1, retry_after=3))
+        faults.set("thingplus", rate_limit=RateLimit(count=1, retry_after=4))
         await until(lambda: deferral.until is not None, what="the deferral to start")
         failed_rounds = stats.status_errors
         await until(lambda: stats.status_errors > failed_rounds, what="a heartbeat round failing fast")
