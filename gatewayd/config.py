@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails
 from gatewayd.configtypes import Duration, Listen, Name, Strict, Url, check_md5, parse_duration
 from gatewayd.errors import ConfigError, ConfigProblem
 from gatewayd.secret import Secret
+from gatewayd.sensortypes import simulated_values, value_problem
 from gatewayd.sourceconfig import (
     SOURCE_KEYS,
     CommandSource,
@@ -359,7 +360,8 @@ def _resolve_paths(inventory: Inventory, base_dir: Path) -> Inventory:
 
 
 def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[ConfigProblem]:
-    """What one section says about another: bridges need their router/device polled; files must exist."""
+    """What one section says about another: bridges need their router/device polled; files must exist;
+    a simulation's fixed values must suit the sensor's type."""
     problems = []
 
     def problem(path: DataPath, message: str) -> None:
@@ -390,6 +392,10 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
                     )
             if isinstance(sensor.simulate, ReplayPattern) and not Path(sensor.simulate.file).is_file():
                 problem((*at, "simulate", "file"), f"replay file {sensor.simulate.file} does not exist")
+            for where, value in simulated_values(sensor.simulate):
+                message = value_problem(sensor.type, value)
+                if message is not None:
+                    problem((*at, "simulate", *where), message)
     return problems
 
 

@@ -171,9 +171,21 @@ class Lease:
     last_id: int
     times: list[int]
     values: list[str]  # JSON text of each value, ready to splice into a request body
+    ids: list[int] = field(default_factory=list)  # each point's id, in order
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def part(self, start: int, stop: int) -> Lease:
+        """Points ``start`` to ``stop - 1`` as a lease of their own, to be acked or dead-lettered alone.
+
+        Its id range holds no other point of the sensor: a lease is the sensor's oldest points in id
+        order, so every point of the sensor between two of them is one of them.
+        """
+        ids = self.ids[start:stop]
+        if not ids:
+            raise ValueError(f"empty part {start}:{stop} of a lease of {len(self)} points")
+        return Lease(self.sensor_id, ids[0], ids[-1], self.times[start:stop], self.values[start:stop], ids)
 
     def points(self) -> list[Point]:
         return [Point(self.sensor_id, t, json.loads(v)) for t, v in zip(self.times, self.values, strict=True)]
@@ -461,7 +473,7 @@ class Outbox:
                 self.stats.pending_by_sensor.pop(sensor_id, None)
                 continue
             ids, times, values = batch
-            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values))
+            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values, ids))
         return leases
 
     def sensors_with_pending(self) -> list[str]:
@@ -487,12 +499,17 @@ class Outbox:
         self._leased.discard(lease.sensor_id)
         self.stats.released += len(lease)
 
-    async def dead_letter(self, lease: Lease, reason: str) -> None:
-        """The cloud refused the batch for good: keep it aside with the reason, never resend it."""
+    async def dead_letter(self, lease: Lease, reason: str, *, unlease: bool = True) -> None:
+        """The cloud refused the batch for good: keep it aside with the reason, never resend it.
+
+        ``unlease=False`` for a part of a lease whose other parts are still being settled: the sensor
+        stays leased until the last of them (see :meth:`Lease.part`).
+        """
         try:
             await self._run(self._dead_letter_sync, lease, reason)
         finally:
-            self._leased.discard(lease.sensor_id)
+            if unlease:
+                self._leased.discard(lease.sensor_id)
 
     def _delete_ranges(self, leases: Sequence[Lease]) -> int:
         """Delete each lease's id range of its sensor's points in one statement; how many went.
