@@ -356,7 +356,10 @@ class Outbox:
         if points:
             await self._run(self._put_sync, points)
 
-    def _put_sync(self, points: Sequence[Point]) -> None:
+    def _put_sync(
+        self, points: Sequence[Point], also: Callable[[sqlite3.Connection], object] | None = None
+    ) -> None:
+        """``also`` runs in the same transaction, before the commit (see :meth:`requeue_dead_letters`)."""
         db = self._conn
         # Sensors seen for the first time get their numbers in the same transaction as their points
         # (one multi-row insert, not a commit each: 10,000 new sensors took seconds that way).
@@ -370,6 +373,8 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             _insert_rows(db, "sensors (num, sensor_id)", [(num, sid) for sid, num in new_nums.items()])
             _insert_rows(db, "points (sensor, time_ms, value)", rows)
+            if also is not None:
+                also(db)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -647,6 +652,28 @@ class Outbox:
             self._last_drop_log = now
             self._dropped_since_log = 0
         return total
+
+    async def requeue_dead_letters(self, reason: str | None = None) -> int:
+        """Dead letters (all, or those whose reason contains ``reason``) back to pending, taken out of
+        the dead-letter table in the same transaction; how many. For ``gatewayd outbox requeue`` once
+        the cause is fixed, with no daemon running on this outbox (it holds the state directory's lock).
+        """
+        return await self._run(self._requeue_sync, reason)
+
+    def _requeue_sync(self, reason: str | None) -> int:
+        where, params = ("instr(reason, ?) > 0", (reason,)) if reason else ("1", ())
+        rows = self._conn.execute(
+            f"SELECT id, sensor_id, time_ms, value FROM dead_letters WHERE {where} ORDER BY id", params
+        ).fetchall()
+        if rows:
+            last = rows[-1][0]
+            self._put_sync(
+                [Point(sid, t, json.loads(v)) for _, sid, t, v in rows],
+                also=lambda db: db.execute(
+                    f"DELETE FROM dead_letters WHERE id <= ? AND {where}", (last, *params)
+                ),
+            )
+        return len(rows)
 
     # ---------------------------------------------------------------- inspection
 

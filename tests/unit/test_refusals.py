@@ -156,8 +156,10 @@ async def test_a_stopping_daemon_leaves_the_search_unfinished_and_the_points_pen
     real = client.series_encoded
 
     async def slow(gateway_id: str, sensor_id: str, body: bytes) -> None:
-        await real(gateway_id, sensor_id, body)
-        clock[0] += 1.0  # each request takes a second of the drain's deadline
+        try:
+            await real(gateway_id, sensor_id, body)
+        finally:
+            clock[0] += 1.0  # each request takes a second of the drain's deadline
 
     client.series_encoded = slow  # type: ignore[method-assign]
     await up.drain(deadline=2.5)  # the batch, then one level of two halves, then time is up
