@@ -138,8 +138,14 @@ def latest(path: Path, limit: int) -> list[DeadLetter]:
 
 
 def every(path: Path) -> Iterator[DeadLetter]:
-    """Every dead letter, oldest first, read as it is consumed (an export of 100,000 stays small)."""
-    db = connect_readonly(path)
+    """Every dead letter, oldest first, read as it is consumed (an export of 100,000 stays small).
+
+    The outbox is opened here, before the first row is asked for: a missing one fails before any output.
+    """
+    return _every(connect_readonly(path), path)
+
+
+def _every(db: sqlite3.Connection, path: Path) -> Iterator[DeadLetter]:
     try:
         for row in db.execute(f"SELECT {_COLUMNS} FROM dead_letters ORDER BY id"):
             yield DeadLetter(*row)
