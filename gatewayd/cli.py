@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_emulator)
 
     _add_oneshot_parsers(sub)
-    add_outbox_parser(sub, _add_config)
+    add_outbox_parser(sub, _add_config, _add_log_level)
     return parser
 
 

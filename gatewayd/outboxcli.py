@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from gatewayd.logging import LEVELS
-
 EXIT_OK = 0
 
+AddOption = Callable[[argparse.ArgumentParser], None]
 
-def add_outbox_parser(sub: Any, add_config: Callable[[argparse.ArgumentParser], None]) -> None:
-    """``gatewayd outbox {stats, dead-letters, requeue, export}``, each with ``--config``."""
+
+def add_outbox_parser(sub: Any, add_config: AddOption, add_log_level: AddOption) -> None:
+    """``gatewayd outbox {stats, dead-letters, requeue, export}``, each with ``--config`` and
+    ``--log-level`` as the other commands have them."""
     outbox = sub.add_parser(
         "outbox",
         help="the outbox on disk: stats, dead letters (list, requeue, export); reads while the daemon runs",
@@ -60,24 +61,15 @@ def add_outbox_parser(sub: Any, add_config: Callable[[argparse.ArgumentParser], 
 
     for parser in whats.choices.values():
         add_config(parser)
-        parser.add_argument(
-            "--log-level",
-            choices=LEVELS,
-            type=str.lower,
-            default="warning",
-            help="level of the log lines on stderr (default warning)",
-        )
+        add_log_level(parser)
         parser.set_defaults(handler=cmd_outbox)
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text}")
-    return value
+    """A whole number above zero (an argparse type: usage errors exit 2)."""
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number greater than zero, got {text!r}")
+    return int(text)
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
