@@ -31,6 +31,9 @@ from tests.conftest import VALID
         ("number", "inf", False),
         ("number", "1e999", False),  # not finite
         ("number", "0x1A", False),
+        ("number", "1_000", False),  # Python reads it, a JavaScript server does not
+        ("number", "\u0661\u0662", False),  # Arabic-Indic digits: the same
+        ("number", "+5", True),
         ("count", "12 apples", False),
         ("conductivity", {"a": 1}, False),
         ("string", "open", True),
