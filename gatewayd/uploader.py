@@ -259,7 +259,7 @@ class Uploader:
             await self.outbox.release(part)
         refused = sum(len(part) for part, _ in found.refused)
         log.warning(
-            "batch refused in part: the refused points are dead-lettered, the rest delivered",
+            "refused batch split to find the points at fault",
             sensor=lease.sensor_id,
             points=len(lease),
             delivered=sum(len(part) for part in found.delivered),

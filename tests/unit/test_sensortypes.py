@@ -141,7 +141,7 @@ class _Source:
         return None
 
 
-def test_the_sampler_counts_a_value_the_type_cannot_carry_as_a_read_error_not_a_point() -> None:
+async def test_the_sampler_counts_a_value_the_type_cannot_carry_as_a_read_error_not_a_point() -> None:
     buffer = SampleBuffer(outbox=None)  # type: ignore[arg-type]  # nothing is flushed here
     sampler = Sampler(scheduler=None, buffer=buffer)  # type: ignore[arg-type]
     source = _Source([20.5, "open", "open", "21", "closed"])
