@@ -22,6 +22,7 @@ from gatewayd import __version__, eventloop
 from gatewayd.config import Inventory, load_inventory
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
+from gatewayd.outboxcli import add_outbox_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_emulator)
 
     _add_oneshot_parsers(sub)
+    add_outbox_parser(sub, _add_config, _add_log_level)
     return parser
 
 

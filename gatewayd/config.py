@@ -25,6 +25,7 @@ from gatewayd.configtypes import Duration, Listen, Name, Strict, Url, check_md5,
 from gatewayd.errors import ConfigError, ConfigProblem
 from gatewayd.regularfile import load_ca_bundle
 from gatewayd.secret import Secret
+from gatewayd.sensortypes import simulated_values, value_problem
 from gatewayd.sourceconfig import (
     SOURCE_KEYS,
     CommandSource,
@@ -370,7 +371,8 @@ def _resolve_paths(inventory: Inventory, base_dir: Path) -> Inventory:
 
 def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[ConfigProblem]:
     """What one section says about another: bridges need their router/device polled; files must exist
-    (and a ``ca_file`` load as PEM certificates, as the clients will load it)."""
+    (and a ``ca_file`` load as PEM certificates, as the clients will load it); a simulation's fixed values
+    must suit the sensor's type."""
     problems = []
 
     def problem(path: DataPath, message: str) -> None:
@@ -408,6 +410,10 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
                     )
             if isinstance(sensor.simulate, ReplayPattern) and not Path(sensor.simulate.file).is_file():
                 problem((*at, "simulate", "file"), f"replay file {sensor.simulate.file} does not exist")
+            for where, value in simulated_values(sensor.simulate):
+                message = value_problem(sensor.type, value)
+                if message is not None:
+                    problem((*at, "simulate", *where), message)
     return problems
 
 

@@ -3,6 +3,7 @@
     GatewaydError
     ├── ConfigError            bad inventory or usage: exit 2 with located messages
     ├── StorageError           the state directory or outbox cannot be used
+    │   └── StateDirLockedError    another gatewayd holds the state directory's lock
     ├── SourceError            one read of one sensor failed: that sensor reports 'err', the rest go on
     └── CloudError             anything a cloud call can end in (carries cloud, operation)
         ├── TransientError     retry with backoff: 5xx, 429, timeouts, connection errors
@@ -56,6 +57,16 @@ class ConfigError(GatewaydError):
 
 class StorageError(GatewaydError):
     """The state directory, token file or outbox database cannot be read or written."""
+
+
+class StateDirLockedError(StorageError):
+    """Another process (a running daemon) holds the state directory's lock: one daemon per directory."""
+
+    def __init__(self, state_dir: object, pid: int | None) -> None:
+        self.state_dir = str(state_dir)
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"the daemon ({holder}) is running on state_dir {self.state_dir}; stop it first")
 
 
 class SourceError(GatewaydError):

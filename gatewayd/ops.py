@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from gatewayd import __version__
 from gatewayd.clouds import http as cloud_http
+from gatewayd.deadletters import DeadLetterCounts, outbox_path
 
 if TYPE_CHECKING:
     from gatewayd.service import Daemon
@@ -66,10 +67,11 @@ def assess(daemon: Daemon, now: float) -> Health:
 
 
 class DaemonCollector(Collector):
-    """Reads the daemon's own counters at each scrape."""
+    """Reads the daemon's own counters at each scrape (dead letters by reason: as last refreshed)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, dead_letters: DeadLetterCounts) -> None:
         self.daemon = daemon
+        self.dead_letters = dead_letters
 
     def collect(self) -> Iterator[Metric]:
         d = self.daemon
@@ -106,6 +108,14 @@ class DaemonCollector(Collector):
         yield _counter(
             "gatewayd_dead_letter", "Points refused for good by Thing+", outbox.dead_lettered if outbox else 0
         )
+        dead = GaugeMetricFamily(
+            "gatewayd_dead_letters",
+            "Dead letters kept in the outbox, by reason (HTTP status and Thing+ code)",
+            labels=["reason"],
+        )
+        for code, n in self.dead_letters.counts.items():
+            dead.add_metric([code], n)
+        yield dead
         polls = CounterMetricFamily("gatewayd_poll", "Polls by cloud and result", labels=["cloud", "result"])
         for (cloud, result), n in sorted(d.poll_stats.polls.items()):
             polls.add_metric([cloud, result], n)
@@ -139,8 +149,9 @@ class OpsServer:
         self.host = host.strip("[]")
         self.port = int(port)
         self.mono = mono
+        self.dead_letters = DeadLetterCounts(outbox_path(daemon.state_dir))
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(DaemonCollector(daemon))
+        self.registry.register(DaemonCollector(daemon, self.dead_letters))
         self.request_seconds = Histogram(
             "gatewayd_request_seconds",
             "Cloud request latency by cloud and operation",
@@ -183,7 +194,12 @@ class OpsServer:
         health = assess(self.daemon, self.mono())
         return web.json_response(health.as_json(), status=200 if health.ok else 503)
 
+    async def _dead_letter_counts(self) -> dict[str, int]:
+        outbox = self.daemon.outbox
+        return await self.dead_letters.refresh(outbox.stats.dead_lettered) if outbox else {}
+
     async def _metrics(self, request: web.Request) -> web.Response:
+        await self._dead_letter_counts()
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -203,11 +219,15 @@ class OpsServer:
             }
             for s in (d.sampler.sensors if d.sampler else [])
         ]
+        dead = await self._dead_letter_counts()
         body = {
             "registered": d.registered is not None,
             "gateway_id": d.registered.gateway_id if d.registered else None,
             "report_interval_ms": d.report_interval_ms,
-            "outbox": {"pending": d.outbox.stats.pending if d.outbox else 0},
+            "outbox": {
+                "pending": d.outbox.stats.pending if d.outbox else 0,
+                "dead_letters": {"total": sum(dead.values()), "by_reason": dead},
+            },
             "sensors": sensors,
             "polled": d.latest.as_json(now),
         }

@@ -171,9 +171,21 @@ class Lease:
     last_id: int
     times: list[int]
     values: list[str]  # JSON text of each value, ready to splice into a request body
+    ids: list[int] = field(default_factory=list)  # each point's id, in order
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def part(self, start: int, stop: int) -> Lease:
+        """Points ``start`` to ``stop - 1`` as a lease of their own, to be acked or dead-lettered alone.
+
+        Its id range holds no other point of the sensor: a lease is the sensor's oldest points in id
+        order, so every point of the sensor between two of them is one of them.
+        """
+        ids = self.ids[start:stop]
+        if not ids:
+            raise ValueError(f"empty part {start}:{stop} of a lease of {len(self)} points")
+        return Lease(self.sensor_id, ids[0], ids[-1], self.times[start:stop], self.values[start:stop], ids)
 
     def points(self) -> list[Point]:
         return [Point(self.sensor_id, t, json.loads(v)) for t, v in zip(self.times, self.values, strict=True)]
@@ -344,7 +356,10 @@ class Outbox:
         if points:
             await self._run(self._put_sync, points)
 
-    def _put_sync(self, points: Sequence[Point]) -> None:
+    def _put_sync(
+        self, points: Sequence[Point], also: Callable[[sqlite3.Connection], object] | None = None
+    ) -> None:
+        """``also`` runs in the same transaction, before the commit (see :meth:`requeue_dead_letters`)."""
         db = self._conn
         # Sensors seen for the first time get their numbers in the same transaction as their points
         # (one multi-row insert, not a commit each: 10,000 new sensors took seconds that way).
@@ -358,6 +373,8 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             _insert_rows(db, "sensors (num, sensor_id)", [(num, sid) for sid, num in new_nums.items()])
             _insert_rows(db, "points (sensor, time_ms, value)", rows)
+            if also is not None:
+                also(db)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -461,7 +478,7 @@ class Outbox:
                 self.stats.pending_by_sensor.pop(sensor_id, None)
                 continue
             ids, times, values = batch
-            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values))
+            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values, ids))
         return leases
 
     def sensors_with_pending(self) -> list[str]:
@@ -487,12 +504,17 @@ class Outbox:
         self._leased.discard(lease.sensor_id)
         self.stats.released += len(lease)
 
-    async def dead_letter(self, lease: Lease, reason: str) -> None:
-        """The cloud refused the batch for good: keep it aside with the reason, never resend it."""
+    async def dead_letter(self, lease: Lease, reason: str, *, unlease: bool = True) -> None:
+        """The cloud refused the batch for good: keep it aside with the reason, never resend it.
+
+        ``unlease=False`` for a part of a lease whose other parts are still being settled: the sensor
+        stays leased until the last of them (see :meth:`Lease.part`).
+        """
         try:
             await self._run(self._dead_letter_sync, lease, reason)
         finally:
-            self._leased.discard(lease.sensor_id)
+            if unlease:
+                self._leased.discard(lease.sensor_id)
 
     def _delete_ranges(self, leases: Sequence[Lease]) -> int:
         """Delete each lease's id range of its sensor's points in one statement; how many went.
@@ -630,6 +652,28 @@ class Outbox:
             self._last_drop_log = now
             self._dropped_since_log = 0
         return total
+
+    async def requeue_dead_letters(self, reason: str | None = None) -> int:
+        """Dead letters (all, or those whose reason contains ``reason``) back to pending, taken out of
+        the dead-letter table in the same transaction; how many. For ``gatewayd outbox requeue`` once
+        the cause is fixed, with no daemon running on this outbox (it holds the state directory's lock).
+        """
+        return await self._run(self._requeue_sync, reason)
+
+    def _requeue_sync(self, reason: str | None) -> int:
+        where, params = ("instr(reason, ?) > 0", (reason,)) if reason else ("1", ())
+        rows = self._conn.execute(
+            f"SELECT id, sensor_id, time_ms, value FROM dead_letters WHERE {where} ORDER BY id", params
+        ).fetchall()
+        if rows:
+            last = rows[-1][0]
+            self._put_sync(
+                [Point(sid, t, json.loads(v)) for _, sid, t, v in rows],
+                also=lambda db: db.execute(
+                    f"DELETE FROM dead_letters WHERE id <= ? AND {where}", (last, *params)
+                ),
+            )
+        return len(rows)
 
     # ---------------------------------------------------------------- inspection
 

@@ -151,6 +151,10 @@ class Registry:
         if self._dirty:
             self._save()
 
+    def sensor_names(self) -> dict[str, str]:
+        """Each sensor id's inventory name, ``device/sensor`` (ids of sensors since removed included)."""
+        return {entry.id: key for key, entry in self._sensors.items()}
+
     def registered_sensor_ids(self) -> set[str]:
         """Ids of every sensor registered on Thing+, including ones since removed from the inventory."""
         return {entry.id for entry in self._sensors.values() if entry.registered}

@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
+from gatewayd.sensortypes import numeric_type
 from gatewayd.sources import Source, Value, thingplus_value
 
 log = structlog.get_logger(__name__)
@@ -55,9 +56,12 @@ class SensorRuntime:
     in_flight: bool = False
     #: The source's synchronous read, for sources that never wait (see InstantSource); else None.
     read_now: Callable[[], Value] | None = field(default=None, init=False, repr=False)
+    #: ``type`` when it carries only numbers (a text read is then a failed read), else None.
+    numeric: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.read_now = getattr(self.source, "read_now", None)
+        self.numeric = self.type if numeric_type(self.type) else None
 
     @property
     def key(self) -> str:
@@ -205,7 +209,7 @@ class Sampler:
 
     def _read_inline(self, sensor: SensorRuntime, read_now: Callable[[], Value], now_ms: int) -> None:
         try:
-            value = thingplus_value(read_now())
+            value = thingplus_value(read_now(), sensor.numeric)
         except Exception as exc:  # a source bug must not stop sampling of this or other sensors
             self._failed(sensor, _reason(exc))
             return
@@ -215,7 +219,9 @@ class Sampler:
         try:
             timeout = min(self.read_timeout_cap, max(sensor.interval, 1.0))
             try:
-                value = thingplus_value(await asyncio.wait_for(sensor.source.read(), timeout=timeout))
+                value = thingplus_value(
+                    await asyncio.wait_for(sensor.source.read(), timeout=timeout), sensor.numeric
+                )
             except TimeoutError:
                 self._failed(sensor, f"read timed out after {timeout:g}s")
                 return

@@ -34,6 +34,7 @@ from gatewayd.registry import Registry
 from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.statefile import StateFile
+from gatewayd.statelock import StateLock
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
 # first used, after READY: importing the HTTP stack alone takes a few tenths of a second, and sampling
@@ -146,6 +147,10 @@ class Daemon:
     async def run(self) -> None:
         """Run until stopped. Raises ConfigError for an inventory the cloud proves wrong (exit 2)."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with StateLock(self.state_dir):  # one daemon per state directory: a second start ends here
+            await self._run_locked()
+
+    async def _run_locked(self) -> None:
         self.outbox = await Outbox.open(
             self.state_dir / "outbox.db",
             max_points=self.inventory.outbox.max_points,

@@ -2,9 +2,10 @@
 
 Why batches per sensor: Thing+'s series endpoint takes an array, so a sensor's backlog goes out oldest
 first in bounded batches, many sensors at once under a concurrency bound. A batch leaves the outbox only
-on 2xx; a permanent 4xx (the cloud will never take it) dead-letters that batch with the reason; anything
-transient releases it for the next pass. One slow or failing sensor never holds up the others, and a
-cloud that is down ends the pass early instead of being hammered.
+on 2xx; a permanent 4xx (the cloud will never take it) dead-letters that batch with the reason, except
+a 400, which is about some of its points: those are found by bisection (:mod:`gatewayd.refusals`) and
+only they are dead-lettered; anything transient releases it for the next pass. One slow or failing
+sensor never holds up the others, and a cloud that is down ends the pass early instead of being hammered.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gatewayd.clouds.thingplus import ThingPlusClient, encode_series
 from gatewayd.concurrency import bounded_map
 from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
 from gatewayd.outbox import Lease, Outbox, chunked
+from gatewayd.refusals import Isolation, isolate, refusal_reason, refuses_points
 
 if TYPE_CHECKING:
     from gatewayd.gatewaywatch import GatewayWatch
@@ -167,6 +169,7 @@ class Uploader:
         leases = await self.outbox.lease_many(sensor_ids, self.batch_size)
         acked: list[Lease] = []
         settled: set[int] = set()  # id() of the leases acked, released or dead-lettered
+        took: set[int] = set()  # id() of the leases the cloud took (in part, after a refusal)
         failed = 0
         cloud_down = False
 
@@ -180,19 +183,24 @@ class Uploader:
                 await release(lease)
                 return
             try:
-                body = encode_series(lease.times, lease.values)
-                await self.client.series_encoded(self.gateway_id, lease.sensor_id, body)
+                await self._send(lease)
             except CloudError as exc:
                 failed += 1
-                self.stats.count_error(exc.kind)
                 if self.gateway_watch is not None and await self.gateway_watch.keeps_data(exc):
                     cloud_down = True  # the gateway is gone: these points wait for it to be back
                     await release(lease)
                     return
+                if refuses_points(exc) and len(lease) > 1:
+                    found = await self._isolate(lease, exc, acked, deadline)
+                    settled.add(id(lease))
+                    if found.delivered:
+                        took.add(id(lease))
+                    if isinstance(found.error, (TransientError, AuthError)):
+                        cloud_down = True
+                    return
                 if isinstance(exc, PermanentError):
                     settled.add(id(lease))  # dead_letter un-leases it even when it fails
-                    reason = f"{exc.status or ''} {exc.code or ''} {exc.message}".strip()
-                    await self.outbox.dead_letter(lease, reason)
+                    await self.outbox.dead_letter(lease, refusal_reason(exc))
                     return
                 if isinstance(exc, TransientError | AuthError):
                     cloud_down = True
@@ -208,6 +216,7 @@ class Uploader:
                 await release(lease)
                 return
             settled.add(id(lease))
+            took.add(id(lease))
             acked.append(lease)
 
         # Workers pulling from the list, not a task per lease (a third of the cost per batch). Whatever
@@ -232,5 +241,45 @@ class Uploader:
             failed=failed,
             pending=0,
             cloud_down=cloud_down,
-            full_batches=sum(1 for lease in acked if len(lease) >= self.batch_size),
+            full_batches=sum(1 for lease in leases if len(lease) >= self.batch_size and id(lease) in took),
         )
+
+    async def _send(self, lease: Lease) -> None:
+        """One series PUT of a lease (or a part of one); a failed call is counted by its kind."""
+        try:
+            body = encode_series(lease.times, lease.values)
+            await self.client.series_encoded(self.gateway_id, lease.sensor_id, body)
+        except CloudError as exc:
+            self.stats.count_error(exc.kind)
+            raise
+
+    async def _isolate(
+        self, lease: Lease, refusal: CloudError, acked: list[Lease], deadline: float | None
+    ) -> Isolation:
+        """Find and dead-letter the points a 400 refused; the parts taken join ``acked``, the parts left
+        unresolved (the cloud failed otherwise meanwhile, or time is up) go back to pending.
+
+        The sensor stays leased until every part is settled: the delivered parts are acknowledged with
+        the pass (which un-leases it), else the last dead letter or release does.
+        """
+        found = await isolate(lease, refusal, self._send, stop=lambda: self._past(deadline))
+        acked.extend(found.delivered)  # first: acknowledged even if a dead letter below fails
+        last = len(found.refused) - 1
+        for i, (part, error) in enumerate(found.refused):
+            unlease = i == last and not found.delivered and not found.kept
+            await self.outbox.dead_letter(part, refusal_reason(error), unlease=unlease)
+        for part in found.kept:
+            await self.outbox.release(part)
+        refused = sum(len(part) for part, _ in found.refused)
+        log.warning(
+            "refused batch split to find the points at fault",
+            sensor=lease.sensor_id,
+            points=len(lease),
+            delivered=sum(len(part) for part in found.delivered),
+            dead_lettered=refused,
+            not_isolated=found.unsplit,
+            kept=sum(len(part) for part in found.kept),
+            requests=1 + found.requests,
+            reason=refusal_reason(refusal)[:200],
+        )
+        return found

@@ -209,3 +209,40 @@ def test_demo_ends_with_nothing_lost() -> None:
     assert match, result.stdout
     sampled, delivered_ = int(match.group(1)), int(match.group(2))
     assert sampled > 0 and delivered_ == sampled
+
+
+# ------------------------------------------------------------------------------------------------ second start
+
+
+async def test_two_daemons_started_together_on_one_state_dir_one_runs_the_other_exits_1(
+    tmp_path: Path,
+) -> None:
+    async with emulator_env(tmp_path) as env:
+        config = env.write_inventory()
+        async with (
+            gatewayd_run(config, tmp_path / "first.log") as first,
+            gatewayd_run(config, tmp_path / "second.log") as second,
+        ):
+            done, _ = await asyncio.wait(
+                {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())},
+                timeout=20,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert len(done) == 1, "exactly one of the two must stop at once"
+            loser, runner = (first, second) if first.proc.returncode is not None else (second, first)
+            assert loser.proc.returncode == 1
+            message = (
+                f"the daemon (pid {runner.proc.pid}) is running on state_dir {env.state_dir}; stop it first"
+            )
+            assert message in loser.log.read_text(encoding="utf-8")
+            await until(lambda: delivered(env.tp) > 0, timeout=20, what="the runner's first points")
+            assert runner.proc.returncode is None
+            runner.proc.send_signal(signal.SIGTERM)
+            assert await runner.wait() == 0
+        assert not [e for e in loser.events() if e.get("event") == "gatewayd running"]
+        assert env.tp.requests["register_gateway"] == 1
+        stopped = runner.event("stopped")
+        on_disk = await pending_on_disk(env.state_dir)
+        assert on_disk == stopped["pending_on_disk"] >= 0
+        assert distinct_points(env.tp) + on_disk == stopped["sampled"] == stopped["uploaded"] + on_disk
+        assert_no_duplicates(env.tp)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gatewayd.config import SensorConfig
 from gatewayd.errors import SourceError
 from gatewayd.latest import LatestState
+from gatewayd.sensortypes import value_problem
 from gatewayd.sources.bridge import CloudBridge
 
 if TYPE_CHECKING:
@@ -124,8 +125,13 @@ def build_source(sensor: SensorConfig, context: SourceContext) -> Source:
     raise SourceError(f"sensor {sensor.name!r} has no source")  # config validation forbids it
 
 
-def thingplus_value(value: Value) -> str | dict[str, Any]:
-    """Thing+ takes strings (numbers as strings) or objects; booleans are sent as '1'/'0'."""
+def thingplus_value(value: Value, numeric: str | None = None) -> str | dict[str, Any]:
+    """Thing+ takes strings (numbers as strings) or objects; booleans are sent as '1'/'0'.
+
+    ``numeric``: the sensor's type when it is a numeric one (:mod:`gatewayd.sensortypes`, decided once
+    per sensor): a text that is not a number, or an object, is then a failed read. Numbers, which nearly
+    every read gives, are never checked.
+    """
     if type(value) is float:  # first: what nearly every sensor reads
         if not math.isfinite(value):
             raise SourceError(f"not a finite number: {value!r}")
@@ -138,5 +144,9 @@ def thingplus_value(value: Value) -> str | dict[str, Any]:
     if isinstance(value, float):  # a float subclass
         return thingplus_value(float(value))
     if isinstance(value, str | dict):
+        if numeric is not None:
+            problem = value_problem(numeric, value)
+            if problem is not None:
+                raise SourceError(problem)
         return value
     raise SourceError(f"unsupported value type {type(value).__name__}")

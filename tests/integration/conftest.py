@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,13 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from gatewayd.clouds.http import RetryPolicy
-from gatewayd.config import Inventory, load_inventory, parse_inventory
+from gatewayd.config import HttpConfig, Inventory, load_inventory, parse_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import Point, ThingPlusEmulator
 from gatewayd.service import Daemon, Hooks
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Registration retried quickly while the cloud is away (the production default starts at 1 s).
 FAST_CONNECT = RetryPolicy(attempts=10**9, base=0.05, cap=0.2)
@@ -249,3 +255,68 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     """An emulator handing out reportInterval 500 ms, and a fresh state directory."""
     async with emulator_env(tmp_path) as e:
         yield e
+
+
+# ------------------------------------------------------------------------------------------------ ops side
+
+
+def with_http(inventory: Inventory) -> tuple[Inventory, str]:
+    """The inventory serving its ops endpoints on a free loopback port, and the base URL."""
+    listen = f"127.0.0.1:{free_port()}"
+    return inventory.model_copy(update={"http": HttpConfig(listen=listen)}), f"http://{listen}"
+
+
+def write_with_http(env: Env, listen: str) -> Path:
+    """The test inventory as a file (for the CLI), serving its ops endpoints on ``listen``."""
+    path = env.tmp_path / "inventory.yaml"
+    extra = f'http: {{listen: "{listen}"}}\n'
+    path.write_text(inventory_text(env.server.url, env.state_dir, extra=extra), encoding="utf-8")
+    return path
+
+
+async def get(url: str) -> tuple[int, str, dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, await resp.text(), dict(resp.headers)
+
+
+class Metrics:
+    """One /metrics scrape, parsed by prometheus-client."""
+
+    def __init__(self, text: str) -> None:
+        self.families = {f.name: f for f in text_string_to_metric_families(text)}
+        self.samples: list[Sample] = [s for f in self.families.values() for s in f.samples]
+
+    def find(self, name: str, **labels: str) -> list[Sample]:
+        return [s for s in self.samples if s.name == name and labels.items() <= s.labels.items()]
+
+    def value(self, name: str, **labels: str) -> float:
+        found = self.find(name, **labels)
+        assert len(found) == 1, f"expected one sample {name}{labels}, found {found}"
+        return float(found[0].value)
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(float(s.value) for s in self.find(name, **labels))
+
+
+async def scrape(base: str) -> Metrics:
+    status, text, headers = await get(f"{base}/metrics")
+    assert status == 200
+    assert headers.get("Content-Type", "").startswith("text/plain"), headers
+    return Metrics(text)
+
+
+async def gatewayd_cli(*args: str) -> tuple[int, str, str]:
+    """``gatewayd ARGS...`` as a child process, without blocking the loop a daemon under test runs on:
+    its exit status, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gatewayd",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -11,23 +11,29 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from gatewayd import __version__
-from gatewayd.config import HttpConfig, Inventory
 from gatewayd.service import Daemon
 
-from .conftest import Env, delivered, emulator_env, free_port, inventory_text, running, until
-
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import (
+    Metrics,
+    delivered,
+    emulator_env,
+    free_port,
+    gatewayd_cli,
+    get,
+    inventory_text,
+    running,
+    scrape,
+    until,
+    with_http,
+    write_with_http,
+)
 
 #: RCMS (one router) and loctube (one device) beside Thing+. RCMS keeps one record a minute, so its first
 #: poll (one interval back) must span a minute boundary: hence 60 s.
@@ -49,17 +55,6 @@ loctube:
 """
 
 
-def with_http(inventory: Inventory) -> tuple[Inventory, str]:
-    """The inventory serving its ops endpoints on a free loopback port, and the base URL."""
-    listen = f"127.0.0.1:{free_port()}"
-    return inventory.model_copy(update={"http": HttpConfig(listen=listen)}), f"http://{listen}"
-
-
-async def get(url: str) -> tuple[int, str, dict[str, str]]:
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        return resp.status, await resp.text(), dict(resp.headers)
-
-
 async def healthz(base: str) -> tuple[int, dict[str, Any]]:
     status, text, headers = await get(f"{base}/healthz")
     assert "application/json" in headers.get("Content-Type", ""), headers
@@ -79,32 +74,6 @@ async def until_health(base: str, status: int, limit_s: float = 10.0) -> dict[st
         if time.monotonic() >= deadline:
             pytest.fail(f"/healthz did not answer {status} within {limit_s:g}s; answers: {seen}")
         await asyncio.sleep(0.05)
-
-
-class Metrics:
-    """One /metrics scrape, parsed by prometheus-client."""
-
-    def __init__(self, text: str) -> None:
-        self.families = {f.name: f for f in text_string_to_metric_families(text)}
-        self.samples: list[Sample] = [s for f in self.families.values() for s in f.samples]
-
-    def find(self, name: str, **labels: str) -> list[Sample]:
-        return [s for s in self.samples if s.name == name and labels.items() <= s.labels.items()]
-
-    def value(self, name: str, **labels: str) -> float:
-        found = self.find(name, **labels)
-        assert len(found) == 1, f"expected one sample {name}{labels}, found {found}"
-        return float(found[0].value)
-
-    def total(self, name: str, **labels: str) -> float:
-        return sum(float(s.value) for s in self.find(name, **labels))
-
-
-async def scrape(base: str) -> Metrics:
-    status, text, headers = await get(f"{base}/metrics")
-    assert status == 200
-    assert headers.get("Content-Type", "").startswith("text/plain"), headers
-    return Metrics(text)
 
 
 def upload_errors(metrics: Metrics) -> float:
@@ -301,27 +270,7 @@ async def test_status_shows_the_latest_polled_state_with_its_age(tmp_path: Path)
 
 
 async def gatewayd_health(config: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gatewayd",
-        "health",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def write_with_http(env: Env, listen: str) -> Path:
-    path = env.tmp_path / "inventory.yaml"
-    extra = f'http: {{listen: "{listen}"}}\n'
-    path.write_text(inventory_text(env.server.url, env.state_dir, extra=extra), encoding="utf-8")
-    return path
+    return await gatewayd_cli("health", "--config", str(config))
 
 
 async def test_health_command_exit_status(tmp_path: Path) -> None:

@@ -1,0 +1,210 @@
+"""Dead letters and pending points seen from outside the outbox's own connection, and their requeue.
+
+Why a second connection: ``gatewayd outbox`` and the daemon's /metrics read while the daemon writes.
+SQLite in WAL mode lets readers work beside its one writer without blocking it; the reader opens the file
+read-only (``mode=ro``), so it never creates the database, never changes its schema and never takes a
+write lock. A missing outbox is an error, not an empty one made on the spot.
+
+Writing is different: ``requeue`` moves dead letters back to pending through the daemon's own
+:class:`~gatewayd.outbox.Outbox` (one transaction, the same insert path as samples), and only while it
+holds the state directory's lock, so that no running daemon's in-memory counts go stale under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import structlog
+
+from gatewayd.errors import StorageError
+from gatewayd.refusals import reason_code
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_NAME = "outbox.db"
+
+
+class DeadLetter(NamedTuple):
+    """One dead letter as stored: ``value`` is the JSON text Thing+ was sent."""
+
+    id: int
+    sensor_id: str
+    time_ms: int
+    value: str
+    reason: str
+    dead_at_ms: int
+
+
+def outbox_path(state_dir: Path) -> Path:
+    return Path(state_dir) / OUTBOX_NAME
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an existing outbox (StorageError when there is none)."""
+    if not path.is_file():
+        raise StorageError(f"no outbox at {path}: the daemon has not run with this state_dir yet")
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        db.execute("SELECT 1 FROM dead_letters LIMIT 1")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read outbox {path}: {exc}") from exc
+    return db
+
+
+def close_readonly(db: sqlite3.Connection, path: Path) -> None:
+    """Close a reader; files it had SQLite create beside the database get the database's owner.
+
+    Why: a reader started as root while the daemon is stopped creates the ``-wal``/``-shm`` files; left
+    owned by root, the daemon (its own user) could not open its outbox at the next start.
+    """
+    db.close()
+    give_back(path, [Path(str(path) + suffix) for suffix in ("-wal", "-shm")])
+
+
+def give_back(path: Path, files: list[Path]) -> None:
+    """Run as root, make ``files`` (those that exist) belong to ``path``'s owner, the daemon's user."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = path.stat()
+        for file in files:
+            if file.exists() and file.stat().st_uid != owner.st_uid:
+                os.chown(file, owner.st_uid, owner.st_gid)
+    except OSError as exc:
+        log.warning("state files not given back to their owner", path=str(path), error=str(exc))
+
+
+def _query(path: Path, read: Any) -> Any:
+    db = connect_readonly(path)
+    try:
+        return read(db)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read outbox {path}: {exc}") from exc
+    finally:
+        close_readonly(db, path)
+
+
+def counts_by_code(db: sqlite3.Connection) -> dict[str, int]:
+    """Dead letters by :func:`~gatewayd.refusals.reason_code` ("400 INVALID_INPUT": n)."""
+    counts: dict[str, int] = {}
+    for reason, n in db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason"):
+        code = reason_code(reason)
+        counts[code] = counts.get(code, 0) + n
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def stats(path: Path, top: int) -> dict[str, Any]:
+    """Pending points (count, oldest time, the ``top`` sensors by count) and dead letters by code."""
+
+    def read(db: sqlite3.Connection) -> dict[str, Any]:
+        pending, oldest = db.execute("SELECT COUNT(*), MIN(time_ms) FROM points").fetchone()
+        by_sensor = db.execute(
+            "SELECT s.sensor_id, n FROM (SELECT sensor, COUNT(*) AS n FROM points GROUP BY sensor) "
+            "JOIN sensors AS s ON s.num = sensor ORDER BY n DESC, s.sensor_id LIMIT ?",
+            (top,),
+        ).fetchall()
+        (sensors,) = db.execute("SELECT COUNT(DISTINCT sensor) FROM points").fetchone()
+        by_code = counts_by_code(db)
+        return {
+            "pending": pending,
+            "oldest_pending_ms": oldest,
+            "sensors_pending": sensors,
+            "top_sensors": [{"sensor_id": sid, "pending": n} for sid, n in by_sensor],
+            "dead_letters": sum(by_code.values()),
+            "dead_letters_by_reason": by_code,
+        }
+
+    return dict(_query(path, read))
+
+
+_COLUMNS = "id, sensor_id, time_ms, value, reason, dead_at_ms"
+
+
+def latest(path: Path, limit: int) -> list[DeadLetter]:
+    """The ``limit`` dead letters most recently set aside, newest first."""
+
+    def read(db: sqlite3.Connection) -> list[DeadLetter]:
+        rows = db.execute(f"SELECT {_COLUMNS} FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,))
+        return [DeadLetter(*row) for row in rows]
+
+    return list(_query(path, read))
+
+
+def every(path: Path) -> Iterator[DeadLetter]:
+    """Every dead letter, oldest first, read as it is consumed (an export of 100,000 stays small).
+
+    The outbox is opened here, before the first row is asked for: a missing one fails before any output.
+    """
+    return _every(connect_readonly(path), path)
+
+
+def _every(db: sqlite3.Connection, path: Path) -> Iterator[DeadLetter]:
+    try:
+        for row in db.execute(f"SELECT {_COLUMNS} FROM dead_letters ORDER BY id"):
+            yield DeadLetter(*row)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read outbox {path}: {exc}") from exc
+    finally:
+        close_readonly(db, path)
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Unix ms as ISO 8601 UTC with milliseconds (``2024-05-01T10:00:00.000Z``)."""
+    if ms is None:
+        return None
+    utc = timezone.utc  # noqa: UP017 - datetime.UTC is not in Python 3.9
+    stamp = datetime.fromtimestamp(ms / 1000, utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+async def requeue(state_dir: Path, reason: str | None, **outbox_options: Any) -> int:
+    """Move dead letters (all, or those whose reason contains ``reason``) back to pending; how many.
+
+    Holds the state directory's lock meanwhile: StateDirLockedError while a daemon runs on it.
+    """
+    from gatewayd.outbox import Outbox
+    from gatewayd.statelock import StateLock
+
+    path = outbox_path(state_dir)
+    if not path.is_file():
+        raise StorageError(f"no outbox at {path}: the daemon has not run with this state_dir yet")
+    lock = StateLock(Path(state_dir))
+    with lock:
+        outbox = await Outbox.open(path, **outbox_options)
+        try:
+            moved = await outbox.requeue_dead_letters(reason)
+        finally:
+            await outbox.close()
+            give_back(path, [lock.path, *(Path(str(path) + suffix) for suffix in ("-wal", "-shm"))])
+    return moved
+
+
+class DeadLetterCounts:
+    """Dead letters by reason code for /metrics and /status, counted from the table (so they include
+    those of earlier runs) on a read-only connection, and counted again only when the outbox has
+    dead-lettered since: a scrape costs nothing while nothing changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: dict[str, int] = {}
+        self._seen: int | None = None
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, dead_lettered: int) -> dict[str, int]:
+        """The counts, read again when ``dead_lettered`` (the outbox's counter) moved since last time."""
+        async with self._lock:
+            if dead_lettered != self._seen:
+                try:
+                    self.counts = await asyncio.to_thread(_query, self.path, counts_by_code)
+                except StorageError as exc:  # keep the last counts; the next scrape tries again
+                    log.warning("dead letters not counted", error=str(exc))
+                else:
+                    self._seen = dead_lettered
+            return self.counts
