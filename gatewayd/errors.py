@@ -3,6 +3,7 @@
     GatewaydError
     ├── ConfigError            bad inventory or usage: exit 2 with located messages
     ├── StorageError           the state directory or outbox cannot be used
+    │   └── DiskFullError      no room left: wait for it (samples wait in memory), never give up
     ├── SourceError            one read of one sensor failed: that sensor reports 'err', the rest go on
     └── CloudError             anything a cloud call can end in (carries cloud, operation)
         ├── TransientError     retry with backoff: 5xx, 429, timeouts, connection errors
@@ -55,6 +56,11 @@ class ConfigError(GatewaydError):
 
 class StorageError(GatewaydError):
     """The state directory, token file or outbox database cannot be read or written."""
+
+
+class DiskFullError(StorageError):
+    """The filesystem (or the quota) is full: a condition that passes, not a damaged file. The outbox is
+    kept, sampling goes on into a bounded memory buffer, and writing is retried until there is room."""
 
 
 class SourceError(GatewaydError):
