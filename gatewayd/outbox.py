@@ -392,11 +392,13 @@ class Outbox:
         """Run a write that has to get through a full disk (an ack, a trim, the index, a checkpoint,
         opening): when it fails for lack of room, the reserve is given back and ``fn`` tried again."""
         try:
-            return fn(*args)
+            result = fn(*args)
         except DiskFullError as exc:
             if not self._release_reserve(exc):
                 raise
-        return fn(*args)
+            result = fn(*args)
+        self._keep_wal_size()
+        return result
 
     def _release_reserve(self, exc: DiskFullError) -> bool:
         if not self._reserve.release():
@@ -417,6 +419,17 @@ class Outbox:
         pages = int(db.execute("PRAGMA page_count").fetchone()[0])
         db.execute(f"PRAGMA max_page_count = {pages}")
         return True
+
+    def _keep_wal_size(self) -> None:
+        """While the reserve is not held, a checkpoint after every write: the next one then starts the
+        WAL over instead of appending to it (SQLite checkpoints on its own only every 1,000 pages, and
+        a WAL growing to that would take the room the reserve left for acks)."""
+        if self._reserve.held or self._db is None:
+            return
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the next write's checkpoint tries again
 
     def _close_quietly(self) -> None:
         if self._db is not None:
@@ -460,11 +473,13 @@ class Outbox:
             error = self._error("outbox write failed", exc)
             if isinstance(error, DiskFullError):
                 self._release_reserve(error)  # the samples wait in memory; acks get the room
+                self._keep_wal_size()
             raise error from exc
         finally:
             db.execute("PRAGMA synchronous=NORMAL")
             if size_held:
                 db.execute(f"PRAGMA max_page_count = {self._max_page_count}")
+        self._keep_wal_size()
         self._sensor_nums.update(new_nums)
         self.stats.put += len(points)
         self.stats.pending += len(points)

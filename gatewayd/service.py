@@ -652,7 +652,9 @@ class Daemon:
         pending = self.outbox.stats.pending if self.outbox else 0
         state = "registered" if self.registered else "not registered yet"
         sensors = len(self.sampler.sensors) if self.sampler else 0
-        return f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
+        line = f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
+        storage_problem = self.disk_guard.problem() if self.disk_guard else None
+        return f"{line}; {storage_problem}" if storage_problem else line
 
     def _status(self, text: str) -> None:
         if self.hooks.on_status:
