@@ -182,3 +182,28 @@ async def test_a_daemon_started_on_a_full_disk_runs_and_delivers_the_old_backlog
     assert_no_duplicates(daemon, env)
     total = sampled_first + daemon.sampler.stats.sampled
     assert delivered(env.tp) + dropped(daemon) + outbox.stats.pending == total
+
+
+async def test_a_stop_on_a_full_disk_drops_what_waits_in_memory_with_a_count(
+    tmp_path: Path, small_disk: SmallDisk
+) -> None:
+    async with emulator_env(tmp_path) as plain:
+        env = on_disk(plain, small_disk)
+        with structlog.testing.capture_logs() as logs:
+            async with running(env.inventory(extra=MEMORY, devices=FAST), grace_s=0.5) as run:
+                daemon = run.daemon
+                assert daemon.buffer is not None and daemon.outbox is not None
+                buffer, outbox = daemon.buffer, daemon.outbox
+                await until(lambda: daemon.registered is not None, what="registration")
+                env.server.emulator.faults.set("thingplus", outage_s=math.inf)
+                small_disk.fill()
+                await until(lambda: buffer.dropped > 0, what="samples dropped from memory")
+                await run.stop()  # returns: the daemon ends as on any stop (exit 0)
+
+    [stop_drop] = [e for e in logs if e["event"].startswith("stopping: samples waiting in memory")]
+    assert stop_drop["dropped"] > 0 and stop_drop["dropped_before"] >= buffer.dropped > 0
+    assert daemon.disk_guard is not None and daemon.sampler is not None
+    assert daemon.disk_guard.dropped()["shutdown"] == stop_drop["dropped"]
+    assert len(buffer) == 0
+    assert_no_duplicates(daemon, env)
+    assert delivered(env.tp) + dropped(daemon) + outbox.stats.pending == daemon.sampler.stats.sampled
