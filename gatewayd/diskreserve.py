@@ -8,12 +8,18 @@ deleted and is sent again. The reserve is an ordinary file, preallocated, so its
 taken; when a write fails for lack of room it is deleted, and those blocks are there for the acks. It is
 taken again only once the filesystem has room for it and as much again, so holding it never fills the
 disk by itself. (The same trick as ext4's reserved blocks or a database's "ballast" file.)
+
+While the reserve is not held the outbox keeps its size: a put may fill pages that acks freed, not add
+pages (:meth:`DiskReserve.hold_size`), and every write is followed by a checkpoint so that the next one
+starts the WAL over instead of growing it (:meth:`DiskReserve.restart_wal`; SQLite checkpoints on its
+own only every 1,000 pages, and a WAL growing to that would take the room left for the acks).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,13 +88,39 @@ class DiskReserve:
         self._held = True
         return True
 
-    def release(self) -> bool:
-        """Give the reserve's space back to the filesystem; True when there was one to give."""
+    def release(self, why: str = "") -> bool:
+        """Give the reserve's space back to the filesystem (logged, with ``why``); True when there was
+        one to give."""
         if not self._held:
             return False
         self._remove()
         self._held = False
+        log.warning(
+            "disk full: the disk space reserve is released for acks and shutdown; until the disk has "
+            "room again the outbox file does not grow",
+            reserve_bytes=self.size,
+            error=why,
+        )
         return True
+
+    def hold_size(self, db: sqlite3.Connection) -> int | None:
+        """Unless the reserve is held (or can be taken back now), limit ``db`` to the pages it has;
+        SQLite's own limit to restore afterwards, or None when the file may grow."""
+        if self.take():
+            return None
+        limit = int(db.execute("PRAGMA max_page_count").fetchone()[0])
+        pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        return limit
+
+    def restart_wal(self, db: sqlite3.Connection | None) -> None:
+        """Unless the reserve is held, checkpoint ``db`` so its next write starts the WAL over."""
+        if self.held or db is None:
+            return
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the next write's checkpoint tries again
 
     def _allocate(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

@@ -15,8 +15,7 @@ for weeks keeps its newest data and a flash card does not fill up.
 A full disk is not a damaged file: only a database that fails its integrity check is moved aside (see
 :mod:`gatewayd.storagefaults`); a full disk is a :class:`DiskFullError`, and the writes that free space
 (acks, dead letters, trims, the index, the checkpoint at close, opening) get the disk space reserve
-(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, a put may fill pages that
-acks freed but not grow the file, so the room stays for the acks.
+(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, the file keeps its size.
 
 Writes: a put appends rows and nothing else. The per-sensor index that leases read is partial (rows with
 ``merged = 1``) and is brought up to date in bulk, at most ``_MERGE_CHUNK`` rows per transaction, before
@@ -232,7 +231,6 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._closed = False
         self._reserve = DiskReserve(self.path.with_suffix(".reserve"), reserve_bytes)
-        self._max_page_count = 0  # SQLite's own limit, read on open: what a put's size limit returns to
         self._sensor_nums: dict[str, int] = {}
         self._leased: set[str] = set()
         self._merged_upto = 0  # every point with a higher id is not in points_by_sensor yet
@@ -342,7 +340,6 @@ class Outbox:
         result = db.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
             raise _Damaged(f"quick_check: {result[0] if result else 'no answer'}")
-        self._max_page_count = int(db.execute("PRAGMA max_page_count").fetchone()[0])
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA temp_store=MEMORY")
@@ -394,42 +391,11 @@ class Outbox:
         try:
             result = fn(*args)
         except DiskFullError as exc:
-            if not self._release_reserve(exc):
+            if not self._reserve.release(str(exc)):
                 raise
             result = fn(*args)
-        self._keep_wal_size()
+        self._reserve.restart_wal(self._db)
         return result
-
-    def _release_reserve(self, exc: DiskFullError) -> bool:
-        if not self._reserve.release():
-            return False
-        log.warning(
-            "disk full: the disk space reserve is released for acks and shutdown; until the disk has "
-            "room again the outbox file does not grow",
-            reserve_bytes=self._reserve.size,
-            error=str(exc),
-        )
-        return True
-
-    def _keep_size_unless_reserved(self, db: sqlite3.Connection) -> bool:
-        """While the reserve is not held (the disk is or was full), a put may fill pages acks freed but
-        not grow the file: that room is for acks and the shutdown. True when the size is held."""
-        if self._reserve.take():
-            return False
-        pages = int(db.execute("PRAGMA page_count").fetchone()[0])
-        db.execute(f"PRAGMA max_page_count = {pages}")
-        return True
-
-    def _keep_wal_size(self) -> None:
-        """While the reserve is not held, a checkpoint after every write: the next one then starts the
-        WAL over instead of appending to it (SQLite checkpoints on its own only every 1,000 pages, and
-        a WAL growing to that would take the room the reserve left for acks)."""
-        if self._reserve.held or self._db is None:
-            return
-        try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # the next write's checkpoint tries again
 
     def _close_quietly(self) -> None:
         if self._db is not None:
@@ -459,7 +425,7 @@ class Outbox:
         new_nums = self._number_new_sensors(points)
         nums = {**self._sensor_nums, **new_nums} if new_nums else self._sensor_nums
         rows = [(nums[p.sensor_id], p.time_ms, _encode_value(p.value)) for p in points]
-        size_held = self._keep_size_unless_reserved(db)
+        page_limit = self._reserve.hold_size(db)  # while the disk is full: fill freed pages, add none
         try:
             # Accepted data must survive a power cut: this commit syncs the WAL. Acks and trims stay at
             # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
@@ -471,15 +437,15 @@ class Outbox:
         except sqlite3.Error as exc:
             self._rollback()
             error = self._error("outbox write failed", exc)
-            if isinstance(error, DiskFullError):
-                self._release_reserve(error)  # the samples wait in memory; acks get the room
-                self._keep_wal_size()
+            if isinstance(error, DiskFullError):  # the samples wait in memory; acks get the room
+                self._reserve.release(str(error))
+                self._reserve.restart_wal(db)
             raise error from exc
         finally:
             db.execute("PRAGMA synchronous=NORMAL")
-            if size_held:
-                db.execute(f"PRAGMA max_page_count = {self._max_page_count}")
-        self._keep_wal_size()
+            if page_limit is not None:
+                db.execute(f"PRAGMA max_page_count = {page_limit}")
+        self._reserve.restart_wal(db)
         self._sensor_nums.update(new_nums)
         self.stats.put += len(points)
         self.stats.pending += len(points)
