@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
     AfterValidator,
@@ -112,6 +112,9 @@ class OutboxConfig(Strict):
 
     max_points: Annotated[int, Field(gt=0)] = 5_000_000
     max_age: Duration = 30 * 86400.0
+    #: Samples kept in memory while the outbox cannot be written (a full disk); None: sized from the
+    #: sampling rate (gatewayd.diskguard.memory_points_for).
+    memory_points: Optional[Annotated[int, Field(gt=0)]] = None  # noqa: UP045 - pydantic evaluates it on 3.9
 
 
 class SensorConfig(Strict):

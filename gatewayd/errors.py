@@ -3,7 +3,8 @@
     GatewaydError
     ├── ConfigError            bad inventory or usage: exit 2 with located messages
     ├── StorageError           the state directory or outbox cannot be used
-    │   └── StateDirLockedError    another gatewayd holds the state directory's lock
+    │   ├── StateDirLockedError    another gatewayd holds the state directory's lock
+    │   └── DiskFullError      no room left: wait for it (samples wait in memory), never give up
     ├── SourceError            one read of one sensor failed: that sensor reports 'err', the rest go on
     └── CloudError             anything a cloud call can end in (carries cloud, operation)
         ├── TransientError     retry with backoff: 5xx, 429, timeouts, connection errors
@@ -67,6 +68,11 @@ class StateDirLockedError(StorageError):
         self.pid = pid
         holder = f"pid {pid}" if pid is not None else "pid unknown"
         super().__init__(f"the daemon ({holder}) is running on state_dir {self.state_dir}; stop it first")
+
+
+class DiskFullError(StorageError):
+    """The filesystem (or the quota) is full: a condition that passes, not a damaged file. The outbox is
+    kept, sampling goes on into a bounded memory buffer, and writing is retried until there is room."""
 
 
 class SourceError(GatewaydError):

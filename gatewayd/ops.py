@@ -44,11 +44,15 @@ class Health:
 
 
 def assess(daemon: Daemon, now: float) -> Health:
-    """200 when registered and an upload cycle succeeded (or points moved) within 3 x reportInterval."""
+    """200 when the outbox takes writes, the daemon is registered and an upload cycle succeeded (or
+    points moved) within 3 x reportInterval."""
     interval_s = daemon.report_interval_ms / 1000
     window = HEALTH_INTERVALS * interval_s
     pending = daemon.outbox.stats.pending if daemon.outbox else 0
     detail: dict[str, Any] = {"pending": pending, "report_interval_s": interval_s, "window_s": window}
+    storage_problem = daemon.disk_guard.problem() if daemon.disk_guard else None
+    if storage_problem is not None:  # samples are being dropped, or soon will be: first thing to say
+        return Health(False, storage_problem, detail)
     if daemon.registered is None:
         return Health(False, "not registered on Thing+ yet (sampling to the outbox meanwhile)", detail)
     stats = daemon.uploader.stats if daemon.uploader else None
@@ -104,6 +108,28 @@ class DaemonCollector(Collector):
             "gatewayd_outbox_dropped",
             "Points dropped past the outbox bounds",
             outbox.dropped if outbox else 0,
+        )
+        dropped = CounterMetricFamily(
+            "gatewayd_points_dropped",
+            "Samples dropped before delivery, by reason: memory_full (waiting in memory while the outbox "
+            "could not be written), max_points, max_age (outbox bounds)",
+            labels=["reason"],
+        )
+        by_reason = {"memory_full": 0, "max_points": 0, "max_age": 0}
+        by_reason.update(outbox.dropped_by_reason if outbox else {})
+        by_reason.update(d.disk_guard.dropped() if d.disk_guard else {})
+        for reason, n in sorted(by_reason.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield _gauge(
+            "gatewayd_points_in_memory",
+            "Samples waiting in memory to be committed",
+            len(d.buffer) if d.buffer else 0,
+        )
+        yield _gauge(
+            "gatewayd_outbox_writable",
+            "1 while the outbox takes writes; 0 while samples wait in memory (a full disk)",
+            1 if d.disk_guard is not None and d.disk_guard.writable else 0,
         )
         yield _counter(
             "gatewayd_dead_letter", "Points refused for good by Thing+", outbox.dead_lettered if outbox else 0
@@ -228,6 +254,7 @@ class OpsServer:
                 "pending": d.outbox.stats.pending if d.outbox else 0,
                 "dead_letters": {"total": sum(dead.values()), "by_reason": dead},
             },
+            "storage": d.disk_guard.as_json() if d.disk_guard else None,
             "sensors": sensors,
             "polled": d.latest.as_json(now),
         }

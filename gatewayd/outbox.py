@@ -12,6 +12,11 @@ every leased point is pending again, so a batch that was in flight may be sent t
 Bounds: past ``max_points`` or ``max_age`` the oldest points are dropped and counted, so a box offline
 for weeks keeps its newest data and a flash card does not fill up.
 
+A full disk is not a damaged file: only a database that fails its integrity check is moved aside (see
+:mod:`gatewayd.storagefaults`); a full disk is a :class:`DiskFullError`, and the writes that free space
+(acks, dead letters, trims, the index, the checkpoint at close, opening) get the disk space reserve
+(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, the file keeps its size.
+
 Writes: a put appends rows and nothing else. The per-sensor index that leases read is partial (rows with
 ``merged = 1``) and is brought up to date in bulk, at most ``_MERGE_CHUNK`` rows per transaction, before
 each lease and whenever that many rows are waiting. Indexing on every put dirtied one index page per
@@ -35,7 +40,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
-from gatewayd.errors import StorageError
+from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
+from gatewayd.errors import DiskFullError, StorageError
+from gatewayd.storagefaults import Fault, fault_of, storage_error
 
 log = structlog.get_logger(__name__)
 
@@ -149,6 +156,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 
+class _Damaged(Exception):
+    """The database failed its integrity check, or SQLite called it corrupt or not a database."""
+
+
 class Point(NamedTuple):
     """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock), and its value.
 
@@ -201,6 +212,8 @@ class OutboxStats:
     released: int = 0
     dead_lettered: int = 0
     dropped: int = 0
+    #: ``dropped`` by bound: ``max_points`` or ``max_age``.
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
     recovered_corrupt: int = 0
     pending_by_sensor: dict[str, int] = field(default_factory=dict)
 
@@ -217,6 +230,7 @@ class Outbox:
         dead_letter_limit: int = 100_000,
         put_synchronous: str = "FULL",
         clock: Callable[[], float] = time.time,
+        reserve_bytes: int = RESERVE_BYTES,
     ) -> None:
         self.path = Path(path)
         self.max_points = max_points
@@ -228,6 +242,7 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        self._reserve = DiskReserve(self.path.with_suffix(".reserve"), reserve_bytes)
         self._sensor_nums: dict[str, int] = {}
         self._leased: set[str] = set()
         self._merged_upto = 0  # every point with a higher id is not in points_by_sensor yet
@@ -240,8 +255,29 @@ class Outbox:
     @classmethod
     async def open(cls, path: Path, **kw: Any) -> Outbox:
         outbox = cls(path, **kw)
-        await outbox._run(outbox._open_sync)
+        try:
+            await outbox.open_db()
+        except BaseException:
+            await outbox.close()
+            raise
         return outbox
+
+    async def open_db(self) -> None:
+        """Open the database; may be called again after it failed (the daemon retries while the disk
+        is full). Raises StorageError (DiskFullError for a full disk); never moves a sound file aside."""
+        await self._run(self._open_sync)
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    @property
+    def reserve_held(self) -> bool:
+        return self._reserve.held
+
+    async def regain_reserve(self) -> bool:
+        """Take the disk space reserve back if the disk has room for it again; True when it is held."""
+        return await self._run(functools.partial(self._reserve.take, now=True))
 
     async def close(self) -> None:
         if self._db is not None:
@@ -265,14 +301,19 @@ class Outbox:
             raise
 
     def _open_sync(self) -> None:
+        if self._db is not None:  # a retry queued behind an attempt that worked
+            return
         _require_json_functions()
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self._connect_and_check()
-        except sqlite3.DatabaseError as exc:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise self._error("cannot create the outbox directory", exc) from exc
+        self._reserve.take(now=True)  # adopts the reserve an earlier run left, or makes one if there is room
+        try:
+            self._freeing(self._connect)
+        except _Damaged as exc:
             # Never crash-loop on a damaged file: keep it for forensics, start afresh, shout.
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self.clock())}")
-            self._close_quietly()
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(self.path) + suffix)
                 if src.exists():
@@ -284,22 +325,33 @@ class Outbox:
                 error=str(exc),
             )
             self.stats.recovered_corrupt += 1
-            self._connect_and_check()
+            self._freeing(self._connect)
         self._load_counts()
+
+    def _connect(self) -> None:
+        """Connect and check: a damaged file raises :class:`_Damaged`, anything else a StorageError
+        (a DiskFullError when the disk is full), and the database stays where it is."""
+        try:
+            self._connect_and_check()
+        except (sqlite3.Error, OSError) as exc:
+            self._close_quietly()
+            if fault_of(exc) is Fault.CORRUPT:
+                raise _Damaged(str(exc)) from exc
+            raise self._error(f"cannot open outbox {self.path}", exc) from exc
+        except _Damaged:
+            self._close_quietly()
+            raise
 
     def _connect_and_check(self) -> None:
         if not self.path.exists():
             # Created 0600 whatever the umask: the outbox holds the site's data. SQLite gives the WAL
             # and shared-memory files the database file's mode.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"cannot open outbox {self.path}: {exc}") from exc
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         self._db = db
         result = db.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {result[0] if result else 'no answer'}")
+            raise _Damaged(f"quick_check: {result[0] if result else 'no answer'}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA temp_store=MEMORY")
@@ -314,8 +366,9 @@ class Outbox:
 
     def _load_counts(self) -> None:
         db = self._conn
-        self._merge_sync()  # everything indexed: the count below reads the index, not the whole table
-        by_num = dict(db.execute("SELECT sensor, COUNT(*) FROM points WHERE merged = 1 GROUP BY sensor"))
+        indexed = self._merge_or_not()  # everything indexed: the count reads the index, not the table
+        where = "WHERE merged = 1" if indexed else ""
+        by_num = dict(db.execute(f"SELECT sensor, COUNT(*) FROM points {where} GROUP BY sensor"))
         names = {num: sid for sid, num in self._sensor_nums.items()}
         self.stats.pending_by_sensor = {names[n]: c for n, c in by_num.items() if n in names}
         self.stats.pending = sum(by_num.values())
@@ -329,11 +382,32 @@ class Outbox:
     def _close_sync(self) -> None:
         db = self._conn
         try:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.DatabaseError:
-            pass
+            self._freeing(self._checkpoint)
+        except StorageError as exc:  # the WAL stays; the next open reads it
+            log.warning("outbox checkpoint at close failed", error=str(exc))
         db.close()
         self._db = None
+
+    def _checkpoint(self) -> None:
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise self._error("outbox checkpoint failed", exc) from exc
+
+    def _error(self, what: str, exc: BaseException) -> StorageError:
+        return storage_error(what, exc, self.path.parent)
+
+    def _freeing(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a write that has to get through a full disk (an ack, a trim, the index, a checkpoint,
+        opening): when it fails for lack of room, the reserve is given back and ``fn`` tried again."""
+        try:
+            result = fn(*args)
+        except DiskFullError as exc:
+            if not self._reserve.release(str(exc)):
+                raise
+            result = fn(*args)
+        self._reserve.restart_wal(self._db)
+        return result
 
     def _close_quietly(self) -> None:
         if self._db is not None:
@@ -366,6 +440,7 @@ class Outbox:
         new_nums = self._number_new_sensors(points)
         nums = {**self._sensor_nums, **new_nums} if new_nums else self._sensor_nums
         rows = [(nums[p.sensor_id], p.time_ms, _encode_value(p.value)) for p in points]
+        page_limit = self._reserve.hold_size(db)  # while the disk is full: fill freed pages, add none
         try:
             # Accepted data must survive a power cut: this commit syncs the WAL. Acks and trims stay at
             # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
@@ -378,9 +453,16 @@ class Outbox:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise StorageError(f"outbox write failed: {exc}") from exc
+            error = self._error("outbox write failed", exc)
+            if isinstance(error, DiskFullError):  # the samples wait in memory; acks get the room
+                self._reserve.release(str(error))
+                self._reserve.restart_wal(db)
+            raise error from exc
         finally:
             db.execute("PRAGMA synchronous=NORMAL")
+            if page_limit is not None:
+                db.execute(f"PRAGMA max_page_count = {page_limit}")
+        self._reserve.restart_wal(db)
         self._sensor_nums.update(new_nums)
         self.stats.put += len(points)
         self.stats.pending += len(points)
@@ -389,7 +471,7 @@ class Outbox:
             by_sensor[p.sensor_id] = by_sensor.get(p.sensor_id, 0) + 1
         if self.stats.pending > self.max_points:
             try:
-                self._drop_sync(oldest_count=self.stats.pending - self.max_points)
+                self._drop_sync("max_points", oldest_count=self.stats.pending - self.max_points)
             except StorageError as exc:  # the points are committed: raising would get them put twice
                 log.warning("outbox trim failed; retried at the next bound check", error=str(exc))
         self._unmerged += len(points)
@@ -419,9 +501,22 @@ class Outbox:
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StorageError(f"outbox index update failed: {exc}") from exc
+                raise self._error("outbox index update failed", exc) from exc
             self._merged_upto = upto
         self._unmerged = 0
+
+    def _merge_or_not(self) -> bool:
+        """Index what waits (see :meth:`_merge_sync`); False when the disk is too full even with the
+        reserve. Leases then see only the indexed points, which are each sensor's oldest, so a backlog
+        still drains and frees room; the rest is indexed at a later lease."""
+        try:
+            self._freeing(self._merge_sync)
+        except DiskFullError as exc:
+            log.warning(
+                "outbox index update failed for lack of room; retried at the next lease", error=str(exc)
+            )
+            return False
+        return True
 
     def _number_new_sensors(self, points: Sequence[Point]) -> dict[str, int]:
         """Numbers for the sensors of ``points`` not stored yet (kept in memory only once committed)."""
@@ -461,7 +556,7 @@ class Outbox:
         split per sensor into ids, times and values: no object per row, which matters when a backlog
         drains 64 x 500 points a pass.
         """
-        self._merge_sync()
+        indexed = self._merge_or_not()
         nums = self._sensor_nums
         wanted = [(sensor_id, nums[sensor_id]) for sensor_id in sensor_ids if sensor_id in nums]
         found: dict[int, tuple[list[int], list[int], list[str]]] = {}
@@ -475,7 +570,8 @@ class Outbox:
         for sensor_id, num in wanted:
             batch = found.get(num)
             if batch is None:
-                self.stats.pending_by_sensor.pop(sensor_id, None)
+                if indexed:  # else its points may all be waiting for the index
+                    self.stats.pending_by_sensor.pop(sensor_id, None)
                 continue
             ids, times, values = batch
             leases.append(Lease(sensor_id, ids[0], ids[-1], times, values, ids))
@@ -495,7 +591,7 @@ class Outbox:
         if not leases:
             return
         try:
-            await self._run(self._delete_sync, leases)
+            await self._run(self._freeing, self._delete_sync, leases)
         finally:
             self._leased.difference_update(lease.sensor_id for lease in leases)
 
@@ -511,7 +607,7 @@ class Outbox:
         stays leased until the last of them (see :meth:`Lease.part`).
         """
         try:
-            await self._run(self._dead_letter_sync, lease, reason)
+            await self._run(self._freeing, self._dead_letter_sync, lease, reason)
         finally:
             if unlease:
                 self._leased.discard(lease.sensor_id)
@@ -553,7 +649,7 @@ class Outbox:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise StorageError(f"outbox ack failed: {exc}") from exc
+            raise self._error("outbox ack failed", exc) from exc
         for lease, n in zip(leases, removed, strict=True):
             self.stats.acked += n
             self._count_removed(lease.sensor_id, n)
@@ -584,7 +680,7 @@ class Outbox:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise StorageError(f"outbox dead-letter failed: {exc}") from exc
+            raise self._error("outbox dead-letter failed", exc) from exc
         self.stats.dead_lettered += removed
         self._count_removed(lease.sensor_id, removed)
         log.warning("batch dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
@@ -607,13 +703,15 @@ class Outbox:
         return await self._run(self._enforce_bounds_sync)
 
     def _enforce_bounds_sync(self) -> int:
+        if self._db is None:  # not open yet (the disk was full at start-up): nothing to bound
+            return 0
         cutoff_ms = int((self.clock() - self.max_age_s) * 1000)
-        dropped = self._drop_sync(older_than_ms=cutoff_ms)
+        dropped = self._freeing(self._drop_sync, "max_age", 0, cutoff_ms)
         if self.stats.pending > self.max_points:
-            dropped += self._drop_sync(oldest_count=self.stats.pending - self.max_points)
+            dropped += self._freeing(self._drop_sync, "max_points", self.stats.pending - self.max_points)
         return dropped
 
-    def _drop_sync(self, *, oldest_count: int = 0, older_than_ms: int | None = None) -> int:
+    def _drop_sync(self, reason: str, oldest_count: int = 0, older_than_ms: int | None = None) -> int:
         """Delete the oldest points, leased ones included (their ack then finds fewer points to delete
         and counts what it removed: see :meth:`_delete_chunk`)."""
         db = self._conn
@@ -632,13 +730,15 @@ class Outbox:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise StorageError(f"outbox trim failed: {exc}") from exc
+            raise self._error("outbox trim failed", exc) from exc
         names = {num: sid for sid, num in self._sensor_nums.items()}
         total = 0
         for num, n in counts.items():
             total += n
             self._count_removed(names[num], n)
         self.stats.dropped += total
+        by_reason = self.stats.dropped_by_reason
+        by_reason[reason] = by_reason.get(reason, 0) + total
         self._dropped_since_log += total
         now = time.monotonic()
         if now - self._last_drop_log >= 60.0:

@@ -25,6 +25,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gatewayd.boundedqueue import BoundedQueue
 from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.sensortypes import numeric_type
@@ -73,14 +74,26 @@ class SensorRuntime:
         return "err" if self.ok is False else "on"
 
 
-class SampleBuffer:
-    """Samples read but not yet committed; flushed to the outbox every ``flush_s`` or at ``max_points``."""
+#: Most points per commit when a flush has more (the memory a full disk left behind): bounded
+#: transactions, and the memory they held is freed as each one commits.
+COMMIT_CHUNK = 10_000
 
-    def __init__(self, outbox: Outbox, *, flush_s: float = 0.25, max_points: int = 5000) -> None:
+
+class SampleBuffer:
+    """Samples read but not yet committed; flushed to the outbox every ``flush_s`` or at ``max_points``.
+
+    At most ``limit`` samples wait: while the outbox cannot be written (a full disk) the oldest past that
+    are dropped and counted in ``dropped`` (see :mod:`gatewayd.boundedqueue` and
+    :mod:`gatewayd.diskguard`, which runs the flushes).
+    """
+
+    def __init__(
+        self, outbox: Outbox, *, flush_s: float = 0.25, max_points: int = 5000, limit: int = 1_000_000
+    ) -> None:
         self.outbox = outbox
         self.flush_s = flush_s
         self.max_points = max_points
-        self._points: list[Point] = []
+        self._points: BoundedQueue[Point] = BoundedQueue(limit)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.committed = 0
@@ -93,49 +106,54 @@ class SampleBuffer:
     def __len__(self) -> int:
         return len(self._points)
 
+    @property
+    def limit(self) -> int:
+        return self._points.limit
+
+    @property
+    def dropped(self) -> int:
+        """Samples dropped, oldest first, because more than ``limit`` waited."""
+        return self._points.dropped
+
+    def discard(self) -> int:
+        """Forget every waiting sample (the daemon stops and cannot write them); how many there were."""
+        return self._points.clear()
+
+    async def wait(self) -> None:
+        """Until the next flush is due: ``flush_s`` passed, or ``max_points`` are waiting."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self.flush_s)
+        except asyncio.TimeoutError:  # noqa: UP041 - the builtin is not this one before Python 3.11
+            pass
+        self._wake.clear()
+
     async def flush(self) -> None:
-        """Commit what is buffered. On a storage error the points stay buffered for the next try.
+        """Commit what is buffered, :data:`COMMIT_CHUNK` at most per commit. On a storage error the
+        points not committed stay buffered for the next try.
 
         Cancelling the caller (the flusher task, at shutdown) does not abandon a commit under way: it is
         waited for (holding the lock) before the cancellation goes on, so its points are neither lost nor
         committed behind the back of a final flush and drain.
         """
         async with self._lock:
-            if not self._points:
-                return
-            points, self._points = self._points, []
-            put = asyncio.ensure_future(self.outbox.put(points))
-            try:
-                await asyncio.shield(put)
-            except asyncio.CancelledError:
-                await asyncio.wait({put})
-                if put.exception() is None:
-                    self.committed += len(points)
-                else:
-                    self._points[:0] = points
-                raise
-            except StorageError:
-                self._points[:0] = points
-                raise
-            self.committed += len(points)
-
-    async def run(self) -> None:
-        """Flush forever (cancel to stop; call :meth:`flush` once more afterwards)."""
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self.flush()
-            except StorageError as exc:
-                log.error(
-                    "outbox write failed; samples kept in memory and retried",
-                    error=str(exc),
-                    buffered=len(self._points),
-                )
-                await asyncio.sleep(1.0)
+            for _ in range(-(-len(self._points) // COMMIT_CHUNK)):  # what waits now, not what comes
+                if not self._points:
+                    return
+                points = self._points.take(COMMIT_CHUNK)
+                put = asyncio.ensure_future(self.outbox.put(points))
+                try:
+                    await asyncio.shield(put)
+                except asyncio.CancelledError:
+                    await asyncio.wait({put})
+                    if put.exception() is None:
+                        self.committed += len(points)
+                    else:
+                        self._points.put_back(points)
+                    raise
+                except StorageError:
+                    self._points.put_back(points)
+                    raise
+                self.committed += len(points)
 
 
 @dataclass

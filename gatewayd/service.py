@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.config import Inventory, SensorConfig, fingerprint, load_inventory
+from gatewayd.diskguard import DiskGuard, memory_points_for
 from gatewayd.errors import CloudError, ConfigError, GatewaydError, StorageError
 from gatewayd.latest import LatestState, PollStats
 from gatewayd.outbox import Outbox
@@ -128,6 +129,7 @@ class Daemon:
         self.scheduler: AsyncIOScheduler | None = None
         self.sampler: Sampler | None = None
         self.buffer: SampleBuffer | None = None
+        self.disk_guard: DiskGuard | None = None
         self.uploader: Uploader | None = None
         self.thingplus: ThingPlusClient | None = None
         self._gateway_watch: GatewayWatch | None = None
@@ -145,19 +147,25 @@ class Daemon:
     # ------------------------------------------------------------------ main
 
     async def run(self) -> None:
-        """Run until stopped. Raises ConfigError for an inventory the cloud proves wrong (exit 2)."""
+        """Run until stopped. Raises ConfigError for an inventory the cloud proves wrong (exit 2).
+
+        A full disk does not stop it, even at start-up: samples wait in memory (see gatewayd.diskguard).
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with StateLock(self.state_dir):  # one daemon per state directory: a second start ends here
             await self._run_locked()
 
     async def _run_locked(self) -> None:
-        self.outbox = await Outbox.open(
+        self.outbox = Outbox(
             self.state_dir / "outbox.db",
             max_points=self.inventory.outbox.max_points,
             max_age_s=self.inventory.outbox.max_age,
             clock=self.clock,
         )
+        self.buffer = SampleBuffer(self.outbox, limit=memory_points_for(self.inventory))
+        self.disk_guard = DiskGuard(self.outbox, self.buffer, mono=self.mono)
         try:
+            await self.disk_guard.open()
             await self._run_with(self.outbox)
         finally:
             await self.outbox.close()
@@ -165,10 +173,10 @@ class Daemon:
             raise self.fatal
 
     async def _run_with(self, outbox: Outbox) -> None:
+        assert self.buffer is not None and self.disk_guard is not None
         # Sampling first: samples are kept from the first second, whatever the cloud does.
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
-        self.buffer = SampleBuffer(outbox)
         self.sampler = Sampler(self.scheduler, self.buffer, clock=self.clock)
         self._apply_sensors(self.inventory)
         self.scheduler.add_job(
@@ -178,7 +186,7 @@ class Daemon:
             coalesce=True,
             max_instances=1,
         )
-        self._spawn(self.buffer.run(), "sample buffer")
+        self._spawn(self.disk_guard.run(), "sample buffer")
         self._spawn(ClockJumpGuard(self.scheduler).run(), "clock guard")
         self._notify_ready()
         try:
@@ -630,7 +638,7 @@ class Daemon:
     # ------------------------------------------------------------------ shutdown
 
     async def _shutdown(self) -> None:
-        assert self.sampler is not None and self.buffer is not None and self.scheduler is not None
+        assert self.sampler is not None and self.disk_guard is not None and self.scheduler is not None
         self._stopping = True
         if self.hooks.on_stopping:
             self.hooks.on_stopping()
@@ -641,8 +649,7 @@ class Daemon:
         for task in self._tasks:
             if task.get_name() != "uploader":
                 task.cancel()
-        with contextlib.suppress(GatewaydError):
-            await self.buffer.flush()
+        await self.disk_guard.final_commit()
         self._kick_upload.set()
         # One grace period in all: a drain in progress ends by the deadline, then one last drain gets
         # what is left of it. Requests already on the wire may finish a moment later (bounded).
@@ -682,7 +689,9 @@ class Daemon:
         pending = self.outbox.stats.pending if self.outbox else 0
         state = "registered" if self.registered else "not registered yet"
         sensors = len(self.sampler.sensors) if self.sampler else 0
-        return f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
+        line = f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
+        storage_problem = self.disk_guard.problem() if self.disk_guard else None
+        return f"{line}; {storage_problem}" if storage_problem else line
 
     def _status(self, text: str) -> None:
         if self.hooks.on_status:

@@ -1,10 +1,14 @@
-"""Shared fixtures: a valid inventory text to mutate, and a writer for inventory files."""
+"""Shared fixtures: a valid inventory text to mutate, a writer for inventory files, a disk to fill."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -102,3 +106,62 @@ pgc839/4kZrN4F+FqsDpN0seOG1khIUJDM8pEEXWAiBbroQ7JyLSlytELPR++3KD
 CWpOxv39rG1BMc6K++a6Bw==
 -----END CERTIFICATE-----
 """
+
+
+@dataclass
+class SmallDisk:
+    """A small filesystem of its own (a tmpfs), to fill up for real: ``path`` is where it is mounted."""
+
+    path: Path
+
+    @property
+    def filler(self) -> Path:
+        return self.path / "filler"
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self, leave: int = 0) -> None:
+        """Take all the free space but ``leave`` bytes (rounded to pages), as a runaway log would."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (1024 * 1024, 4096):
+                block = bytes(chunk)
+                while self.free_bytes() - chunk >= leave:
+                    try:
+                        os.write(fd, block)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        break
+        finally:
+            os.close(fd)
+
+    def unfill(self) -> None:
+        """Give the space back."""
+        self.filler.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 16 MiB tmpfs mounted for the test and unmounted after it.
+
+    Mounting needs root (CAP_SYS_ADMIN), which the test machines and CI have; elsewhere the tests that
+    fill a disk are skipped, saying why. A loop-mounted image would need the same privilege.
+    """
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "gatewayd-test", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mount.stderr.strip()}")
+    try:
+        yield SmallDisk(where)
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(where)], capture_output=True, check=False)

@@ -20,13 +20,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatewayd import outbox as outbox_module
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Lease, Outbox, Point
+from tests.conftest import logs_of
 
 T0 = (int(time.time()) - 3600) * 1000  # a sample time in ms, an hour ago (inside the default max_age)
 
@@ -336,13 +336,13 @@ async def test_max_points_drops_the_oldest_and_counts_them(db_path: Path) -> Non
 
 async def test_max_points_drop_is_logged(db_path: Path) -> None:
     async with await Outbox.open(db_path, max_points=2) as ob:
-        with structlog.testing.capture_logs() as logs:
+        with logs_of(outbox_module) as logs:
             await ob.put(pts("a", 5))
         drops = [e for e in logs if e["event"].startswith("outbox full")]
         assert len(drops) == 1
         assert drops[0]["dropped"] == 3
         assert drops[0]["log_level"] == "warning"
-        with structlog.testing.capture_logs() as logs:
+        with logs_of(outbox_module) as logs:
             await ob.put(pts("a", 1, start=5))  # within the minute: counted, not logged again
         assert not [e for e in logs if e["event"].startswith("outbox full")]
         assert ob.stats.dropped == 4
@@ -462,7 +462,7 @@ async def test_a_corrupt_database_is_moved_aside_and_a_fresh_one_started(db_path
     async with await Outbox.open(db_path) as ob:
         await ob.put(pts("a", 100))
     overwrite(db_path, b"this is not a database, just garbage " * 200)
-    with structlog.testing.capture_logs() as logs:
+    with logs_of(outbox_module) as logs:
         ob = await Outbox.open(db_path)
     try:
         aside = [

@@ -136,6 +136,8 @@ def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
         lines.append(f"buffer: {len(daemon.buffer)} points, committed {daemon.buffer.committed}")
     if daemon.outbox is not None:
         lines.append(f"outbox: {daemon.outbox.stats} leased={sorted(daemon.outbox._leased)}")
+    if daemon.disk_guard is not None:
+        lines.append(f"storage: {daemon.disk_guard.as_json()}")
     if daemon.uploader is not None:
         lines.append(f"uploader: {daemon.uploader.stats} sendable={len(daemon.uploader.sendable)}")
     if daemon.scheduler is not None:

@@ -1,0 +1,250 @@
+"""Sampling through a full disk: samples wait in bounded memory and the outbox is retried until it works.
+
+Why the daemon does not stop: a full disk passes (logs are rotated, uploads drain the outbox, someone
+cleans up), while a daemon that exits on it is restarted by systemd into the same full disk, over and
+over, sampling nothing. So when the outbox cannot be opened at start-up for lack of room, or a commit
+fails, sampling goes on into :class:`~gatewayd.sampler.SampleBuffer`, whose bound
+(``outbox.memory_points``) drops the oldest samples past it, counted; uploads and acks go on (the
+outbox gives them its disk space reserve, see :mod:`gatewayd.diskreserve`), which frees room.
+
+The outbox is tried again (opened, or the memory committed) when the first of these comes:
+
+- the backoff since the last failure ran out (1 s, doubling up to 1 min);
+- points left the outbox since the failure (acks, trims, dead letters): their pages can take new ones;
+- the disk has room again for the reserve, which is checked every second.
+
+Never silently: the first failure is logged with its cause, then a line a minute with the counts while
+it lasts; ``/healthz`` says 503 with the reason, ``/metrics`` counts the drops, and the recovery is
+logged. At stop, what is still in memory gets one last commit; what cannot be written is logged as
+dropped, with the count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from gatewayd.config import Inventory
+from gatewayd.errors import DiskFullError, StorageError
+from gatewayd.outbox import Outbox
+from gatewayd.sampler import SampleBuffer
+
+log = structlog.get_logger(__name__)
+
+#: Backoff of the retries while the outbox cannot be written: from 1 s, doubling, up to 1 min.
+RETRY_S = 1.0
+RETRY_MAX_S = 60.0
+#: How often the disk is checked for room to take the reserve back.
+ROOM_CHECK_S = 1.0
+#: Least time between two log lines about samples waiting in memory.
+REPORT_EVERY_S = 60.0
+
+#: Default ``outbox.memory_points``: this many seconds of the inventory's sampling, within the bounds.
+MEMORY_SECONDS = 600
+MEMORY_POINTS_MIN = 10_000
+MEMORY_POINTS_MAX = 1_000_000
+
+
+def memory_points_for(inventory: Inventory) -> int:
+    """``outbox.memory_points``, or when unset: 10 minutes of every sensor sampling at its interval,
+    at least 10,000 and at most 1,000,000 points (about 150 bytes of memory each)."""
+    if inventory.outbox.memory_points is not None:
+        return inventory.outbox.memory_points
+    per_second = sum(1.0 / sensor.interval for _, sensor in inventory.sensors())
+    return max(MEMORY_POINTS_MIN, min(MEMORY_POINTS_MAX, math.ceil(per_second * MEMORY_SECONDS)))
+
+
+def retry_delay(failures: int, base_s: float = RETRY_S, cap_s: float = RETRY_MAX_S) -> float:
+    """Seconds before the next try after ``failures`` failures in a row (1 or more)."""
+    return min(cap_s, base_s * 2 ** min(failures - 1, 32))
+
+
+class DiskGuard:
+    """Runs the flushes of ``buffer`` into ``outbox``, and keeps sampling alive when they cannot be done."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        buffer: SampleBuffer,
+        *,
+        mono: Callable[[], float] = time.monotonic,
+        retry_s: float = RETRY_S,
+        retry_max_s: float = RETRY_MAX_S,
+    ) -> None:
+        self.outbox = outbox
+        self.buffer = buffer
+        self.mono = mono
+        self.retry_s = retry_s
+        self.retry_max_s = retry_max_s
+        #: False from a failed open or commit until a commit succeeds again.
+        self.writable = False
+        self.error: str | None = None
+        self.disk_full = False
+        self.failures = 0  # in a row
+        self.since: float | None = None  # monotonic time writing last stopped working
+        #: Samples in memory that the stop could not write.
+        self.dropped_at_stop = 0
+        self._next_try = 0.0
+        self._next_room_check = 0.0
+        self._removed_at_failure = 0
+        self._last_report = float("-inf")
+        self._dropped_reported = 0
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def open(self) -> None:
+        """Open the outbox at start-up. A full disk is waited out (sampling starts anyway, into memory);
+        any other storage error is raised: the daemon cannot run on that state directory."""
+        try:
+            await self.outbox.open_db()
+        except DiskFullError as exc:
+            self._failed(exc)
+            return
+        self.writable = True
+
+    async def run(self) -> None:
+        """Flush the buffer every ``flush_s`` (or when it fills) for ever; cancel to stop."""
+        while True:
+            await self.buffer.wait()
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit what waits in memory, unless the outbox is failing and no retry is due yet (or there
+        is nothing to try it with: only a commit that worked says the disk takes writes again)."""
+        if not self.writable:
+            self._report()
+            if (self.outbox.is_open and not self.buffer) or not await self._retry_due():
+                return
+        try:
+            if not self.outbox.is_open:
+                await self.outbox.open_db()
+            await self.buffer.flush()
+        except StorageError as exc:
+            self._failed(exc)
+            return
+        if not self.writable:
+            self._recovered()
+
+    async def final_commit(self) -> None:
+        """At stop: one last commit of what waits in memory (opening the outbox if it never opened);
+        what cannot be written is dropped, and said so with the count."""
+        try:
+            if not self.outbox.is_open:
+                await self.outbox.open_db()
+            await self.buffer.flush()
+        except StorageError as exc:
+            lost = self.buffer.discard()
+            self.dropped_at_stop += lost
+            log.error(
+                "stopping: samples waiting in memory could not be written; dropped",
+                dropped=lost,
+                dropped_before=self.buffer.dropped,
+                error=str(exc),
+            )
+
+    # ------------------------------------------------------------------ what operators see
+
+    def problem(self) -> str | None:
+        """Why the daemon is unhealthy on the storage side, or None when the outbox takes writes."""
+        if self.writable:
+            return None
+        cause = "disk full" if self.disk_full else self.error
+        return (
+            f"outbox not writable ({cause}): {len(self.buffer)} points waiting in memory, "
+            f"{self.buffer.dropped} dropped"
+        )
+
+    def dropped(self) -> dict[str, int]:
+        """Samples dropped before reaching the outbox, by reason."""
+        return {"memory_full": self.buffer.dropped, "shutdown": self.dropped_at_stop}
+
+    def as_json(self) -> dict[str, Any]:
+        """The storage side of ``/status``."""
+        return {
+            "writable": self.writable,
+            "error": self.error,
+            "disk_full": self.disk_full,
+            "not_writable_for_s": None if self.since is None else round(self.mono() - self.since, 3),
+            "reserve_held": self.outbox.reserve_held,
+            "memory_points": len(self.buffer),
+            "memory_limit": self.buffer.limit,
+            "dropped": self.dropped(),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    async def _retry_due(self) -> bool:
+        now = self.mono()
+        if now >= self._next_try:
+            return True
+        if self.outbox.is_open and self._removed() != self._removed_at_failure:
+            return True  # points left the outbox: their pages can take the waiting ones
+        if now >= self._next_room_check and not self.outbox.reserve_held:
+            self._next_room_check = now + ROOM_CHECK_S
+            try:
+                return await self.outbox.regain_reserve()
+            except StorageError:
+                return False
+        return False
+
+    def _removed(self) -> int:
+        stats = self.outbox.stats
+        return stats.acked + stats.dead_lettered + stats.dropped
+
+    def _failed(self, exc: StorageError) -> None:
+        self.failures += 1
+        delay = retry_delay(self.failures, self.retry_s, self.retry_max_s)
+        self._next_try = self.mono() + delay
+        self._removed_at_failure = self._removed()
+        first = self.since is None
+        self.writable = False
+        self.error = str(exc)
+        self.disk_full = isinstance(exc, DiskFullError)
+        if first:
+            self.since = self._last_report = self.mono()
+            log.error(
+                "outbox not writable; sampling goes on into memory (the oldest dropped past "
+                "outbox.memory_points) and the outbox is retried",
+                error=self.error,
+                disk_full=self.disk_full,
+                in_memory=len(self.buffer),
+                memory_points=self.buffer.limit,
+                retry_in_s=delay,
+            )
+
+    def _report(self) -> None:
+        """A line a minute at most while samples wait in memory, with the counts."""
+        now = self.mono()
+        if now - self._last_report < REPORT_EVERY_S:
+            return
+        self._last_report = now
+        dropped = self.buffer.dropped
+        log.warning(
+            "outbox still not writable; samples waiting in memory",
+            error=self.error,
+            in_memory=len(self.buffer),
+            memory_points=self.buffer.limit,
+            dropped=dropped - self._dropped_reported,
+            dropped_total=dropped,
+            failures=self.failures,
+        )
+        self._dropped_reported = dropped
+
+    def _recovered(self) -> None:
+        took = None if self.since is None else round(self.mono() - self.since, 1)
+        log.info(
+            "outbox writable again; the samples kept in memory are committed",
+            not_writable_for_s=took,
+            dropped_total=self.buffer.dropped,
+            reserve_held=self.outbox.reserve_held,
+        )
+        self.writable = True
+        self.error = None
+        self.disk_full = False
+        self.failures = 0
+        self.since = None
+        self._last_report = float("-inf")

@@ -1,0 +1,212 @@
+"""A real daemon whose state directory is on a small tmpfs that a filler file fills up (issue 14, item 1).
+
+The daemon must keep running, keep sampling into its bounded memory buffer (drops past it counted with
+their reason), keep uploading and acknowledging (the disk drains), say it is unhealthy and why, and
+recover by itself once the filler is removed. At the end every sampled point is accounted for:
+delivered once, or counted as dropped, or still pending on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from gatewayd.diskreserve import RESERVE_BYTES
+from gatewayd.service import Daemon
+from tests.conftest import SmallDisk
+
+from .conftest import SENSORS, Env, delivered, describe, emulator_env, running, times_of, until
+from .test_ops import get, healthz, scrape, until_health, with_http
+
+#: Samples kept in memory while the disk is full: about 2 s of FAST.
+MEMORY = "outbox: {memory_points: 100}\n"
+#: SENSORS with Humidity read every 20 ms: 55 points a second fill the room left in the database's pages
+#: within a second or two once the disk is full.
+FAST = SENSORS.replace("interval: 100ms", "interval: 20ms")
+
+
+@pytest.fixture
+async def disk_env(tmp_path: Path, small_disk: SmallDisk) -> AsyncIterator[Env]:
+    """An emulator, and a state directory on the small disk."""
+    async with emulator_env(tmp_path) as env:
+        yield dataclasses.replace(env, state_dir=small_disk.path / "state")
+
+
+def sensor_times(daemon: Daemon, env: Env) -> dict[str, list[int]]:
+    assert daemon.sampler is not None
+    return {s.sensor_id: times_of(env.tp, s.sensor_id) for s in daemon.sampler.sensors}
+
+
+def assert_no_duplicates(daemon: Daemon, env: Env) -> None:
+    for sensor_id, times in sensor_times(daemon, env).items():
+        assert len(times) == len(set(times)), f"{sensor_id}: a point was delivered twice"
+
+
+def dropped(daemon: Daemon) -> int:
+    assert daemon.disk_guard is not None and daemon.outbox is not None
+    return sum(daemon.disk_guard.dropped().values()) + daemon.outbox.stats.dropped
+
+
+def corrupt_copies(env: Env) -> list[Path]:
+    return list(env.state_dir.glob("*.corrupt-*"))
+
+
+def assert_accounted_for(daemon: Daemon, env: Env, sampled: int) -> None:
+    """Every point sampled (``sampled``, over all runs) delivered once, dropped with a reason, or pending."""
+    assert daemon.outbox is not None
+    assert_no_duplicates(daemon, env)
+    assert delivered(env.tp) + dropped(daemon) + daemon.outbox.stats.pending == sampled
+
+
+async def go_offline_and_fill(env: Env, disk: SmallDisk, daemon: Daemon) -> None:
+    """The uplink goes down and the disk fills up; returns once samples were dropped from memory (the
+    pages the database had room in are full, and the memory bound is reached)."""
+    assert daemon.buffer is not None
+    buffer = daemon.buffer
+    env.server.emulator.faults.set("thingplus", outage_s=math.inf)
+    disk.fill()
+    await until(
+        lambda: buffer.dropped > 0,
+        what="samples dropped from memory",
+        explain=lambda: describe(daemon, env.tp),
+    )
+
+
+async def test_a_disk_that_fills_up_is_waited_out_and_every_point_accounted_for(
+    disk_env: Env, small_disk: SmallDisk
+) -> None:
+    env = disk_env
+    faults = env.server.emulator.faults
+    inventory, base = with_http(env.inventory(extra=MEMORY, devices=FAST))
+    with structlog.testing.capture_logs() as logs:
+        async with running(inventory) as run:
+            daemon = run.daemon
+            assert daemon.outbox is not None and daemon.buffer is not None and daemon.disk_guard is not None
+            outbox, buffer, guard = daemon.outbox, daemon.buffer, daemon.disk_guard
+            await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="first points")
+
+            # The uplink goes down and the disk fills: samples wait in memory, the oldest past 100 dropped.
+            await go_offline_and_fill(env, small_disk, daemon)
+            assert not run.task.done()
+            assert not guard.writable and guard.disk_full
+            assert 0 < len(buffer) <= 100
+            code, health = await healthz(base)
+            assert code == 503
+            assert health["reason"].startswith("outbox not writable (disk full): ")
+            assert "points waiting in memory" in health["reason"] and " dropped" in health["reason"]
+            metrics = await scrape(base)
+            assert metrics.value("gatewayd_points_dropped_total", reason="memory_full") > 0
+            assert metrics.value("gatewayd_points_dropped_total", reason="max_points") == 0
+            assert metrics.value("gatewayd_outbox_writable") == 0
+            status = json.loads((await get(f"{base}/status"))[1])["storage"]
+            assert status["writable"] is False and status["disk_full"] is True
+            assert status["memory_limit"] == 100 and status["dropped"]["memory_full"] > 0
+            assert not outbox.reserve_held  # given up for the acks
+
+            # The uplink returns, the disk stays full: the backlog on disk is uploaded and acknowledged.
+            backlog, delivered_before = outbox.stats.pending, delivered(env.tp)
+            assert backlog > 0
+            faults.clear("thingplus")
+            await until(
+                lambda: delivered(env.tp) >= delivered_before + backlog,
+                what="the backlog delivered while the disk is full",
+            )
+            assert small_disk.filler.exists() and small_disk.free_bytes() < 2 * RESERVE_BYTES
+            assert not run.task.done()
+            assert_no_duplicates(daemon, env)  # every ack was written: nothing came back
+
+            # Room again: the reserve is taken back, memory committed and delivered, health is back.
+            small_disk.unfill()
+            await until(lambda: guard.writable and outbox.reserve_held, what="the outbox writable again")
+            await until_health(base, 200)
+            metrics = await scrape(base)
+            assert metrics.value("gatewayd_outbox_writable") == 1
+            sampled_by_now = daemon.sampler.stats.sampled if daemon.sampler else 0
+            await until(
+                lambda: delivered(env.tp) + dropped(daemon) >= sampled_by_now,
+                what="what was sampled before the recovery delivered",
+            )
+            await run.stop()
+
+    events = [e["event"] for e in logs]
+    assert any(e.startswith("disk full: the disk space reserve is released") for e in events)
+    assert any(e.startswith("outbox not writable; sampling goes on into memory") for e in events)
+    assert any(e.startswith("outbox writable again") for e in events)
+    assert corrupt_copies(env) == []
+    assert daemon.sampler is not None
+    assert buffer.dropped > 0
+    assert_accounted_for(daemon, env, daemon.sampler.stats.sampled)
+
+
+async def test_a_daemon_started_on_a_full_disk_runs_and_delivers_the_old_backlog_once_there_is_room(
+    disk_env: Env, small_disk: SmallDisk
+) -> None:
+    env = disk_env
+    faults = env.server.emulator.faults
+    # A first run leaves a backlog on disk (the uplink was down).
+    async with running(env.inventory(extra=MEMORY, devices=FAST), grace_s=0.5) as first:
+        await until(lambda: first.daemon.registered is not None, what="registration")
+        faults.set("thingplus", outage_s=math.inf)
+        await until(
+            lambda: first.daemon.outbox is not None and first.daemon.outbox.stats.pending >= 20,
+            what="a backlog on disk",
+        )
+        await first.stop()
+    assert first.daemon.outbox is not None and first.daemon.sampler is not None
+    backlog = first.daemon.outbox.stats.pending
+    sampled_first = first.daemon.sampler.stats.sampled
+    assert delivered(env.tp) + backlog == sampled_first
+    faults.clear("thingplus")
+
+    # The disk fills while the daemon is down, before it had any reserve: opening the outbox fails.
+    (env.state_dir / "outbox.reserve").unlink()
+    small_disk.fill()
+    inventory, base = with_http(env.inventory(extra=MEMORY, devices=FAST))
+    async with running(inventory) as run:
+        daemon = run.daemon
+        assert daemon.outbox is not None and daemon.disk_guard is not None and daemon.buffer is not None
+        outbox, guard, buffer = daemon.outbox, daemon.disk_guard, daemon.buffer
+        assert not outbox.is_open and not guard.writable and guard.disk_full
+        await until(lambda: buffer.dropped > 0, what="sampling into memory, past its bound")
+        assert not run.task.done()  # no exit 1, no restart loop
+        code, health = await healthz(base)
+        assert code == 503 and health["reason"].startswith("outbox not writable (disk full)")
+        assert corrupt_copies(env) == []  # a full disk is not a corrupt database
+
+        small_disk.unfill()
+        await until(lambda: outbox.is_open and guard.writable, what="the outbox opened once there is room")
+        assert outbox.stats.recovered_corrupt == 0
+        await until(lambda: delivered(env.tp) >= sampled_first, what="the first run's backlog delivered")
+        await until_health(base, 200)
+        await run.stop()
+
+    assert corrupt_copies(env) == []
+    assert daemon.sampler is not None
+    assert_accounted_for(daemon, env, sampled_first + daemon.sampler.stats.sampled)
+
+
+async def test_a_stop_on_a_full_disk_drops_what_waits_in_memory_with_a_count(
+    disk_env: Env, small_disk: SmallDisk
+) -> None:
+    env = disk_env
+    with structlog.testing.capture_logs() as logs:
+        async with running(env.inventory(extra=MEMORY, devices=FAST), grace_s=0.5) as run:
+            daemon = run.daemon
+            assert daemon.buffer is not None
+            buffer = daemon.buffer
+            await until(lambda: daemon.registered is not None, what="registration")
+            await go_offline_and_fill(env, small_disk, daemon)
+            await run.stop()  # returns: the daemon ends as on any stop (exit 0)
+
+    [stop_drop] = [e for e in logs if e["event"].startswith("stopping: samples waiting in memory")]
+    assert stop_drop["dropped"] > 0 and stop_drop["dropped_before"] >= buffer.dropped > 0
+    assert daemon.disk_guard is not None and daemon.sampler is not None
+    assert daemon.disk_guard.dropped()["shutdown"] == stop_drop["dropped"]
+    assert len(buffer) == 0
+    assert_accounted_for(daemon, env, daemon.sampler.stats.sampled)
