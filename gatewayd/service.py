@@ -34,6 +34,7 @@ from gatewayd.registry import Registry
 from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.statefile import StateFile
+from gatewayd.wallclock import RestampOnClockSet, Stamper
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
 # first used, after READY: importing the HTTP stack alone takes a few tenths of a second, and sampling
@@ -149,6 +150,7 @@ class Daemon:
             max_points=self.inventory.outbox.max_points,
             max_age_s=self.inventory.outbox.max_age,
             clock=self.clock,
+            mono=self.mono,
         )
         try:
             await self._run_with(self.outbox)
@@ -162,7 +164,9 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
         self.buffer = SampleBuffer(outbox)
-        self.sampler = Sampler(self.scheduler, self.buffer, clock=self.clock)
+        self.sampler = Sampler(
+            self.scheduler, self.buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
+        )
         self._apply_sensors(self.inventory)
         self.scheduler.add_job(
             outbox.enforce_bounds,
@@ -172,7 +176,10 @@ class Daemon:
             max_instances=1,
         )
         self._spawn(self.buffer.run(), "sample buffer")
-        self._spawn(ClockJumpGuard(self.scheduler).run(), "clock guard")
+        guard = ClockJumpGuard(
+            self.scheduler, wall=self.clock, mono=self.mono, on_check=RestampOnClockSet(outbox).check
+        )
+        self._spawn(guard.run(), "clock guard")
         self._notify_ready()
         try:
             from gatewayd.oneshot import http_session

@@ -63,3 +63,28 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for tests that drive a client against a fake cloud."""
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+class Clocks:
+    """A wall clock and a monotonic clock for tests, moved by hand (seconds).
+
+    ``advance`` moves both, as time passing does; ``jump`` moves the wall clock alone, as NTP or a
+    manual date change does.
+    """
+
+    def __init__(self, wall: float, mono: float = 1000.0) -> None:
+        self.wall_s = wall
+        self.mono_s = mono
+
+    def wall(self) -> float:
+        return self.wall_s
+
+    def mono(self) -> float:
+        return self.mono_s
+
+    def advance(self, seconds: float) -> None:
+        self.wall_s += seconds
+        self.mono_s += seconds
+
+    def jump(self, seconds: float) -> None:
+        self.wall_s += seconds
