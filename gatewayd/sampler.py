@@ -29,6 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.sources import Source, Value, thingplus_value
+from gatewayd.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import Stamper
 
 log = structlog.get_logger(__name__)
@@ -141,6 +142,8 @@ class SamplerStats:
     sampled: int = 0
     read_errors: int = 0
     skipped_busy: int = 0
+    #: Ticks of an interval run twice in one millisecond (overdue ticks run back to back after a stall).
+    skipped_same_time: int = 0
     by_interval: dict[float, int] = field(default_factory=dict)
 
 
@@ -167,6 +170,7 @@ class Sampler:
         self._groups: dict[float, list[SensorRuntime]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._last_stamp: dict[float, int] = {}  # interval -> the stamp of its latest tick
 
     def set_sensors(self, sensors: Iterable[SensorRuntime]) -> None:
         """Replace the sensor set; jobs of intervals no longer used are removed, new ones added."""
@@ -179,7 +183,7 @@ class Sampler:
         for interval in set(groups) - set(self._groups):
             self.scheduler.add_job(
                 self._tick,
-                IntervalTrigger(seconds=interval),
+                JumpSafeIntervalTrigger(seconds=interval),
                 args=[interval],
                 id=_job_id(interval),
                 name=f"sample every {interval:g}s",
@@ -195,6 +199,12 @@ class Sampler:
         if self._stopped:
             return
         now_ms = self.stamp()
+        if now_ms == self._last_stamp.get(interval):
+            # A second read within the same millisecond would carry the same time, and Thing+ keeps
+            # one value per time: the later one would silently replace the earlier.
+            self.stats.skipped_same_time += 1
+            return
+        self._last_stamp[interval] = now_ms
         for sensor in self._groups.get(interval, ()):
             read_now = sensor.read_now
             if read_now is not None:
@@ -324,7 +334,7 @@ class ClockJumpGuard:
             trigger = job.trigger
             if isinstance(trigger, IntervalTrigger):
                 self.scheduler.reschedule_job(
-                    job.id, trigger=IntervalTrigger(seconds=trigger.interval.total_seconds())
+                    job.id, trigger=JumpSafeIntervalTrigger(seconds=trigger.interval.total_seconds())
                 )
                 self.scheduler.modify_job(job.id, next_run_time=now + timedelta(milliseconds=10))
         self.scheduler.wakeup()

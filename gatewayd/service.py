@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
@@ -34,6 +33,7 @@ from gatewayd.registry import Registry
 from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.statefile import StateFile
+from gatewayd.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import RestampOnClockSet, Stamper
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
@@ -170,7 +170,7 @@ class Daemon:
         self._apply_sensors(self.inventory)
         self.scheduler.add_job(
             outbox.enforce_bounds,
-            IntervalTrigger(seconds=60),
+            JumpSafeIntervalTrigger(seconds=60),
             id="outbox-bounds",
             coalesce=True,
             max_instances=1,
@@ -545,7 +545,7 @@ class Daemon:
         assert self.scheduler is not None
         self.scheduler.add_job(
             self._until_stop(poll),
-            IntervalTrigger(seconds=interval_s),
+            JumpSafeIntervalTrigger(seconds=interval_s),
             id=job_id,
             coalesce=True,
             max_instances=1,

@@ -3,12 +3,16 @@ re-stamping, where the storage clock resumes, and the re-stamp trigger. No sleep
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 import structlog
 
 from gatewayd.errors import StorageError
+from gatewayd.outbox import Point
 from gatewayd.outboxtime import age_cutoff_ms, resume_ms
-from gatewayd.sampler import ClockJumpGuard
+from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
+from gatewayd.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import (
     BUILD_EPOCH_MS,
     RestampOnClockSet,
@@ -23,6 +27,7 @@ from gatewayd.wallclock import (
 from tests.conftest import Clocks
 
 BUILD_S = BUILD_EPOCH_MS / 1000
+UTC = timezone(timedelta(0))  # datetime.UTC is Python 3.11+
 DAY = 86400.0
 
 
@@ -105,6 +110,32 @@ def test_the_jumps_of_issue_14_are_detected(wall_delta: float, mono_delta: float
     assert ClockJumpGuard.jumped(wall_delta, mono_delta, tolerance_s=2.0) is jumped
 
 
+@pytest.mark.parametrize(
+    ("start", "late_s", "interval_s"),
+    [
+        (BUILD_S, 0.05, 0.1),  # on time
+        (BUILD_S, 0.35, 0.1),  # a few runs late (a busy loop)
+        (BUILD_S, 40 * DAY, 0.1),  # NTP moved the clock 40 days on: 35 million runs "missed"
+        (0.0, BUILD_S + 2 * DAY, 60.0),  # booted in 1970, then the clock was set
+    ],
+)
+def test_a_late_interval_job_finds_its_next_run_in_a_step_or_two(
+    start: float, late_s: float, interval_s: float
+) -> None:
+    first = datetime.fromtimestamp(start, tz=UTC)
+    trigger = JumpSafeIntervalTrigger(seconds=interval_s, start_date=first, timezone=UTC)
+    now = first + timedelta(seconds=late_s)
+    # What APScheduler's Job._get_run_times does with the trigger when the job is due at ``first``.
+    due, steps = first, 0
+    while due is not None and due <= now:
+        due = trigger.get_next_fire_time(due, now)
+        steps += 1
+        assert steps <= 3, "the trigger walked the missed runs one by one"
+    assert due is not None and now < due <= now + timedelta(seconds=interval_s)
+    runs = (due - first).total_seconds() / interval_s
+    assert abs(runs - round(runs)) < 1e-3, "still on the job's grid"
+
+
 def test_the_stamper_stamps_provisionally_until_the_clock_is_set_and_says_so_once() -> None:
     clocks = Clocks(wall=3.0, mono=20.0)
     stamp = Stamper(wall=clocks.wall, mono=clocks.mono)
@@ -157,3 +188,56 @@ async def test_a_failed_restamp_is_retried_with_a_doubling_backoff() -> None:
             tried_at.append(mono)
     assert tried_at == [0.0, 1.0, 3.0]  # failed at 0 (retry after 1 s), at 1 (after 2 s), done at 3
     assert outbox.provisional == 0
+
+
+class Collect:
+    """Stands in for the outbox: keeps what the sample buffer commits."""
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+
+    async def put(self, points: list[Point]) -> None:
+        self.points.extend(points)
+
+
+class One:
+    """A source that always reads 1, at once."""
+
+    def read_now(self) -> str:
+        return "1"
+
+    async def read(self) -> str:
+        return "1"
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("stamps", "kept"),
+    [
+        ([5_000, 5_000, 5_001], [5_000, 5_001]),  # two overdue ticks run back to back after a stall
+        ([-41, -41, -42], [-41, -42]),  # the same, stamped provisionally
+        ([5_000, 5_001, 5_000], [5_000, 5_001, 5_000]),  # not the latest stamp: a read all the same
+    ],
+)
+async def test_a_second_tick_in_the_same_millisecond_reads_nothing(
+    stamps: list[int], kept: list[int]
+) -> None:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start(paused=True)
+    outbox = Collect()
+    buffer = SampleBuffer(outbox)  # type: ignore[arg-type]
+    next_stamp = iter(stamps)
+    sampler = Sampler(scheduler, buffer, stamp=lambda: next(next_stamp))
+    try:
+        sampler.set_sensors([SensorRuntime("Room", "Level", "number", "s1", 0.1, One())])  # type: ignore[arg-type]
+        for _ in stamps:
+            await sampler._tick(0.1)
+        await buffer.flush()
+    finally:
+        scheduler.shutdown(wait=False)
+    assert [p.time_ms for p in outbox.points] == kept
+    assert sampler.stats.skipped_same_time == len(stamps) - len(kept)
