@@ -163,7 +163,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 
 class Point(NamedTuple):
-    """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock), and its value.
+    """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock; negative: a provisional
+    stamp, read before the wall clock was set, see :mod:`gatewayd.wallclock`), and its value.
 
     ``value`` is what Thing+ gets: a string (numbers as strings) or a JSON object. A named tuple, not a
     frozen dataclass: one is made per sample (10,000 a second in a big simulation) and a frozen
@@ -342,6 +343,9 @@ class Outbox:
         db = self._conn
         try:
             self._time.save(db)  # where the storage clock resumes at the next open
+        except sqlite3.DatabaseError:
+            pass  # it resumes from the last bound check's save instead (keeping points longer)
+        try:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.DatabaseError:
             pass

@@ -83,9 +83,9 @@ async def faked_daemon(env: Env, start: str, **inventory: str) -> AsyncIterator[
 
 async def set_faults(env: Env, method: str, body: dict[str, object] | None = None) -> None:
     """The emulator's fault admin API, over HTTP as an operator would use it."""
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, f"{env.server.url}/_emulator/faults/thingplus", json=body) as r:
-            assert r.status == 200, await r.text()
+    url = f"{env.server.url}/_emulator/faults/thingplus"
+    async with aiohttp.ClientSession() as http, http.request(method, url, json=body) as answer:
+        assert answer.status == 200, await answer.text()
 
 
 def logged(child: Child, event_prefix: str) -> list[dict[str, object]]:
