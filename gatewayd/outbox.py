@@ -704,7 +704,10 @@ class Outbox:
         return await self._run(self._restamp_sync)
 
     def _restamp_sync(self) -> int:
-        resolved = self._time.resolve(self._conn)
+        try:
+            resolved = self._time.resolve(self._conn)
+        except sqlite3.Error as exc:  # a read outside its transaction (the writes raise StorageError)
+            raise StorageError(f"outbox re-stamp failed: {exc}") from exc
         names = {num: sid for sid, num in self._sensor_nums.items()}
         by_sensor = self.stats.pending_by_sensor
         for num, n in resolved.restamped.items():
