@@ -10,7 +10,9 @@ to the dead-letter table with the reason, bounded). Leases are not persisted: af
 every leased point is pending again, so a batch that was in flight may be sent twice, nothing else.
 
 Bounds: past ``max_points`` or ``max_age`` the oldest points are dropped and counted, so a box offline
-for weeks keeps its newest data and a flash card does not fill up.
+for weeks keeps its newest data and a flash card does not fill up. Age is measured on a storage clock
+that a wall-clock jump does not move, and points stamped before the wall clock was set are held until
+it is, then re-stamped (:mod:`gatewayd.outboxtime`).
 
 A full disk is not a damaged file: only a database that fails its integrity check is moved aside (see
 :mod:`gatewayd.storagefaults`); a full disk is a :class:`DiskFullError`, and the writes that free space
@@ -42,7 +44,9 @@ import structlog
 
 from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError, StorageError
+from gatewayd.outboxtime import AGE_MARKS_TABLE, SCHEMA_VERSION, OutboxTime
 from gatewayd.storagefaults import Fault, fault_of, storage_error
+from gatewayd.wallclock import boot_id
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +56,6 @@ S = TypeVar("S")
 # One encoder for every value: json.dumps(value, separators=...) builds a new encoder per call, which was
 # a quarter of the put time. Same output, compact JSON text.
 _encode_value = json.JSONEncoder(separators=(",", ":")).encode
-
-SCHEMA_VERSION = 1
 
 #: Rows per INSERT. sqlite3 lets go of the GIL at every statement step, and taking it back from a busy
 #: event loop can cost a switch interval (5 ms): with ``executemany`` that is per row, and a 10,000-point
@@ -132,9 +134,16 @@ def _require_json_functions() -> None:
         db.close()
 
 
+#: The log line of a drop, by the bound that made it.
+_DROP_EVENTS = {
+    "max_age": "outbox max_age: dropped points stored longer than max_age",
+    "max_points": "outbox full: dropped oldest points past max_points",
+}
+
 _MERGE_CHUNK = 50_000  # rows indexed per transaction; also how many may wait unindexed before a put merges
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sensors (num INTEGER PRIMARY KEY, sensor_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS points (
@@ -142,7 +151,9 @@ CREATE TABLE IF NOT EXISTS points (
     sensor INTEGER NOT NULL,
     time_ms INTEGER NOT NULL,
     value TEXT NOT NULL,
-    merged INTEGER NOT NULL DEFAULT 0  -- 1 once in points_by_sensor: every id <= meta.merged_upto
+    -- 1 once in points_by_sensor: every id <= meta.merged_upto but provisional ones (time_ms < 0:
+    -- stamped before the wall clock was set), which are held unleasable until re-stamped
+    merged INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS points_by_sensor ON points (sensor, id) WHERE merged = 1;
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -154,6 +165,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at_ms INTEGER NOT NULL
 );
 """
+    + AGE_MARKS_TABLE
+)
 
 
 class _Damaged(Exception):
@@ -161,7 +174,8 @@ class _Damaged(Exception):
 
 
 class Point(NamedTuple):
-    """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock), and its value.
+    """One sample: the Thing+ sensor id, when it was read (unix ms, wall clock; negative: a provisional
+    stamp, read before the wall clock was set, see :mod:`gatewayd.wallclock`), and its value.
 
     ``value`` is what Thing+ gets: a string (numbers as strings) or a JSON object. A named tuple, not a
     frozen dataclass: one is made per sample (10,000 a second in a big simulation) and a frozen
@@ -212,8 +226,10 @@ class OutboxStats:
     released: int = 0
     dead_lettered: int = 0
     dropped: int = 0
-    #: ``dropped`` by bound: ``max_points`` or ``max_age``.
+    #: Drops by the bound that made them: "max_age" or "max_points".
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Points held (in ``pending``, not in ``pending_by_sensor``) until the wall clock is set.
+    provisional: int = 0
     recovered_corrupt: int = 0
     pending_by_sensor: dict[str, int] = field(default_factory=dict)
 
@@ -231,6 +247,8 @@ class Outbox:
         put_synchronous: str = "FULL",
         clock: Callable[[], float] = time.time,
         reserve_bytes: int = RESERVE_BYTES,
+        mono: Callable[[], float] = time.monotonic,
+        boot: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_points = max_points
@@ -238,6 +256,7 @@ class Outbox:
         self.dead_letter_limit = dead_letter_limit
         self.put_synchronous = put_synchronous
         self.clock = clock
+        self._time = OutboxTime(wall=clock, mono=mono, boot=boot_id() if boot is None else boot)
         self.stats = OutboxStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
@@ -247,8 +266,9 @@ class Outbox:
         self._leased: set[str] = set()
         self._merged_upto = 0  # every point with a higher id is not in points_by_sensor yet
         self._unmerged = 0  # points put since the last merge (an upper bound: drops are not subtracted)
-        self._last_drop_log = float("-inf")  # monotonic time starts near 0 at boot: log the first drop
-        self._dropped_since_log = 0
+        # per reason: monotonic time of the last drop line (-inf: log the first drop), drops since then
+        self._last_drop_log: dict[str, float] = {}
+        self._dropped_since_log: dict[str, int] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -366,12 +386,16 @@ class Outbox:
 
     def _load_counts(self) -> None:
         db = self._conn
+        self.stats.dead_lettered += self._time.open(db)
         indexed = self._merge_or_not()  # everything indexed: the count reads the index, not the table
-        where = "WHERE merged = 1" if indexed else ""
+        # Provisional points (negative stamps) are never indexed; they are counted apart below.
+        where = "WHERE merged = 1" if indexed else "WHERE time_ms >= 0"
         by_num = dict(db.execute(f"SELECT sensor, COUNT(*) FROM points {where} GROUP BY sensor"))
         names = {num: sid for sid, num in self._sensor_nums.items()}
         self.stats.pending_by_sensor = {names[n]: c for n, c in by_num.items() if n in names}
-        self.stats.pending = sum(by_num.values())
+        provisional = self._time.count_provisional(db)
+        self.stats.provisional = sum(provisional.values())
+        self.stats.pending = sum(by_num.values()) + self.stats.provisional
         if self.stats.pending:
             log.info(
                 "outbox recovered backlog",
@@ -381,6 +405,10 @@ class Outbox:
 
     def _close_sync(self) -> None:
         db = self._conn
+        try:
+            self._time.save(db)  # where the storage clock resumes at the next open
+        except sqlite3.DatabaseError:
+            pass  # it resumes from the last bound check's save instead (keeping points longer)
         try:
             self._freeing(self._checkpoint)
         except StorageError as exc:  # the WAL stays; the next open reads it
@@ -441,6 +469,7 @@ class Outbox:
         nums = {**self._sensor_nums, **new_nums} if new_nums else self._sensor_nums
         rows = [(nums[p.sensor_id], p.time_ms, _encode_value(p.value)) for p in points]
         page_limit = self._reserve.hold_size(db)  # while the disk is full: fill freed pages, add none
+        provisional = sum(1 for p in points if p.time_ms < 0)  # stamped before the wall clock was set
         try:
             # Accepted data must survive a power cut: this commit syncs the WAL. Acks and trims stay at
             # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
@@ -448,6 +477,9 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             _insert_rows(db, "sensors (num, sensor_id)", [(num, sid) for sid, num in new_nums.items()])
             _insert_rows(db, "points (sensor, time_ms, value)", rows)
+            if provisional:
+                last_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                self._time.note_provisional(db, last_id - len(rows) + 1)
             if also is not None:
                 also(db)
             db.execute("COMMIT")
@@ -466,12 +498,13 @@ class Outbox:
         self._sensor_nums.update(new_nums)
         self.stats.put += len(points)
         self.stats.pending += len(points)
+        self.stats.provisional += provisional
         by_sensor = self.stats.pending_by_sensor
-        for p in points:
+        for p in points if not provisional else [p for p in points if p.time_ms >= 0]:
             by_sensor[p.sensor_id] = by_sensor.get(p.sensor_id, 0) + 1
         if self.stats.pending > self.max_points:
             try:
-                self._drop_sync("max_points", oldest_count=self.stats.pending - self.max_points)
+                self._drop_sync(self.stats.pending - self.max_points)
             except StorageError as exc:  # the points are committed: raising would get them put twice
                 log.warning("outbox trim failed; retried at the next bound check", error=str(exc))
         self._unmerged += len(points)
@@ -494,7 +527,7 @@ class Outbox:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(
-                    "UPDATE points SET merged = 1 WHERE id > ? AND id <= ? AND merged = 0",
+                    "UPDATE points SET merged = 1 WHERE id > ? AND id <= ? AND merged = 0 AND time_ms >= 0",
                     (self._merged_upto, upto),
                 )
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('merged_upto', ?)", (str(upto),))
@@ -703,25 +736,40 @@ class Outbox:
         return await self._run(self._enforce_bounds_sync)
 
     def _enforce_bounds_sync(self) -> int:
+        """Age on the storage clock (a wall-clock jump drops nothing), then the count.
+
+        The age mark written first covers the points put since the last check, so none goes unmarked
+        for longer than the check interval; a failure to write it leaves the points marked later
+        (kept longer), never dropped early.
+        """
         if self._db is None:  # not open yet (the disk was full at start-up): nothing to bound
             return 0
-        cutoff_ms = int((self.clock() - self.max_age_s) * 1000)
-        dropped = self._freeing(self._drop_sync, "max_age", 0, cutoff_ms)
+        dropped = 0
+        try:
+            self._time.tick(self._conn)
+        except StorageError as exc:
+            log.warning("outbox age mark not written; written at the next check", error=str(exc))
+        upto = self._time.aged_out_upto(self._conn, self.max_age_s)
+        if upto is not None:
+            dropped += self._freeing(self._drop_where, "id <= ?", (upto,), "max_age")
         if self.stats.pending > self.max_points:
-            dropped += self._freeing(self._drop_sync, "max_points", self.stats.pending - self.max_points)
+            dropped += self._freeing(self._drop_sync, self.stats.pending - self.max_points)
         return dropped
 
-    def _drop_sync(self, reason: str, oldest_count: int = 0, older_than_ms: int | None = None) -> int:
-        """Delete the oldest points, leased ones included (their ack then finds fewer points to delete
-        and counts what it removed: see :meth:`_delete_chunk`)."""
-        db = self._conn
-        if older_than_ms is not None:
-            where, params = "time_ms < ?", (older_than_ms,)
-        else:
-            where, params = "id IN (SELECT id FROM points ORDER BY id LIMIT ?)", (oldest_count,)
-        counts = dict(
-            db.execute(f"SELECT sensor, COUNT(*) FROM points WHERE {where} GROUP BY sensor", params)
+    def _drop_sync(self, oldest_count: int) -> int:
+        """Drop the ``oldest_count`` oldest points (the ``max_points`` bound)."""
+        return self._drop_where(
+            "id IN (SELECT id FROM points ORDER BY id LIMIT ?)", (oldest_count,), "max_points"
         )
+
+    def _drop_where(self, where: str, params: tuple[int, ...], reason: str) -> int:
+        """Delete the points ``where`` says, leased ones included (their ack then finds fewer points to
+        delete and counts what it removed: see :meth:`_delete_chunk`), counted and logged by ``reason``."""
+        db = self._conn
+        counts = db.execute(
+            f"SELECT sensor, time_ms < 0, COUNT(*) FROM points WHERE {where} GROUP BY sensor, time_ms < 0",
+            params,
+        ).fetchall()
         if not counts:
             return 0
         try:
@@ -733,25 +781,34 @@ class Outbox:
             raise self._error("outbox trim failed", exc) from exc
         names = {num: sid for sid, num in self._sensor_nums.items()}
         total = 0
-        for num, n in counts.items():
+        for num, provisional, n in counts:
             total += n
-            self._count_removed(names[num], n)
+            if provisional:
+                self.stats.provisional -= n
+                self.stats.pending -= n
+            else:
+                self._count_removed(names[num], n)
         self.stats.dropped += total
-        by_reason = self.stats.dropped_by_reason
-        by_reason[reason] = by_reason.get(reason, 0) + total
-        self._dropped_since_log += total
-        now = time.monotonic()
-        if now - self._last_drop_log >= 60.0:
-            log.warning(
-                "outbox full: dropped oldest points",
-                dropped=self._dropped_since_log,
-                dropped_total=self.stats.dropped,
-                max_points=self.max_points,
-                max_age_s=self.max_age_s,
-            )
-            self._last_drop_log = now
-            self._dropped_since_log = 0
+        self.stats.dropped_by_reason[reason] = self.stats.dropped_by_reason.get(reason, 0) + total
+        self._log_drop(reason, total)
         return total
+
+    def _log_drop(self, reason: str, dropped: int) -> None:
+        """One line a minute per bound, saying which bound dropped the points."""
+        since = self._dropped_since_log[reason] = self._dropped_since_log.get(reason, 0) + dropped
+        now = time.monotonic()
+        if now - self._last_drop_log.get(reason, float("-inf")) < 60.0:
+            return
+        log.warning(
+            _DROP_EVENTS[reason],
+            reason=reason,
+            dropped=since,
+            dropped_total=self.stats.dropped_by_reason[reason],
+            max_points=self.max_points,
+            max_age_s=self.max_age_s,
+        )
+        self._last_drop_log[reason] = now
+        self._dropped_since_log[reason] = 0
 
     async def requeue_dead_letters(self, reason: str | None = None) -> int:
         """Dead letters (all, or those whose reason contains ``reason``) back to pending, taken out of
@@ -774,6 +831,35 @@ class Outbox:
                 ),
             )
         return len(rows)
+
+    # ---------------------------------------------------------------- the wall clock
+
+    @property
+    def provisional(self) -> int:
+        """Points held until the wall clock is set (see :mod:`gatewayd.wallclock`)."""
+        return self.stats.provisional
+
+    async def restamp(self) -> int:
+        """Give the provisional points their wall-clock times, if the wall clock is set now (or
+        dead-letter them, if they come from an earlier boot); returns how many were re-stamped."""
+        return await self._run(self._restamp_sync)
+
+    def _restamp_sync(self) -> int:
+        try:
+            resolved = self._time.resolve(self._conn)
+        except sqlite3.Error as exc:  # a read outside its transaction (the writes raise StorageError)
+            raise StorageError(f"outbox re-stamp failed: {exc}") from exc
+        names = {num: sid for sid, num in self._sensor_nums.items()}
+        by_sensor = self.stats.pending_by_sensor
+        for num, n in resolved.restamped.items():
+            by_sensor[names[num]] = by_sensor.get(names[num], 0) + n
+            self._unmerged += n
+        restamped = sum(resolved.restamped.values())
+        dead = sum(resolved.dead_lettered.values())
+        self.stats.provisional -= restamped + dead
+        self.stats.pending -= dead
+        self.stats.dead_lettered += dead
+        return restamped
 
     # ---------------------------------------------------------------- inspection
 

@@ -7,16 +7,17 @@ overlaps itself and never delays the others).
 
 Why samples pass through :class:`SampleBuffer`: committing each sample alone would mean one fsync per
 sample, which wears flash and caps throughput; the buffer commits everything read in the last fraction
-of a second in one transaction. A sample is stamped with the wall clock when it is read; scheduling uses
+of a second in one transaction. A sample is stamped with the wall clock when it is read (provisionally,
+from the monotonic clock, while the wall clock is not set: :mod:`gatewayd.wallclock`); scheduling uses
 the event loop's monotonic clock, and :class:`ClockJumpGuard` re-anchors the scheduler when NTP moves
-the wall clock.
+the wall clock (and has the outbox re-stamp the provisional points once it is set).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,8 @@ from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.sensortypes import numeric_type
 from gatewayd.sources import Source, Value, thingplus_value
+from gatewayd.triggers import JumpSafeIntervalTrigger
+from gatewayd.wallclock import Stamper
 
 log = structlog.get_logger(__name__)
 
@@ -161,6 +164,8 @@ class SamplerStats:
     sampled: int = 0
     read_errors: int = 0
     skipped_busy: int = 0
+    #: Ticks of an interval run twice in one millisecond (overdue ticks run back to back after a stall).
+    skipped_same_time: int = 0
     by_interval: dict[float, int] = field(default_factory=dict)
 
 
@@ -174,16 +179,20 @@ class Sampler:
         *,
         clock: Callable[[], float] = time.time,
         read_timeout_cap: float = 30.0,
+        stamp: Callable[[], int] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.buffer = buffer
         self.clock = clock
+        #: A sample's time (unix ms, or a provisional stamp while the wall clock is not set).
+        self.stamp = stamp if stamp is not None else Stamper(wall=clock)
         self.read_timeout_cap = read_timeout_cap
         self.stats = SamplerStats()
         self.sensors: list[SensorRuntime] = []
         self._groups: dict[float, list[SensorRuntime]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._last_stamp: dict[float, int] = {}  # interval -> the stamp of its latest tick
 
     def set_sensors(self, sensors: Iterable[SensorRuntime]) -> None:
         """Replace the sensor set; jobs of intervals no longer used are removed, new ones added."""
@@ -196,7 +205,7 @@ class Sampler:
         for interval in set(groups) - set(self._groups):
             self.scheduler.add_job(
                 self._tick,
-                IntervalTrigger(seconds=interval),
+                JumpSafeIntervalTrigger(seconds=interval),
                 args=[interval],
                 id=_job_id(interval),
                 name=f"sample every {interval:g}s",
@@ -211,7 +220,13 @@ class Sampler:
     async def _tick(self, interval: float) -> None:
         if self._stopped:
             return
-        now_ms = int(self.clock() * 1000)
+        now_ms = self.stamp()
+        if now_ms == self._last_stamp.get(interval):
+            # A second read within the same millisecond would carry the same time, and Thing+ keeps
+            # one value per time: the later one would silently replace the earlier.
+            self.stats.skipped_same_time += 1
+            return
+        self._last_stamp[interval] = now_ms
         for sensor in self._groups.get(interval, ()):
             read_now = sensor.read_now
             if read_now is not None:
@@ -246,7 +261,7 @@ class Sampler:
             except Exception as exc:  # a source bug must not stop sampling of this or other sensors
                 self._failed(sensor, _reason(exc))
                 return
-            self._accepted(sensor, value, int(self.clock() * 1000))
+            self._accepted(sensor, value, self.stamp())
         finally:
             sensor.in_flight = False
 
@@ -296,7 +311,8 @@ class ClockJumpGuard:
 
     APScheduler 3 keeps next run times in wall-clock datetimes: a backwards jump of an hour would pause
     every job for an hour. This watches wall time against the monotonic clock and, past ``tolerance_s``,
-    moves every job's next run to now so the intervals continue from the new wall time.
+    moves every job's next run to now so the intervals continue from the new wall time. ``on_check`` is
+    called with both readings at every check (the outbox's re-stamping waits on the clock being set).
     """
 
     def __init__(
@@ -307,8 +323,10 @@ class ClockJumpGuard:
         period_s: float = 1.0,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        on_check: Callable[[float, float], Awaitable[None]] | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self.on_check = on_check
         self.tolerance_s = tolerance_s
         self.period_s = period_s
         self.wall = wall
@@ -331,6 +349,8 @@ class ClockJumpGuard:
                 log.warning("wall clock jumped; re-anchoring schedules", jump_s=round(skew, 3))
                 self.reanchor()
             last_wall, last_mono = wall, mono
+            if self.on_check is not None:
+                await self.on_check(wall, mono)
 
     def reanchor(self) -> None:
         now = datetime.now(UTC)
@@ -338,7 +358,7 @@ class ClockJumpGuard:
             trigger = job.trigger
             if isinstance(trigger, IntervalTrigger):
                 self.scheduler.reschedule_job(
-                    job.id, trigger=IntervalTrigger(seconds=trigger.interval.total_seconds())
+                    job.id, trigger=JumpSafeIntervalTrigger(seconds=trigger.interval.total_seconds())
                 )
                 self.scheduler.modify_job(job.id, next_run_time=now + timedelta(milliseconds=10))
         self.scheduler.wakeup()

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
@@ -36,6 +35,8 @@ from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntim
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.statefile import StateFile
 from gatewayd.statelock import StateLock
+from gatewayd.triggers import JumpSafeIntervalTrigger
+from gatewayd.wallclock import RestampOnClockSet, Stamper
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
 # first used, after READY: importing the HTTP stack alone takes a few tenths of a second, and sampling
@@ -161,6 +162,7 @@ class Daemon:
             max_points=self.inventory.outbox.max_points,
             max_age_s=self.inventory.outbox.max_age,
             clock=self.clock,
+            mono=self.mono,
         )
         self.buffer = SampleBuffer(self.outbox, limit=memory_points_for(self.inventory))
         self.disk_guard = DiskGuard(self.outbox, self.buffer, mono=self.mono)
@@ -177,17 +179,22 @@ class Daemon:
         # Sampling first: samples are kept from the first second, whatever the cloud does.
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.start()
-        self.sampler = Sampler(self.scheduler, self.buffer, clock=self.clock)
+        self.sampler = Sampler(
+            self.scheduler, self.buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
+        )
         self._apply_sensors(self.inventory)
         self.scheduler.add_job(
             outbox.enforce_bounds,
-            IntervalTrigger(seconds=60),
+            JumpSafeIntervalTrigger(seconds=60),
             id="outbox-bounds",
             coalesce=True,
             max_instances=1,
         )
         self._spawn(self.disk_guard.run(), "sample buffer")
-        self._spawn(ClockJumpGuard(self.scheduler).run(), "clock guard")
+        guard = ClockJumpGuard(
+            self.scheduler, wall=self.clock, mono=self.mono, on_check=RestampOnClockSet(outbox).check
+        )
+        self._spawn(guard.run(), "clock guard")
         self._notify_ready()
         try:
             from gatewayd.oneshot import http_session
@@ -575,7 +582,7 @@ class Daemon:
         assert self.scheduler is not None
         self.scheduler.add_job(
             self._until_stop(poll),
-            IntervalTrigger(seconds=interval_s),
+            JumpSafeIntervalTrigger(seconds=interval_s),
             id=job_id,
             coalesce=True,
             max_instances=1,

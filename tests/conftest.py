@@ -20,6 +20,21 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+_structlog_configure = structlog.configure
+
+
+def _configure_without_logger_cache(*args: Any, **kwargs: Any) -> None:
+    """gatewayd's logging setup caches each logger on first use (a CPU saving in the daemon). In this
+    process, where CLI tests set logging up and later tests capture logs, a cached logger keeps the
+    processors of the test that first used it and ``capture_logs`` would miss it: the result of a test
+    would depend on which tests ran before. Subprocess tests still run the real, cached setup."""
+    kwargs["cache_logger_on_first_use"] = False
+    _structlog_configure(*args, **kwargs)
+
+
+structlog.configure = _configure_without_logger_cache
+
+
 VALID = textwrap.dedent(
     """\
     gateway: {name: "Edge Box 1", model: "52"}
@@ -165,3 +180,28 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     finally:
         if subprocess.run(["umount", str(where)], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(where)], capture_output=True, check=False)
+
+
+class Clocks:
+    """A wall clock and a monotonic clock for tests, moved by hand (seconds).
+
+    ``advance`` moves both, as time passing does; ``jump`` moves the wall clock alone, as NTP or a
+    manual date change does.
+    """
+
+    def __init__(self, wall: float, mono: float = 1000.0) -> None:
+        self.wall_s = wall
+        self.mono_s = mono
+
+    def wall(self) -> float:
+        return self.wall_s
+
+    def mono(self) -> float:
+        return self.mono_s
+
+    def advance(self, seconds: float) -> None:
+        self.wall_s += seconds
+        self.mono_s += seconds
+
+    def jump(self, seconds: float) -> None:
+        self.wall_s += seconds

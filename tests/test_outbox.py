@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from gatewayd import outbox as outbox_module
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Lease, Outbox, Point
-from tests.conftest import logs_of
+from tests.conftest import Clocks, logs_of
 
 T0 = (int(time.time()) - 3600) * 1000  # a sample time in ms, an hour ago (inside the default max_age)
 
@@ -348,21 +348,19 @@ async def test_max_points_drop_is_logged(db_path: Path) -> None:
         assert ob.stats.dropped == 4
 
 
-async def test_max_age_drops_points_older_than_the_limit_by_sample_time(db_path: Path) -> None:
-    now = [T0 / 1000 + 3600]  # one hour after T0
-
-    def clock() -> float:
-        return now[0]
-
-    async with await Outbox.open(db_path, max_age_s=1800, clock=clock) as ob:
-        old = [Point("a", T0 + i * 1000, f"old-{i}") for i in range(3)]
-        new = [Point("a", T0 + 3_000_000 + i, f"new-{i}") for i in range(2)]  # 50 min after T0
-        await ob.put(old + new + [Point("b", T0, "b-old")])
-        assert await ob.enforce_bounds() == 4
+async def test_max_age_drops_points_stored_longer_than_the_limit(db_path: Path) -> None:
+    clocks = Clocks(wall=T0 / 1000)
+    async with await Outbox.open(db_path, max_age_s=1800, clock=clocks.wall, mono=clocks.mono) as ob:
+        await ob.put([Point("a", T0 + i * 1000, f"old-{i}") for i in range(3)] + [Point("b", T0, "b-old")])
+        assert await ob.enforce_bounds() == 0  # the bound check marks them as stored now
+        clocks.advance(3000)  # 50 min later
+        await ob.put([Point("a", T0 + 3_000_000 + i, f"new-{i}") for i in range(2)])
+        assert await ob.enforce_bounds() == 4  # the old ones have been stored 50 min: past 30 min
         assert values(await ob.all_points()) == ["new-0", "new-1"]
         assert ob.stats.dropped == 4
+        assert ob.stats.dropped_by_reason == {"max_age": 4}
         assert ob.stats.pending_by_sensor == {"a": 2}
-        now[0] += 3600  # another hour: the rest ages out too
+        clocks.advance(3600)  # another hour: the rest ages out too
         assert await ob.enforce_bounds() == 2
         assert ob.stats.pending == 0
         assert await ob.lease("a", 10) is None

@@ -58,7 +58,8 @@ async def test_on_a_full_disk_the_reserve_lets_it_open_and_ack_but_not_grow(smal
     assert small_disk.free_bytes() < 64 * 1024
     async with await Outbox.open(path) as ob:  # the reserve is given up for it
         assert not ob.reserve_held
-        assert small_disk.free_bytes() >= RESERVE_BYTES - 64 * 1024
+        # Opening writes a few pages (the -shm file, the storage clock's age mark), no more.
+        assert small_disk.free_bytes() >= RESERVE_BYTES - 128 * 1024
         room = small_disk.free_bytes()
         lease = await ob.lease("a", 200)
         assert lease is not None
