@@ -168,29 +168,41 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
 # ------------------------------------------------------------------------------------------ reload
 
 
-async def test_a_slow_reload_parse_leaves_the_event_loop_free(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class HeldParse:
+    """``service.load_inventory`` held in its worker thread until the test calls :meth:`release`."""
+
+    def __init__(self) -> None:
+        self.started, self._release = threading.Event(), threading.Event()
+        self.released: list[bool] = []
+        self._load = service.load_inventory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Inventory:
+        self.started.set()
+        self.released.append(self._release.wait(timeout=10))
+        return self._load(*args, **kwargs)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+@pytest.fixture
+def held_parse(monkeypatch: pytest.MonkeyPatch) -> HeldParse:
+    held = HeldParse()
+    monkeypatch.setattr(service, "load_inventory", held)
+    return held
+
+
+async def test_a_slow_reload_parse_leaves_the_event_loop_free(env: Env, held_parse: HeldParse) -> None:
     """The parse is held until the test, running on the daemon's event loop, has seen sampling go on:
     were the parse on the loop, the test could not run, and the parse would time out unreleased."""
     path = env.write_inventory()
-    started, release = threading.Event(), threading.Event()
-    released: list[bool] = []
-    real_load = service.load_inventory
-
-    def slow_load(*args: Any, **kwargs: Any) -> Inventory:
-        started.set()
-        released.append(release.wait(timeout=10))
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(service, "load_inventory", slow_load)
     async with running(load_inventory(path), inventory_path=path) as run:
         daemon = run.daemon
         assert daemon.sampler is not None
         await until(lambda: daemon.registered is not None, what="registration")
         env.write_inventory(devices=THREE_SENSORS)
         daemon.reload()
-        await until(started.is_set, what="the reload's parse to start")
+        await until(held_parse.started.is_set, what="the reload's parse to start")
         sampled, delivered_then = daemon.sampler.stats.sampled, delivered(env.tp)
         await until(
             lambda: (
@@ -201,7 +213,7 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(
             what="sampling and uploads while the parse is held",
         )
         assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)  # not applied yet
-        release.set()
+        held_parse.release()
         await until(
             lambda: (
                 daemon.sampler is not None and any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
@@ -211,7 +223,7 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(
         (added,) = [s.sensor_id for s in daemon.sampler.sensors if s.key == "Cellar/Level"]
         await until(lambda: bool(points_of(env.tp, added)), what="the added sensor registered and delivering")
         await run.stop()
-    assert released == [True]
+    assert held_parse.released == [True]
     assert_delivered_exactly_once(daemon, env.tp)
 
 
