@@ -590,6 +590,9 @@ class Daemon:
         try:
             # In a thread: a 10,000-sensor inventory takes seconds to parse, and sampling must not wait.
             new = await asyncio.to_thread(parse)
+            if self.registered is not None and self.registered.model is not model:
+                # Registered while the thread parsed: check the types now, as a reload after it would.
+                check_types(new, self.registered.model, path)
         except ConfigError as exc:
             log.error(
                 "reload refused: the new inventory is invalid; the old one keeps running",

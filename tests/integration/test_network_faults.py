@@ -8,6 +8,7 @@ scheduler, as in ``test_daemon.py``; conditions are awaited with :func:`until`, 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -222,6 +223,41 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(env: Env, held_par
         )
         (added,) = [s.sensor_id for s in daemon.sampler.sensors if s.key == "Cellar/Level"]
         await until(lambda: bool(points_of(env.tp, added)), what="the added sensor registered and delivering")
+        await run.stop()
+    assert held_parse.released == [True]
+    assert_delivered_exactly_once(daemon, env.tp)
+
+
+async def test_a_reload_parsed_while_the_first_registration_ends_is_checked_against_the_model(
+    env: Env, held_parse: HeldParse
+) -> None:
+    """Unregistered when the parse starts (no model to check types against), registered when it ends:
+    the new inventory is checked then, and a type the model lacks is refused like any invalid reload
+    (the old inventory keeps running), not applied unchecked and then fatal (exit 2)."""
+    path = env.write_inventory()
+    faults = env.server.emulator.faults
+    faults.set("thingplus", outage_s=math.inf)
+    async with running(load_inventory(path), inventory_path=path) as run:
+        daemon = run.daemon
+        assert daemon.sampler is not None
+        env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
+        with logs_of(service) as logs:
+            daemon.reload()
+            await until(held_parse.started.is_set, what="the reload's parse to start")
+            faults.clear("thingplus")
+            await until(lambda: daemon.registered is not None, what="registration while the parse is held")
+            held_parse.release()
+            await until(
+                lambda: (
+                    daemon.fatal is not None or any(e["event"].startswith("reload refused") for e in logs)
+                ),
+                what="the reload handled",
+            )
+        assert daemon.fatal is None
+        assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
+        (refused,) = [e for e in logs if e["event"].startswith("reload refused")]
+        assert "warp_drive" in " ".join(refused["problems"])
+        await until(lambda: len(env.tp.sensors) == 2 and delivered(env.tp) > 0, what="old sensors flowing")
         await run.stop()
     assert held_parse.released == [True]
     assert_delivered_exactly_once(daemon, env.tp)
