@@ -22,6 +22,7 @@ from gatewayd import gatewaywatch, pollers, service
 from gatewayd.clouds.retry import MAX_DEFERRAL_S
 from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator.faults import RateLimit
+from gatewayd.service import Hooks
 from tests.conftest import logs_of, loopback_server
 
 from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until
@@ -296,5 +297,43 @@ async def test_a_gateway_deleted_on_the_cloud_side_is_registered_again_with_the_
         lost = [e for e in logs if e["event"].startswith("Thing+ no longer knows this gateway")]
         assert [(e["log_level"], e["gateway_id"]) for e in lost] == [("error", gateway_id)]  # once
         assert daemon.outbox.stats.dead_lettered == 0
+        await run.stop()
+    assert_delivered_exactly_once(daemon, env.tp)
+
+
+async def test_a_reload_while_the_gateway_is_registered_again_is_checked_against_the_model(
+    env: Env,
+) -> None:
+    """Between the loss and the new registration the daemon is not registered, but it knows the model:
+    a reload then is checked as any other (refused, the old sensors keep running), not applied unchecked
+    and made fatal (exit 2) when the new registration meets the type the model lacks."""
+    path = env.write_inventory()
+    faults = env.server.emulator.faults
+
+    def on_status(text: str) -> None:  # told synchronously, before the new registration starts
+        if text.startswith("Thing+ lost the gateway"):
+            faults.set("thingplus", outage_s=math.inf)
+
+    async with (
+        running(load_inventory(path), inventory_path=path, hooks=Hooks(on_status=on_status)) as run,
+        aiohttp.ClientSession() as http,
+    ):
+        daemon = run.daemon
+        assert daemon.sampler is not None
+        await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="delivery")
+        async with http.delete(
+            f"{env.server.url}/_emulator/thingplus/gateways/{daemon.registry.gateway_id()}"
+        ):
+            pass
+        await until(lambda: daemon.registered is None, what="the loss found")
+        env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
+        with logs_of(service) as logs:
+            daemon.reload()
+            await until(lambda: any(e["event"].startswith("reload refused") for e in logs), what="refused")
+        assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
+        faults.clear("thingplus")
+        await until(lambda: daemon.registered is not None, what="registered again")
+        await until(lambda: len(env.tp.sensors) == 2, what="the old sensors registered again")
+        assert daemon.fatal is None
         await run.stop()
     assert_delivered_exactly_once(daemon, env.tp)
