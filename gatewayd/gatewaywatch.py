@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from gatewayd.clouds.thingplus import ThingPlusClient
-from gatewayd.errors import CloudError
+from gatewayd.errors import CloudError, StorageError
 from gatewayd.registry import Registry
 
 log = structlog.get_logger(__name__)
@@ -62,8 +62,13 @@ class GatewayWatch:
         self.lost = False
 
     def _lose(self, gateway_id: str, error: CloudError) -> None:
+        try:
+            self.registry.forget_registration()
+        except StorageError as exc:
+            # Cleared in memory all the same: registering again must not wait for the disk (the next
+            # flush saves the marks; a restart before that finds the loss again by the same 404s).
+            log.error("cleared registration marks not saved yet", error=str(exc))
         self.lost = True
-        self.registry.forget_registration()
         log.error(
             "Thing+ no longer knows this gateway (deleted on the cloud side?): registering it again with "
             "the same ids; pending points are kept and sent once it is back",

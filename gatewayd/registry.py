@@ -144,6 +144,7 @@ class Registry:
         for entry in (self._gateway, *self._devices.values(), *self._sensors.values()):
             if entry is not None:
                 entry.registered = False
+        self._dirty = True  # a save that fails here is done again by the next flush()
         self._save()
 
     def flush(self) -> None:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from gatewayd.clouds.thingplus import ThingPlusClient
     from gatewayd.gatewaywatch import GatewayWatch
-    from gatewayd.registrar import Registered
+    from gatewayd.registrar import GatewayModel, Registered
     from gatewayd.uploader import Uploader
 
 log = structlog.get_logger(__name__)
@@ -110,6 +110,9 @@ class Daemon:
         self.latest = LatestState()
         self.poll_stats = PollStats()
         self.registered: Registered | None = None
+        #: The Thing+ gateway model, known from the first registration on (kept while the gateway is
+        #: registered again after a loss): every reload is checked against it.
+        self._model: GatewayModel | None = None
         self.report_interval_ms = DEFAULT_REPORT_INTERVAL_MS
         #: Set once everything runs (sampling, the network side, the ops endpoints); systemd hears
         #: READY=1 earlier, as soon as sampling runs (Hooks.on_ready).
@@ -393,6 +396,7 @@ class Daemon:
         self._first_inventory = None  # from now on reloads are checked against the model up front
         self._gateway_watch.found()
         self.registered = registered
+        self._model = registered.model
         self.uploader.gateway_id = registered.gateway_id
         self.uploader.sendable = self.registry.registered_sensor_ids()
         log.info(
@@ -599,7 +603,7 @@ class Daemon:
             log.warning("reload requested but the inventory has no file to re-read")
             return
         path = self.inventory_path
-        model = self.registered.model if self.registered is not None else None
+        model = self._model
 
         def parse() -> Inventory:
             inventory = load_inventory(path)
@@ -610,6 +614,9 @@ class Daemon:
         try:
             # In a thread: a 10,000-sensor inventory takes seconds to parse, and sampling must not wait.
             new = await asyncio.to_thread(parse)
+            if self._model is not None and self._model is not model:
+                # Registered while the thread parsed: check the types now, as a reload after it would.
+                check_types(new, self._model, path)
         except ConfigError as exc:
             log.error(
                 "reload refused: the new inventory is invalid; the old one keeps running",

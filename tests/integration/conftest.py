@@ -185,7 +185,6 @@ async def running(
     grace_s: float = 10.0,
     wait_ready: bool = True,
     hooks: Hooks | None = None,
-    call_policy: RetryPolicy = FAST_CALL,
 ) -> AsyncIterator[Running]:
     """Run a daemon with fast retry policies; stopped (if still running) when the block ends."""
     daemon = Daemon(
@@ -194,7 +193,7 @@ async def running(
         hooks=hooks,
         grace_s=grace_s,
         connect_policy=FAST_CONNECT,
-        call_policy=call_policy,
+        call_policy=FAST_CALL,
     )
     task = asyncio.create_task(daemon.run(), name="daemon under test")
     run = Running(daemon, task)

@@ -8,6 +8,7 @@ scheduler, as in ``test_daemon.py``; conditions are awaited with :func:`until`, 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -18,17 +19,14 @@ import pytest
 from aiohttp import web
 
 from gatewayd import gatewaywatch, pollers, service
-from gatewayd.clouds.http import RetryPolicy
+from gatewayd.clouds.retry import MAX_DEFERRAL_S
 from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator.faults import RateLimit
+from gatewayd.service import Hooks
 from tests.conftest import logs_of, loopback_server
 
 from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until
 from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
-
-#: FAST_CALL, with a Retry-After waited in a call only up to half a second (production: 5 s), so that
-#: the emulator's whole-second Retry-After defers the cloud.
-SHORT_IN_CALL = RetryPolicy(attempts=2, base=0.05, cap=0.2, max_retry_after=0.5)
 
 
 def now_ms() -> int:
@@ -38,7 +36,7 @@ def now_ms() -> int:
 async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_after_it(tmp_path: Path) -> None:
     async with (
         emulator_env(tmp_path, extra=polled_sections("signature")) as env,
-        running(env.inventory(), call_policy=SHORT_IN_CALL) as run,
+        running(env.inventory()) as run,
     ):
         daemon = run.daemon
         assert daemon.thingplus is not None and daemon.uploader is not None and daemon.sampler is not None
@@ -47,7 +45,8 @@ async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_afte
         faults = env.server.emulator.faults
         stats, polls = daemon.uploader.stats, daemon.poll_stats.polls
 
-        faults.set("thingplus", rate_limit=RateLimit(count=1, retry_after=4))
+        # Ten minutes: nothing here depends on the box being fast enough to check it all in time.
+        faults.set("thingplus", rate_limit=RateLimit(count=1, retry_after=int(MAX_DEFERRAL_S)))
         await until(lambda: deferral.until is not None, what="the deferral to start")
         failed_rounds = stats.status_errors
         await until(lambda: stats.status_errors > failed_rounds, what="a heartbeat round failing fast")
@@ -68,6 +67,9 @@ async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_afte
         assert faults.get("thingplus").injected["rate_limited"] == 1
         assert stats.errors.get("deferred", 0) >= 2
 
+        # Time passes for the deferral alone: its monotonic clock jumps past the deadline.
+        real_mono = deferral.mono
+        deferral.mono = lambda: real_mono() + MAX_DEFERRAL_S
         deferred_ms = now_ms()  # points sampled from now on can only be delivered after the deferral
         await until(
             lambda: every_sensor_has_points_after(env.tp, daemon, deferred_ms),
@@ -168,29 +170,41 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
 # ------------------------------------------------------------------------------------------ reload
 
 
-async def test_a_slow_reload_parse_leaves_the_event_loop_free(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class HeldParse:
+    """``service.load_inventory`` held in its worker thread until the test calls :meth:`release`."""
+
+    def __init__(self) -> None:
+        self.started, self._release = threading.Event(), threading.Event()
+        self.released: list[bool] = []
+        self._load = service.load_inventory
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Inventory:
+        self.started.set()
+        self.released.append(self._release.wait(timeout=10))
+        return self._load(*args, **kwargs)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+@pytest.fixture
+def held_parse(monkeypatch: pytest.MonkeyPatch) -> HeldParse:
+    held = HeldParse()
+    monkeypatch.setattr(service, "load_inventory", held)
+    return held
+
+
+async def test_a_slow_reload_parse_leaves_the_event_loop_free(env: Env, held_parse: HeldParse) -> None:
     """The parse is held until the test, running on the daemon's event loop, has seen sampling go on:
     were the parse on the loop, the test could not run, and the parse would time out unreleased."""
     path = env.write_inventory()
-    started, release = threading.Event(), threading.Event()
-    released: list[bool] = []
-    real_load = service.load_inventory
-
-    def slow_load(*args: Any, **kwargs: Any) -> Inventory:
-        started.set()
-        released.append(release.wait(timeout=10))
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(service, "load_inventory", slow_load)
     async with running(load_inventory(path), inventory_path=path) as run:
         daemon = run.daemon
         assert daemon.sampler is not None
         await until(lambda: daemon.registered is not None, what="registration")
         env.write_inventory(devices=THREE_SENSORS)
         daemon.reload()
-        await until(started.is_set, what="the reload's parse to start")
+        await until(held_parse.started.is_set, what="the reload's parse to start")
         sampled, delivered_then = daemon.sampler.stats.sampled, delivered(env.tp)
         await until(
             lambda: (
@@ -201,7 +215,7 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(
             what="sampling and uploads while the parse is held",
         )
         assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)  # not applied yet
-        release.set()
+        held_parse.release()
         await until(
             lambda: (
                 daemon.sampler is not None and any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
@@ -211,7 +225,42 @@ async def test_a_slow_reload_parse_leaves_the_event_loop_free(
         (added,) = [s.sensor_id for s in daemon.sampler.sensors if s.key == "Cellar/Level"]
         await until(lambda: bool(points_of(env.tp, added)), what="the added sensor registered and delivering")
         await run.stop()
-    assert released == [True]
+    assert held_parse.released == [True]
+    assert_delivered_exactly_once(daemon, env.tp)
+
+
+async def test_a_reload_parsed_while_the_first_registration_ends_is_checked_against_the_model(
+    env: Env, held_parse: HeldParse
+) -> None:
+    """Unregistered when the parse starts (no model to check types against), registered when it ends:
+    the new inventory is checked then, and a type the model lacks is refused like any invalid reload
+    (the old inventory keeps running), not applied unchecked and then fatal (exit 2)."""
+    path = env.write_inventory()
+    faults = env.server.emulator.faults
+    faults.set("thingplus", outage_s=math.inf)
+    async with running(load_inventory(path), inventory_path=path) as run:
+        daemon = run.daemon
+        assert daemon.sampler is not None
+        env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
+        with logs_of(service) as logs:
+            daemon.reload()
+            await until(held_parse.started.is_set, what="the reload's parse to start")
+            faults.clear("thingplus")
+            await until(lambda: daemon.registered is not None, what="registration while the parse is held")
+            held_parse.release()
+            await until(
+                lambda: (
+                    daemon.fatal is not None or any(e["event"].startswith("reload refused") for e in logs)
+                ),
+                what="the reload handled",
+            )
+        assert daemon.fatal is None
+        assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
+        (refused,) = [e for e in logs if e["event"].startswith("reload refused")]
+        assert "warp_drive" in " ".join(refused["problems"])
+        await until(lambda: len(env.tp.sensors) == 2 and delivered(env.tp) > 0, what="old sensors flowing")
+        await run.stop()
+    assert held_parse.released == [True]
     assert_delivered_exactly_once(daemon, env.tp)
 
 
@@ -248,5 +297,43 @@ async def test_a_gateway_deleted_on_the_cloud_side_is_registered_again_with_the_
         lost = [e for e in logs if e["event"].startswith("Thing+ no longer knows this gateway")]
         assert [(e["log_level"], e["gateway_id"]) for e in lost] == [("error", gateway_id)]  # once
         assert daemon.outbox.stats.dead_lettered == 0
+        await run.stop()
+    assert_delivered_exactly_once(daemon, env.tp)
+
+
+async def test_a_reload_while_the_gateway_is_registered_again_is_checked_against_the_model(
+    env: Env,
+) -> None:
+    """Between the loss and the new registration the daemon is not registered, but it knows the model:
+    a reload then is checked as any other (refused, the old sensors keep running), not applied unchecked
+    and made fatal (exit 2) when the new registration meets the type the model lacks."""
+    path = env.write_inventory()
+    faults = env.server.emulator.faults
+
+    def on_status(text: str) -> None:  # told synchronously, before the new registration starts
+        if text.startswith("Thing+ lost the gateway"):
+            faults.set("thingplus", outage_s=math.inf)
+
+    async with (
+        running(load_inventory(path), inventory_path=path, hooks=Hooks(on_status=on_status)) as run,
+        aiohttp.ClientSession() as http,
+    ):
+        daemon = run.daemon
+        assert daemon.sampler is not None
+        await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="delivery")
+        async with http.delete(
+            f"{env.server.url}/_emulator/thingplus/gateways/{daemon.registry.gateway_id()}"
+        ):
+            pass
+        await until(lambda: daemon.registered is None, what="the loss found")
+        env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
+        with logs_of(service) as logs:
+            daemon.reload()
+            await until(lambda: any(e["event"].startswith("reload refused") for e in logs), what="refused")
+        assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
+        faults.clear("thingplus")
+        await until(lambda: daemon.registered is not None, what="registered again")
+        await until(lambda: len(env.tp.sensors) == 2, what="the old sensors registered again")
+        assert daemon.fatal is None
         await run.stop()
     assert_delivered_exactly_once(daemon, env.tp)

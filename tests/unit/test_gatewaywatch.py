@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd.errors import CloudError, PermanentError, TransientError
+from gatewayd.errors import CloudError, PermanentError, StorageError, TransientError
 from gatewayd.gatewaywatch import GatewayWatch
 from gatewayd.registry import Registry
 
@@ -62,6 +62,26 @@ async def test_a_404_confirmed_by_the_gateway_record_is_the_gateway_lost_once(tm
     ) == ids
     gw.found()
     assert await gw.keeps_data(NOT_FOUND) and client.calls == 2 and lost == [1, 1]  # a new occurrence
+
+
+async def test_a_loss_found_on_a_full_disk_still_registers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cleared marks cannot be saved (disk full): registering again must not wait for the disk. Were
+    the watch left "lost" without the daemon told, every later 404 would keep its points and nothing would
+    ever register the gateway again."""
+    gw, lost, registry = watch(tmp_path, FakeThingPlus(PermanentError("gateway not found", status=404)))
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise StorageError("cannot write state file: No space left on device")
+
+    monkeypatch.setattr(registry._file, "save", disk_full)
+    assert await gw.keeps_data(NOT_FOUND) is True
+    assert lost == [1] and gw.lost
+    assert not registry.gateway_registered() and not registry.sensor_registered("Room", "Temperature")
+    monkeypatch.undo()  # space again: the next flush saves the cleared marks
+    registry.flush()
+    assert not Registry(tmp_path).gateway_registered()
 
 
 async def test_a_404_while_the_gateway_exists_is_not_its_loss(tmp_path: Path) -> None:
