@@ -15,7 +15,8 @@ for weeks keeps its newest data and a flash card does not fill up.
 A full disk is not a damaged file: only a database that fails its integrity check is moved aside (see
 :mod:`gatewayd.storagefaults`); a full disk is a :class:`DiskFullError`, and the writes that free space
 (acks, dead letters, trims, the index, the checkpoint at close, opening) get the disk space reserve
-(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, the file keeps its size.
+(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, the file grows only
+while more than the reserve's size stays free.
 
 Writes: a put appends rows and nothing else. The per-sensor index that leases read is partial (rows with
 ``merged = 1``) and is brought up to date in bulk, at most ``_MERGE_CHUNK`` rows per transaction, before

@@ -99,3 +99,20 @@ def test_a_reserve_left_by_an_earlier_run_is_adopted(tmp_path: Path) -> None:
     again = DiskReserve(tmp_path / "outbox.reserve", 1024 * 1024)
     assert again.take(now=True) and again.held
     assert again.release() and not (tmp_path / "outbox.reserve").exists()
+
+
+async def test_a_disk_with_room_short_of_the_reserve_and_as_much_again_still_takes_points(
+    small_disk: SmallDisk,
+) -> None:
+    # 6 MiB free: too little to take the reserve (it wants twice its 4 MiB), plenty for samples.
+    small_disk.fill(leave=6 * 1024 * 1024)
+    async with await Outbox.open(small_disk.path / "outbox.db") as ob:
+        assert not ob.reserve_held
+        await ob.put(pts("a", 20_000))  # about 0.7 MiB: the file grows into the room past one reserve
+        assert ob.stats.pending == 20_000
+        assert small_disk.free_bytes() >= RESERVE_BYTES  # a reserve's worth stays free for the acks
+        with pytest.raises(DiskFullError, match="outbox write failed"):
+            await ob.put(pts("b", 200_000))  # about 7 MiB: more than there is room for, past that
+        assert small_disk.free_bytes() >= RESERVE_BYTES
+        assert ob.stats.pending == 20_000
+    assert corrupt_copies(small_disk.path) == []
