@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.diskguard import DiskGuard
 from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError
 from gatewayd.outbox import Outbox, Point
+from gatewayd.sampler import SampleBuffer
 from tests.conftest import SmallDisk
 
 T0 = (int(time.time()) - 60) * 1000
@@ -116,3 +118,28 @@ async def test_a_disk_with_room_short_of_the_reserve_and_as_much_again_still_tak
         assert small_disk.free_bytes() >= RESERVE_BYTES
         assert ob.stats.pending == 20_000
     assert corrupt_copies(small_disk.path) == []
+
+
+async def test_on_a_full_disk_samples_in_memory_fill_what_acks_freed_even_when_more_wait(
+    small_disk: SmallDisk,
+) -> None:
+    path = await outbox_with_points(small_disk, n=3_000)
+    small_disk.fill()
+    async with await Outbox.open(path) as ob:
+        buffer = SampleBuffer(ob, limit=50_000)
+        guard = DiskGuard(ob, buffer)
+        await guard.open()
+        waiting = pts("m", 12_000)
+        for point in waiting:
+            buffer.add(point)
+        await guard.commit()
+        assert not guard.writable and guard.disk_full
+        before = buffer.committed  # what the pages free at the fill took, if any
+
+        lease = await ob.lease("a", 3_000)
+        assert lease is not None
+        await ob.ack(lease)  # the uplink took the backlog: its pages are free, for fewer than 12,000
+        await guard.commit()  # retried at once: points left the outbox
+        assert buffer.committed - before >= 1_000  # what fits is committed, not left to be dropped
+        assert ob.stats.pending == buffer.committed == len(waiting) - len(buffer)
+        assert await ob.all_points() == waiting[: buffer.committed]
