@@ -43,7 +43,7 @@ import structlog
 
 from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.storagefaults import Fault, fault_of, storage_error
+from gatewayd.storagefaults import Fault, check_error, fault_of, storage_error
 
 log = structlog.get_logger(__name__)
 
@@ -339,7 +339,7 @@ class Outbox:
             if fault_of(exc) is Fault.CORRUPT:
                 raise _Damaged(str(exc)) from exc
             raise self._error(f"cannot open outbox {self.path}", exc) from exc
-        except _Damaged:
+        except (_Damaged, StorageError):
             self._close_quietly()
             raise
 
@@ -352,7 +352,9 @@ class Outbox:
         self._db = db
         result = db.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
-            raise _Damaged(f"quick_check: {result[0] if result else 'no answer'}")
+            finding = result[0] if result else "no answer"
+            error = check_error(f"cannot open outbox {self.path}", finding, self.path.parent)
+            raise error if error is not None else _Damaged(f"quick_check: {finding}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA temp_store=MEMORY")
