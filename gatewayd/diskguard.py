@@ -31,7 +31,7 @@ import structlog
 from gatewayd.config import Inventory
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outbox import Outbox
-from gatewayd.sampler import SampleBuffer
+from gatewayd.sampler import COMMIT_CHUNK, SampleBuffer
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +42,8 @@ RETRY_MAX_S = 60.0
 ROOM_CHECK_S = 1.0
 #: Least time between two log lines about samples waiting in memory.
 REPORT_EVERY_S = 60.0
+#: Smallest commit tried when a larger one finds the disk full (see :meth:`DiskGuard._flush`).
+MIN_COMMIT = 100
 
 #: Default ``outbox.memory_points``: this many seconds of the inventory's sampling, within the bounds.
 MEMORY_SECONDS = 600
@@ -122,7 +124,7 @@ class DiskGuard:
         try:
             if not self.outbox.is_open:
                 await self.outbox.open_db()
-            await self.buffer.flush()
+            await self._flush()
         except StorageError as exc:
             self._failed(exc)
             return
@@ -135,7 +137,7 @@ class DiskGuard:
         try:
             if not self.outbox.is_open:
                 await self.outbox.open_db()
-            await self.buffer.flush()
+            await self._flush()
         except StorageError as exc:
             lost = self.buffer.discard()
             self.dropped_at_stop += lost
@@ -145,6 +147,23 @@ class DiskGuard:
                 dropped_before=self.buffer.dropped,
                 error=str(exc),
             )
+
+    async def _flush(self) -> None:
+        """Commit what waits in memory, in smaller commits when a larger one finds the disk full.
+
+        Why: a commit is all or nothing, and on a full disk the pages that acks freed may hold fewer
+        points than one commit of :data:`~gatewayd.sampler.COMMIT_CHUNK`; tried only at that size, the
+        samples would stay in memory, past its bound dropped, while the outbox had room for many of them.
+        """
+        chunk = COMMIT_CHUNK
+        while True:
+            try:
+                await self.buffer.flush(chunk)
+                return
+            except DiskFullError:
+                if chunk <= MIN_COMMIT:
+                    raise
+                chunk = max(MIN_COMMIT, chunk // 8)
 
     # ------------------------------------------------------------------ what operators see
 

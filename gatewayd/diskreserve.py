@@ -9,10 +9,13 @@ taken; when a write fails for lack of room it is deleted, and those blocks are t
 taken again only once the filesystem has room for it and as much again, so holding it never fills the
 disk by itself. (The same trick as ext4's reserved blocks or a database's "ballast" file.)
 
-While the reserve is not held the outbox keeps its size: a put may fill pages that acks freed, not add
-pages (:meth:`DiskReserve.hold_size`), and every write is followed by a checkpoint so that the next one
-starts the WAL over instead of growing it (:meth:`DiskReserve.restart_wal`; SQLite checkpoints on its
-own only every 1,000 pages, and a WAL growing to that would take the room left for the acks).
+While the reserve is not held the outbox grows only into the room past a reserve's worth: a put may
+fill pages that acks freed, and add pages while more than the reserve's size stays free
+(:meth:`DiskReserve.hold_size`; on a disk that has never had room for the reserve and as much again, a
+cap at the file's size would call a disk with megabytes free "full" and drop samples). Every write is
+followed by a checkpoint so that the next one starts the WAL over instead of growing it
+(:meth:`DiskReserve.restart_wal`; SQLite checkpoints on its own only every 1,000 pages, and a WAL
+growing to that would take the room left for the acks).
 """
 
 from __future__ import annotations
@@ -97,20 +100,23 @@ class DiskReserve:
         self._held = False
         log.warning(
             "disk full: the disk space reserve is released for acks and shutdown; until the disk has "
-            "room again the outbox file does not grow",
+            "room again the outbox file grows only while a reserve's worth stays free",
             reserve_bytes=self.size,
             error=why,
         )
         return True
 
     def hold_size(self, db: sqlite3.Connection) -> int | None:
-        """Unless the reserve is held (or can be taken back now), limit ``db`` to the pages it has;
-        SQLite's own limit to restore afterwards, or None when the file may grow."""
+        """Unless the reserve is held (or can be taken back now), limit ``db`` to the pages it has and
+        half the room past the reserve's size (a put writes its pages twice: the WAL, then the file);
+        SQLite's own limit to restore afterwards, or None when the file may grow freely."""
         if self.take():
             return None
         limit = int(db.execute("PRAGMA max_page_count").fetchone()[0])
         pages = int(db.execute("PRAGMA page_count").fetchone()[0])
-        db.execute(f"PRAGMA max_page_count = {pages}")
+        page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        spare = max(0, (free_space(self.path.parent) or 0) - self.size) // (2 * page_size)
+        db.execute(f"PRAGMA max_page_count = {pages + spare}")
         return limit
 
     def restart_wal(self, db: sqlite3.Connection | None) -> None:

@@ -17,7 +17,8 @@ it is, then re-stamped (:mod:`gatewayd.outboxtime`).
 A full disk is not a damaged file: only a database that fails its integrity check is moved aside (see
 :mod:`gatewayd.storagefaults`); a full disk is a :class:`DiskFullError`, and the writes that free space
 (acks, dead letters, trims, the index, the checkpoint at close, opening) get the disk space reserve
-(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, the file keeps its size.
+(:mod:`gatewayd.diskreserve`) and one more try. While the reserve is not held, the file grows only
+while more than the reserve's size stays free.
 
 Writes: a put appends rows and nothing else. The per-sensor index that leases read is partial (rows with
 ``merged = 1``) and is brought up to date in bulk, at most ``_MERGE_CHUNK`` rows per transaction, before
@@ -45,7 +46,7 @@ import structlog
 from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outboxtime import AGE_MARKS_TABLE, SCHEMA_VERSION, OutboxTime
-from gatewayd.storagefaults import Fault, fault_of, storage_error
+from gatewayd.storagefaults import Fault, check_error, fault_of, storage_error
 from gatewayd.wallclock import boot_id
 
 log = structlog.get_logger(__name__)
@@ -358,7 +359,7 @@ class Outbox:
             if fault_of(exc) is Fault.CORRUPT:
                 raise _Damaged(str(exc)) from exc
             raise self._error(f"cannot open outbox {self.path}", exc) from exc
-        except _Damaged:
+        except (_Damaged, StorageError):
             self._close_quietly()
             raise
 
@@ -371,7 +372,9 @@ class Outbox:
         self._db = db
         result = db.execute("PRAGMA quick_check").fetchone()
         if not result or result[0] != "ok":
-            raise _Damaged(f"quick_check: {result[0] if result else 'no answer'}")
+            finding = result[0] if result else "no answer"
+            error = check_error(f"cannot open outbox {self.path}", finding, self.path.parent)
+            raise error if error is not None else _Damaged(f"quick_check: {finding}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA temp_store=MEMORY")

@@ -130,19 +130,19 @@ class SampleBuffer:
             pass
         self._wake.clear()
 
-    async def flush(self) -> None:
-        """Commit what is buffered, :data:`COMMIT_CHUNK` at most per commit. On a storage error the
-        points not committed stay buffered for the next try.
+    async def flush(self, chunk: int = COMMIT_CHUNK) -> None:
+        """Commit what is buffered, ``chunk`` points at most per commit. On a storage error the points
+        not committed stay buffered for the next try.
 
         Cancelling the caller (the flusher task, at shutdown) does not abandon a commit under way: it is
         waited for (holding the lock) before the cancellation goes on, so its points are neither lost nor
         committed behind the back of a final flush and drain.
         """
         async with self._lock:
-            for _ in range(-(-len(self._points) // COMMIT_CHUNK)):  # what waits now, not what comes
+            for _ in range(-(-len(self._points) // chunk)):  # what waits now, not what comes
                 if not self._points:
                     return
-                points = self._points.take(COMMIT_CHUNK)
+                points = self._points.take(chunk)
                 put = asyncio.ensure_future(self.outbox.put(points))
                 try:
                     await asyncio.shield(put)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -126,5 +127,26 @@ def storage_error(what: str, exc: BaseException, directory: Path) -> StorageErro
     :class:`DiskFullError` when the disk is full, so callers wait for room instead of giving up."""
     fault = fault_of(exc, free_bytes=free_space(directory))
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    cls = DiskFullError if fault is Fault.DISK_FULL else StorageError
-    return cls(f"{what}: {detail}")
+    return _error_for(fault, f"{what}: {detail}")
+
+
+#: How an integrity check names a page it could not read, with SQLite's result code for why.
+_CHECK_CODE = re.compile(r"error code=(\d+)")
+
+
+def check_error(what: str, finding: str, directory: Path) -> StorageError | None:
+    """The StorageError to raise for an integrity check's ``finding`` that is not damage, else None.
+
+    Why: a page the check cannot read is a row of its result ("unable to get the page. error
+    code=266"), not an exception; an I/O error (or a full disk) there is the machine's, and the database
+    is kept. A finding without a code, or with a corruption code, is damage.
+    """
+    match = _CHECK_CODE.search(finding)
+    if match is None:
+        return None
+    fault = classify(int(match.group(1)), finding, free_bytes=free_space(directory))
+    return None if fault is Fault.CORRUPT else _error_for(fault, f"{what}: {finding}")
+
+
+def _error_for(fault: Fault, message: str) -> StorageError:
+    return (DiskFullError if fault is Fault.DISK_FULL else StorageError)(message)

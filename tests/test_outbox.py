@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatewayd import outbox as outbox_module
-from gatewayd.errors import StorageError
+from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outbox import Lease, Outbox, Point
 from tests.conftest import Clocks, logs_of
 
@@ -492,6 +492,35 @@ async def test_a_database_damaged_in_the_middle_is_moved_aside(db_path: Path) ->
         assert list(db_path.parent.glob("outbox.db.corrupt-*"))
         await ob.put(pts("a", 1))
         assert ob.stats.pending == 1
+
+
+class _UnreadablePage(sqlite3.Connection):
+    """A connection whose integrity check meets a page the disk would not give back (an I/O error), as
+    SQLite reports one: a row of the check, not an exception."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "PRAGMA quick_check":
+            row = "*** in database main ***\nPage 3: unable to get the page. error code=266"
+            return super().execute("SELECT ?", (row,))
+        return super().execute(sql, *args)
+
+
+async def test_a_page_the_check_cannot_read_is_an_io_error_and_the_database_stays(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await Outbox.open(db_path) as ob:
+        await ob.put(pts("a", 100))
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(
+        outbox_module.sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=_UnreadablePage, **kw)
+    )
+    with pytest.raises(StorageError, match="error code=266") as info:
+        await Outbox.open(db_path)
+    assert not isinstance(info.value, DiskFullError)  # the disk has room: an I/O error, not a full disk
+    assert not list(db_path.parent.glob("outbox.db.corrupt-*"))  # not taken for damage: nothing moved
+    monkeypatch.undo()
+    async with await Outbox.open(db_path) as ob:  # the reads work again: every point is there
+        assert ob.stats.recovered_corrupt == 0 and ob.stats.pending == 100
 
 
 # ------------------------------------------------------------------------------- index merge (bulk)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.diskguard import DiskGuard
 from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError
 from gatewayd.outbox import Outbox, Point
+from gatewayd.sampler import SampleBuffer
 from tests.conftest import SmallDisk
 
 T0 = (int(time.time()) - 60) * 1000
@@ -100,3 +102,45 @@ def test_a_reserve_left_by_an_earlier_run_is_adopted(tmp_path: Path) -> None:
     again = DiskReserve(tmp_path / "outbox.reserve", 1024 * 1024)
     assert again.take(now=True) and again.held
     assert again.release() and not (tmp_path / "outbox.reserve").exists()
+
+
+async def test_a_disk_with_room_short_of_the_reserve_and_as_much_again_still_takes_points(
+    small_disk: SmallDisk,
+) -> None:
+    # 6 MiB free: too little to take the reserve (it wants twice its 4 MiB), plenty for samples.
+    small_disk.fill(leave=6 * 1024 * 1024)
+    async with await Outbox.open(small_disk.path / "outbox.db") as ob:
+        assert not ob.reserve_held
+        await ob.put(pts("a", 20_000))  # about 0.7 MiB: the file grows into the room past one reserve
+        assert ob.stats.pending == 20_000
+        assert small_disk.free_bytes() >= RESERVE_BYTES  # a reserve's worth stays free for the acks
+        with pytest.raises(DiskFullError, match="outbox write failed"):
+            await ob.put(pts("b", 200_000))  # about 7 MiB: more than there is room for, past that
+        assert small_disk.free_bytes() >= RESERVE_BYTES
+        assert ob.stats.pending == 20_000
+    assert corrupt_copies(small_disk.path) == []
+
+
+async def test_on_a_full_disk_samples_in_memory_fill_what_acks_freed_even_when_more_wait(
+    small_disk: SmallDisk,
+) -> None:
+    path = await outbox_with_points(small_disk, n=3_000)
+    small_disk.fill()
+    async with await Outbox.open(path) as ob:
+        buffer = SampleBuffer(ob, limit=50_000)
+        guard = DiskGuard(ob, buffer)
+        await guard.open()
+        waiting = pts("m", 12_000)
+        for point in waiting:
+            buffer.add(point)
+        await guard.commit()
+        assert not guard.writable and guard.disk_full
+        before = buffer.committed  # what the pages free at the fill took, if any
+
+        lease = await ob.lease("a", 3_000)
+        assert lease is not None
+        await ob.ack(lease)  # the uplink took the backlog: its pages are free, for fewer than 12,000
+        await guard.commit()  # retried at once: points left the outbox
+        assert buffer.committed - before >= 1_000  # what fits is committed, not left to be dropped
+        assert ob.stats.pending == buffer.committed == len(waiting) - len(buffer)
+        assert await ob.all_points() == waiting[: buffer.committed]

@@ -106,7 +106,10 @@ def test_check_accepts_values_the_type_can_send(sensor_type: str, simulate: str)
     from gatewayd.config import parse_inventory
 
     text = VALID.replace("type: temperature", f"type: {sensor_type}").replace(SIMULATION, simulate)
-    parse_inventory(text, "inv.yaml", env={})
+    assert simulate in text  # the case is what is parsed, not the sine it replaces
+    [(_, sensor)] = list(parse_inventory(text, "inv.yaml", env={}).sensors())
+    assert sensor.type == sensor_type and sensor.simulate is not None
+    assert f"pattern: {sensor.simulate.pattern}" in simulate
 
 
 def test_check_exits_2_naming_the_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.storagefaults import LOW_SPACE_BYTES, Fault, classify, fault_of, storage_error
+from gatewayd.storagefaults import LOW_SPACE_BYTES, Fault, check_error, classify, fault_of, storage_error
 
 MiB = 1024 * 1024
 
@@ -98,3 +98,24 @@ def test_storage_error_is_a_disk_full_error_only_for_a_full_disk(tmp_path: Path)
     # tmp_path has room: an I/O error there is an I/O error
     io = storage_error("outbox ack failed", sqlite3.OperationalError("disk I/O error"), tmp_path)
     assert type(io) is StorageError
+
+
+@pytest.mark.parametrize(
+    ("finding", "error"),
+    [
+        # IOERR_READ: the disk did not give the page back; CORRUPT (11): the page is damaged
+        ("*** in database main ***\nPage 3: unable to get the page. error code=266", StorageError),
+        ("*** in database main ***\nPage 3: unable to get the page. error code=11", None),
+        ("*** in database main ***\nPage 5: btreeInitPage() returns error code 11", None),
+        ("*** in database main ***\nTree 2 page 7 cell 0: Rowid 9 out of order", None),
+        ("no answer", None),
+    ],
+)
+def test_an_integrity_check_that_could_not_read_a_page_is_not_damage(
+    finding: str, error: type[StorageError] | None, tmp_path: Path
+) -> None:
+    found = check_error("cannot open outbox", finding, tmp_path)
+    if error is None:
+        assert found is None
+    else:
+        assert type(found) is error and str(found) == f"cannot open outbox: {finding}"
