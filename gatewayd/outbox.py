@@ -719,7 +719,9 @@ class Outbox:
             raise self._error("outbox dead-letter failed", exc) from exc
         self.stats.dead_lettered += removed
         self._count_removed(lease.sensor_id, removed)
-        log.warning("batch dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
+        # The caller says why at warning level, once per refused batch (a search may dead-letter hundreds
+        # of single points of one batch).
+        log.debug("points dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
         return removed
 
     def _count_removed(self, sensor_id: str, removed: int) -> None:

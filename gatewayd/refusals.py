@@ -6,35 +6,33 @@ some points of the batch are wrong, not all: dead-lettering the batch would thro
 for one bad one. Errors about the request itself (401/403, 404 for a sensor or gateway the cloud does
 not know, 409, 429, 5xx, timeouts) are never split: no half would be answered differently.
 
-How, breadth first: a refused segment is split in two halves and both are sent (the requests of one
-level at once, a few at a time); a half taken is delivered, a half refused with a 400 is split again,
-down to single points, which are dead-lettered with the cloud's reason for them.
+How, depth first and oldest first: a refused segment is split in two halves, both sent at once; a half
+taken is delivered, a half refused with a 400 is split in turn (the older half first), down to single
+points, which are dead-lettered with the cloud's reason for them.
 
-Bounds: at most ceil(log2 n) levels, and at most ``budget`` requests after the first, spent only on
-whole levels. Worst case: 1 + ``budget`` requests per refused batch (65 by default). One bad point among
-500 takes 1 + 2 x 9 = 19 requests; up to four are isolated within the budget. With more (a backlog
-older than the platform keeps, where every point is refused), the segments still refused when the
-budget is spent are dead-lettered whole, each with its own reason: accounted for, and back with
-``gatewayd outbox requeue`` (which gives them a new search), never resent in a loop. Without the budget,
-a batch of n bad points would cost 2n - 1 requests (999 for 500).
+Bounds: at most ``budget`` requests after the first per refused batch (65 in all by default). One bad
+point among 500 takes 1 + 2 x 9 = 19 requests. When the budget runs out, the segments not yet searched
+stay pending, never dead-lettered: only a point refused on its own is. Depth first makes every search
+settle something (a single point is reached within 2 x ceil(log2 n) = 18 requests, well inside the
+budget), so the next pass, which leases the rest again, goes on where this one stopped: a batch of n bad
+points is dead-lettered over passes at about two requests a point, and good points beside them are
+never thrown away.
 
 Halves go out together, so Thing+ may receive a batch's later points before its earlier ones.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from gatewayd.concurrency import bounded_map
 from gatewayd.errors import CloudError, PermanentError
 from gatewayd.outbox import Lease
 
 #: Requests a refused batch may cost beyond the first (whole levels of the search only).
 DEFAULT_BUDGET = 64
-#: Requests of one level in flight at once (the uploader runs many batches beside this one).
-DEFAULT_CONCURRENCY = 4
 
 
 def refuses_points(exc: CloudError) -> bool:
@@ -69,16 +67,15 @@ class Isolation:
 
     #: Parts Thing+ took: to acknowledge.
     delivered: list[Lease] = field(default_factory=list)
-    #: Parts refused, each with the refusal: to dead-letter (single points, unless the budget ran out).
+    #: Single points refused, each with the refusal: to dead-letter.
     refused: list[tuple[Lease, CloudError]] = field(default_factory=list)
-    #: Parts left unresolved (the cloud failed otherwise, or the drain's time is up): they stay pending.
+    #: Parts left unresolved (the cloud failed otherwise, the drain's time or the budget is up): they
+    #: stay pending, and the next pass searches them again.
     kept: list[Lease] = field(default_factory=list)
     #: The failure that stopped the search (transient, auth, ...), if one did.
     error: CloudError | None = None
     #: Requests sent after the first.
     requests: int = 0
-    #: Points in refused parts of more than one point (the budget ran out before they were split).
-    unsplit: int = 0
 
 
 SendPart = Callable[[Lease], Awaitable[None]]
@@ -90,7 +87,6 @@ async def isolate(
     send: SendPart,
     *,
     budget: int = DEFAULT_BUDGET,
-    concurrency: int = DEFAULT_CONCURRENCY,
     stop: Callable[[], bool] = lambda: False,
 ) -> Isolation:
     """Split ``lease`` (refused whole with ``refusal``) until the refused points are found.
@@ -99,7 +95,7 @@ async def isolate(
     daemon is stopping), which leaves what is unresolved pending rather than dead-lettered.
     """
     found = Isolation()
-    level: list[tuple[Lease, CloudError]] = [(lease, refusal)]
+    todo: list[Lease] = [lease]  # refused segments of more than one point, the oldest last (popped first)
 
     async def attempt(part: Lease) -> CloudError | None:
         try:
@@ -108,34 +104,27 @@ async def isolate(
             return exc
         return None
 
-    while level:
-        found.refused.extend(item for item in level if len(item[0]) == 1)
-        segments = [item for item in level if len(item[0]) > 1]
-        halves = [half for segment, _ in segments for half in _halves(segment)]
-        if not halves:
+    while todo:
+        if stop() or found.requests + 2 > budget:
             break
-        if stop():
-            found.kept.extend(segment for segment, _ in segments)
-            break
-        if len(halves) > budget - found.requests:
-            found.refused.extend(segments)
-            found.unsplit += sum(len(segment) for segment, _ in segments)
-            break
-        outcomes = await bounded_map(attempt, halves, concurrency)
-        found.requests += len(halves)
-        level = []
+        halves = _halves(todo.pop())
+        outcomes = await asyncio.gather(*(attempt(half) for half in halves))
+        found.requests += 2
+        refused: list[Lease] = []
         for half, error in zip(halves, outcomes):  # noqa: B905 - same length (no strict= in 3.9)
             if error is None:
                 found.delivered.append(half)
-            elif refuses_points(error):
-                level.append((half, error))
-            else:
+            elif not refuses_points(error):
                 found.kept.append(half)
                 found.error = found.error or error
+            elif len(half) == 1:
+                found.refused.append((half, error))
+            else:
+                refused.append(half)
+        todo.extend(reversed(refused))  # the older half on top
         if found.error is not None:  # the cloud is unwell: no more requests; what is unresolved waits
-            found.refused.extend(item for item in level if len(item[0]) == 1)
-            found.kept.extend(segment for segment, _ in level if len(segment) > 1)
             break
+    found.kept.extend(todo)
     return found
 
 

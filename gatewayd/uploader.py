@@ -53,6 +53,8 @@ class DrainResult:
     cloud_down: bool
     #: Batches that were full: their sensors had more waiting (a backlog to keep draining).
     full_batches: int = 0
+    #: Refused batches whose search settled some points and left others to search in another pass.
+    searches_unfinished: int = 0
 
 
 class Uploader:
@@ -142,8 +144,11 @@ class Uploader:
                 sent += result.sent
                 batches += result.batches
                 failed += result.failed
-                progressed = progressed or result.sent > 0
-                backlog = backlog or result.full_batches > 0
+                # A search that dead-lettered some points of a refused batch and left the rest is
+                # progress too: the next pass goes on with it, so good points behind many bad ones (a
+                # backlog older than the platform keeps) are not held for a report interval per search.
+                progressed = progressed or result.sent > 0 or result.searches_unfinished > 0
+                backlog = backlog or result.full_batches > 0 or result.searches_unfinished > 0
                 if result.cloud_down:
                     cloud_down = True
                     break
@@ -171,6 +176,7 @@ class Uploader:
         settled: set[int] = set()  # id() of the leases acked, released or dead-lettered
         took: set[int] = set()  # id() of the leases the cloud took (in part, after a refusal)
         failed = 0
+        searches_unfinished = 0
         cloud_down = False
 
         async def release(lease: Lease) -> None:
@@ -178,7 +184,7 @@ class Uploader:
             await self.outbox.release(lease)
 
         async def send(lease: Lease) -> None:
-            nonlocal failed, cloud_down
+            nonlocal failed, cloud_down, searches_unfinished
             if cloud_down or self._past(deadline):
                 await release(lease)
                 return
@@ -195,12 +201,20 @@ class Uploader:
                     settled.add(id(lease))
                     if found.delivered:
                         took.add(id(lease))
+                    if found.kept and found.refused and found.error is None:
+                        searches_unfinished += 1
                     if isinstance(found.error, (TransientError, AuthError)):
                         cloud_down = True
                     return
                 if isinstance(exc, PermanentError):
                     settled.add(id(lease))  # dead_letter un-leases it even when it fails
                     await self.outbox.dead_letter(lease, refusal_reason(exc))
+                    log.warning(
+                        "batch dead-lettered",
+                        sensor=lease.sensor_id,
+                        points=len(lease),
+                        reason=refusal_reason(exc)[:200],
+                    )
                     return
                 if isinstance(exc, TransientError | AuthError):
                     cloud_down = True
@@ -242,6 +256,7 @@ class Uploader:
             pending=0,
             cloud_down=cloud_down,
             full_batches=sum(1 for lease in leases if len(lease) >= self.batch_size and id(lease) in took),
+            searches_unfinished=searches_unfinished,
         )
 
     async def _send(self, lease: Lease) -> None:
@@ -277,7 +292,6 @@ class Uploader:
             points=len(lease),
             delivered=sum(len(part) for part in found.delivered),
             dead_lettered=refused,
-            not_isolated=found.unsplit,
             kept=sum(len(part) for part in found.kept),
             requests=1 + found.requests,
             reason=refusal_reason(refusal)[:200],

@@ -107,20 +107,38 @@ async def test_a_few_bad_points_are_each_isolated_with_the_rest_delivered(outbox
     assert client.requests <= 1 + DEFAULT_BUDGET
 
 
-async def test_all_bad_are_dead_lettered_within_the_budget_and_never_resent(outbox: Outbox) -> None:
+async def test_all_bad_cost_a_budget_a_pass_and_are_dead_lettered_one_by_one_over_passes(
+    outbox: Outbox,
+) -> None:
     await fill(outbox, 500, bad=set(range(500)))
     client = JudgingClient(outbox)
     up = uploader(client, outbox)
     await up.drain()
     assert client.delivered == []
-    assert client.requests <= 1 + DEFAULT_BUDGET
+    # One drain goes on, pass after pass, while each search settles points (depth first, oldest first:
+    # every pass isolates some); none is dead-lettered in a lump with others.
     dead = await outbox.dead_letters(limit=1000)
     assert sorted(d["time_ms"] for d in dead) == [T0 + i for i in range(500)]
     assert {reason_code(d["reason"]) for d in dead} == {"400 INVALID_INPUT"}
     assert outbox.stats.pending == 0
+    # Each search (the batch, then its budget) settles at least (budget - 2 x 9) / 2 points.
+    assert client.requests <= (500 // (DEFAULT_BUDGET // 2 - 9) + 1) * (1 + DEFAULT_BUDGET)
     requests = client.requests
     await up.drain()
     assert client.requests == requests  # nothing left to send
+
+
+async def test_good_points_beside_many_bad_ones_are_never_dead_lettered(outbox: Outbox) -> None:
+    bad = set(range(0, 500, 7))  # 72 bad points spread over the batch: more than one budget can isolate
+    await fill(outbox, 500, bad=bad)
+    client = JudgingClient(outbox)
+    up = uploader(client, outbox)
+    await up.drain()
+    assert client.requests > 1 + DEFAULT_BUDGET  # more than one search, within one drain
+    assert outbox.stats.pending == 0
+    dead = await outbox.dead_letters(limit=1000)
+    assert sorted(d["time_ms"] - T0 for d in dead) == sorted(bad)
+    assert sorted(t - T0 for t, _ in client.delivered) == [i for i in range(500) if i not in bad]
 
 
 async def test_a_refusal_of_the_whole_request_is_not_split(outbox: Outbox) -> None:
