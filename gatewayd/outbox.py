@@ -631,9 +631,13 @@ class Outbox:
         finally:
             self._leased.difference_update(lease.sensor_id for lease in leases)
 
-    async def release(self, lease: Lease) -> None:
-        """The send failed in a way worth retrying: the points stay pending, oldest first as before."""
-        self._leased.discard(lease.sensor_id)
+    async def release(self, lease: Lease, *, unlease: bool = True) -> None:
+        """The send failed in a way worth retrying: the points stay pending, oldest first as before.
+
+        ``unlease=False`` for a part of a lease whose other parts are still being settled (as for
+        :meth:`dead_letter`)."""
+        if unlease:
+            self._leased.discard(lease.sensor_id)
         self.stats.released += len(lease)
 
     async def dead_letter(self, lease: Lease, reason: str, *, unlease: bool = True) -> None:

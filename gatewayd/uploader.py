@@ -283,8 +283,9 @@ class Uploader:
         for i, (part, error) in enumerate(found.refused):
             unlease = i == last and not found.delivered and not found.kept
             await self.outbox.dead_letter(part, refusal_reason(error), unlease=unlease)
-        for part in found.kept:
-            await self.outbox.release(part)
+        for i, part in enumerate(found.kept):
+            # The delivered parts are acknowledged with the pass, which un-leases the sensor then.
+            await self.outbox.release(part, unlease=i == len(found.kept) - 1 and not found.delivered)
         refused = sum(len(part) for part, _ in found.refused)
         log.warning(
             "refused batch split to find the points at fault",
