@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd.boundedqueue import BoundedQueue
+from gatewayd.compat import slotted_dataclass
 from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.sensortypes import numeric_type
@@ -39,7 +40,7 @@ log = structlog.get_logger(__name__)
 SAMPLE_JOB_PREFIX = "sample:"
 
 
-@dataclass(eq=False, slots=True)
+@slotted_dataclass(eq=False)
 class SensorRuntime:
     """One inventory sensor while the daemon runs: its ids, its source and how its reads are going.
 

@@ -43,6 +43,7 @@ from gatewayd.clouds.http import (
     parse_retry_after,
     with_retries,
 )
+from gatewayd.compat import zip_strict
 from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import AlreadyExistsError, CloudError, PermanentError, StorageError
 from gatewayd.statefile import StateFile
@@ -574,7 +575,7 @@ def encode_series(times: Sequence[int], values_json: Sequence[str]) -> bytes:
     """
     if not times:
         raise ValueError("series needs at least one point")
-    items = [f'{{"value":{v},"time":{int(t)}}}' for t, v in zip(times, values_json, strict=True)]
+    items = [f'{{"value":{v},"time":{int(t)}}}' for t, v in zip_strict(times, values_json)]
     text = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
     return text.encode("utf-8")
 
