@@ -90,7 +90,7 @@ async def run_demo(
                     timeout = live_every_s
                     if duration is not None:
                         timeout = min(timeout, max(0.0, started + duration - time.monotonic()))
-                    with contextlib.suppress(TimeoutError):
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=timeout)
                     if duration is not None and time.monotonic() - started >= duration:
                         stop.set()

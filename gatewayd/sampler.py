@@ -256,7 +256,7 @@ class Sampler:
                 value = thingplus_value(
                     await asyncio.wait_for(sensor.source.read(), timeout=timeout), sensor.numeric
                 )
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 self._failed(sensor, f"read timed out after {timeout:g}s")
                 return
             except Exception as exc:  # a source bug must not stop sampling of this or other sensors

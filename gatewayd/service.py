@@ -468,7 +468,7 @@ class Daemon:
                 self._interval_changed.clear()
                 try:
                     await asyncio.wait_for(self._interval_changed.wait(), remaining)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     break
 
     async def _heartbeat(self) -> None:
@@ -672,11 +672,11 @@ class Daemon:
             self.uploader.stop_by = deadline
         uploader_task = next((t for t in self._tasks if t.get_name() == "uploader"), None)
         if uploader_task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(uploader_task), timeout=self.grace_s + 2)
             uploader_task.cancel()
         if self.registered is not None and self.uploader is not None and self.mono() < deadline:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError, GatewaydError):
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, GatewaydError):
                 await asyncio.wait_for(
                     self.uploader.drain(deadline=deadline), timeout=deadline - self.mono() + 2
                 )

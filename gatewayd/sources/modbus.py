@@ -255,7 +255,7 @@ class ModbusLink:
                     getattr(client, method)(address, count=count, **{_UNIT_KEYWORD: unit}), timeout_s
                 )
                 done = True
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 raise SourceError(
                     f"{self.endpoint}: no answer from unit {unit} within {timeout_s:g}s ({what})"
                 ) from None
@@ -295,7 +295,7 @@ class ModbusLink:
         ok = False
         try:
             ok = bool(await asyncio.wait_for(client.connect(), timeout_s)) and bool(client.connected)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             cause = f"no connection within {timeout_s:g}s"
         except (ModbusException, OSError, ValueError) as exc:  # pyserial: bad settings, no such device
             cause = _describe(exc)
