@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
@@ -213,7 +213,7 @@ class Sampler:
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=max(1, int(interval)),
-                next_run_time=datetime.now(UTC),
+                next_run_time=datetime.now(timezone.utc),
             )
         self._groups = groups
         self.stats.by_interval = {k: len(v) for k, v in groups.items()}
@@ -354,7 +354,7 @@ class ClockJumpGuard:
                 await self.on_check(wall, mono)
 
     def reanchor(self) -> None:
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         for job in self.scheduler.get_jobs():
             trigger = job.trigger
             if isinstance(trigger, IntervalTrigger):

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +180,7 @@ class Daemon:
     async def _run_with(self, outbox: Outbox) -> None:
         assert self.buffer is not None and self.disk_guard is not None
         # Sampling first: samples are kept from the first second, whatever the cloud does.
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self.scheduler.start()
         self.sampler = Sampler(
             self.scheduler, self.buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
@@ -590,7 +590,7 @@ class Daemon:
             id=job_id,
             coalesce=True,
             max_instances=1,
-            next_run_time=datetime.now(UTC),
+            next_run_time=datetime.now(timezone.utc),
         )
 
     # ------------------------------------------------------------------ reload (SIGHUP)

@@ -410,7 +410,7 @@ class ThingPlusClient:
             or not access
             or not isinstance(token_type, str)
             or not token_type
-            or not isinstance(obtained_at, int | float)
+            or not isinstance(obtained_at, (int, float))
             or isinstance(obtained_at, bool)
         ):
             log.warning("thingplus_token_stale", reason="incomplete token record")
@@ -559,7 +559,7 @@ def _series_body(points: Sequence[tuple[int, str | dict[str, Any]]]) -> dict[str
             raise ValueError(f"a point's time must be integer unix milliseconds, got {when!r}")
         if when < MIN_TIME_MS:
             raise ValueError(f"a point's time must be unix milliseconds, {when} looks like seconds")
-        if not isinstance(value, str | dict):
+        if not isinstance(value, (str, dict)):
             raise ValueError(
                 f"a point's value must be a string (numbers as strings, e.g. '36.5') or an object, got {value!r}"
             )
@@ -597,7 +597,7 @@ def _describe(resp: Response) -> tuple[str, str | int | None]:
         errors = payload.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0].get("code")
-            if isinstance(first, str | int) and not isinstance(first, bool):
+            if isinstance(first, (str, int)) and not isinstance(first, bool):
                 code = first
             detail = errors[0].get("message")
             if isinstance(detail, str) and detail.strip():  # more telling than "Not Found"

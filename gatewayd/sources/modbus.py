@@ -34,7 +34,7 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -44,7 +44,7 @@ from gatewayd.sourceconfig import ModbusSource
 from gatewayd.sources.pick import scaled
 
 Order = Literal["big", "little"]
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Client = Union[AsyncModbusTcpClient, AsyncModbusSerialClient]
 
 #: struct code and register count of each register data type.
 REGISTER_TYPES: dict[str, tuple[str, int]] = {

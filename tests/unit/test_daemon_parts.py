@@ -198,21 +198,24 @@ def test_clock_jump_detection(wall_delta: float, mono_delta: float, jumped: bool
 
 
 async def test_reanchor_brings_far_future_runs_back_to_now() -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta, timezone
 
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
-    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler = AsyncIOScheduler(timezone=timezone.utc)
     scheduler.start(paused=True)
     try:
         # As if the wall clock had jumped an hour back after the job was scheduled.
         scheduler.add_job(
-            print, IntervalTrigger(seconds=10), id="j", next_run_time=datetime.now(UTC) + timedelta(hours=1)
+            print,
+            IntervalTrigger(seconds=10),
+            id="j",
+            next_run_time=datetime.now(timezone.utc) + timedelta(hours=1),
         )
         ClockJumpGuard(scheduler).reanchor()
         job = scheduler.get_job("j")
-        assert job.next_run_time - datetime.now(UTC) < timedelta(seconds=1)
+        assert job.next_run_time - datetime.now(timezone.utc) < timedelta(seconds=1)
         assert job.trigger.interval == timedelta(seconds=10)
     finally:
         scheduler.shutdown(wait=False)
