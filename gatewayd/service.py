@@ -739,10 +739,12 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
         on_stopping=notifier.stopping,
         on_settled=heap.settle,
     )
-    daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
-    del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
 
     async def main() -> None:
+        # Made on the running loop: before 3.10 an asyncio.Event binds to the loop current at its creation.
+        nonlocal inventory
+        daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
+        del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, daemon.stop)
         loop.add_signal_handler(signal.SIGINT, daemon.stop)
