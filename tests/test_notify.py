@@ -19,13 +19,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from gatewayd.notify import Notifier
 
+from .conftest import pairwise
 from .integration.conftest import emulator_env, inventory_text
 
 ROOT = Path(__file__).resolve().parent.parent
