@@ -20,7 +20,7 @@ repo=$(cd "$here/../.." && pwd)
 arch=${ARCH:-amd64}
 suite=${SUITE:-all}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}  # "none": without bullseye-security
 cache=${GATEWAYD_DEBIAN_CACHE:-/var/cache/gatewayd-debian}
 # Bump the suffix when the way the root is made changes, so a stale cached root is not reused.
 base="bullseye-$arch-minbase-systemd-v2"
@@ -129,17 +129,27 @@ make_base() {
         rm -rf "$tmp"
         return 1
     fi
-    cat > "$tmp/etc/apt/sources.list" <<EOF
-deb $mirror bullseye main
-deb $mirror bullseye-updates main
-deb $security bullseye-security main
-EOF
-    # with the point release and security updates, as a maintained box has them
+    # With the point release and security updates, as a maintained box has them. A mirror that lacks the
+    # security pool for this architecture (a 404 for every file) leaves the root on the point release,
+    # loudly: apt would otherwise try to fetch the security versions of the package's dependencies.
     cp /etc/resolv.conf "$tmp/etc/resolv.conf"
-    mount -t proc proc "$tmp/proc" &&
-        chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-            sh -c 'apt-get -q update && apt-get -q -y dist-upgrade && apt-get clean'
-    local rc=$?
+    mount -t proc proc "$tmp/proc" || return 1
+    local rc=1 with_security
+    for with_security in yes no; do
+        [ "$with_security" = yes ] && [ "$security" = none ] && continue
+        {
+            echo "deb $mirror bullseye main"
+            echo "deb $mirror bullseye-updates main"
+            [ "$with_security" = yes ] && echo "deb $security bullseye-security main"
+        } > "$tmp/etc/apt/sources.list"
+        if chroot "$tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+            sh -c 'apt-get -q update && apt-get -q -y dist-upgrade && apt-get clean'; then
+            rc=0
+            break
+        fi
+        [ "$with_security" = yes ] &&
+            echo "WARNING: bullseye-security for $arch cannot be fetched from $security: the root goes without it" >&2
+    done
     umount "$tmp/proc"
     [ "$rc" = 0 ] && tar -C "$tmp" --numeric-owner -czf "$tarball.part" . && mv "$tarball.part" "$tarball"
     rc=$?
@@ -194,6 +204,8 @@ enter_root() {
     printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
     # This machine's CA bundle, for pip in the root only (a TLS-inspecting proxy's CA may be in it).
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-certificates.crt" 2>/dev/null || true
+    grep -q bullseye-security "$root/etc/apt/sources.list" ||
+        echo "NOTE: this root has no bullseye-security (unreachable when the root was made)"
     in_root apt-get -q update
 }
 
