@@ -127,7 +127,7 @@ class SampleBuffer:
         """Until the next flush is due: ``flush_s`` passed, or ``max_points`` are waiting."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=self.flush_s)
-        except asyncio.TimeoutError:  # noqa: UP041 - the builtin is not this one before Python 3.11
+        except asyncio.TimeoutError:  # the builtin is not this one before Python 3.11
             pass
         self._wake.clear()
 
