@@ -236,6 +236,7 @@ installed_layout() {
         test -L /etc/systemd/system/multi-user.target.wants/gatewayd.service
         dpkg-query -W -f "\${Conffiles}\n" gatewayd | grep -q "/etc/gatewayd/gatewayd.yaml"
         ls /usr/lib/gatewayd/wheels | wc -l
+        du -sh /usr/lib/gatewayd/wheels /opt/gatewayd
         /opt/gatewayd/bin/python -m pip check
     '
 }
@@ -270,7 +271,9 @@ test_venv() {
     copy_sources || return 1
     local cert=()
     [ -s "$root/etc/host-ca-certificates.crt" ] && cert=(--cert /etc/host-ca-certificates.crt)
-    in_root python3 -m venv /root/testenv &&
+    # libfaketime for the clock tests, as on the machine running CI (a test tool, not a dependency)
+    in_root apt-get -q -y install faketime &&
+        in_root python3 -m venv /root/testenv &&
         in_root /root/testenv/bin/python -m pip install -q "${cert[@]}" --upgrade pip &&
         in_root /root/testenv/bin/python -m pip install -q "${cert[@]}" -e '/src[dev]'
 }
