@@ -547,7 +547,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536)
-            except TimeoutError:
+            except socket.timeout:
                 continue
             except OSError:
                 return

@@ -43,6 +43,7 @@ from bench.common import (
     verdict,
     write_inventory,
 )
+from gatewayd.compat import zip_strict
 
 TARGET_REGISTER_S = 5.0
 TARGET_RESTART_READY_S = 1.0
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             notify.close()
 
-    for i, (r, g) in enumerate(zip(restart_ready, restart_registered, strict=True)):
+    for i, (r, g) in enumerate(zip_strict(restart_ready, restart_registered)):
         rows += [
             (f"restart {i + 1}: process start -> READY=1", f"{r:.2f} s"),
             (f"restart {i + 1}: process start -> 'registered on Thing+' log", f"{g:.2f} s"),

@@ -237,11 +237,11 @@ def fingerprint(value: Any) -> int:
         return hash(
             (type(value), *[v if type(v) in _PLAIN else fingerprint(v) for v in value.__dict__.values()])
         )
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return hash((type(value), *[fingerprint(v) for v in value]))
     if isinstance(value, dict):
         return hash(frozenset((k, fingerprint(v)) for k, v in value.items()))
-    if isinstance(value, set | frozenset):
+    if isinstance(value, (set, frozenset)):
         return hash(frozenset(fingerprint(v) for v in value))
     return hash(value)
 

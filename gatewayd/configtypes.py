@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from gatewayd.secret import Secret
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -17,7 +20,7 @@ def parse_duration(value: Any) -> float:
     """Seconds from a number (seconds) or a string like ``500ms``, ``10s``, ``5m``, ``1h``, ``2d``."""
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 10, '500ms', '10s', '5m' or '1h', not a boolean")
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         match = _DURATION.match(value)

@@ -159,7 +159,7 @@ def iso_ms(ms: int | None) -> str | None:
     """Unix ms as ISO 8601 UTC with milliseconds (``2024-05-01T10:00:00.000Z``)."""
     if ms is None:
         return None
-    utc = timezone.utc  # noqa: UP017 - datetime.UTC is not in Python 3.9
+    utc = timezone.utc  # datetime.UTC is not in Python 3.9
     stamp = datetime.fromtimestamp(ms / 1000, utc).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from gatewayd.compat import zip_strict
 from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
@@ -89,7 +90,7 @@ async def run_demo(
                     timeout = live_every_s
                     if duration is not None:
                         timeout = min(timeout, max(0.0, started + duration - time.monotonic()))
-                    with contextlib.suppress(TimeoutError):
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=timeout)
                     if duration is not None and time.monotonic() - started >= duration:
                         stop.set()
@@ -128,9 +129,7 @@ def _sensor_table(daemon: Daemon, inventory: Inventory, thingplus: ThingPlusEmul
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join(
-        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
-    )
+    return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip_strict(row, widths)) for row in rows)
 
 
 def _live_line(daemon: Daemon, thingplus: ThingPlusEmulator, elapsed: float) -> str:

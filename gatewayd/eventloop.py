@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -54,5 +55,26 @@ def run(coro: Coroutine[Any, Any, T], *, choice: str | None = None) -> T:
     except ConfigError:
         coro.close()
         raise
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
+    if factory is None:
+        return asyncio.run(coro)
+    # Python 3.9 and 3.10 have no asyncio.Runner: asyncio.run takes its loop from the event loop policy.
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_FactoryPolicy(factory))
+    try:
+        return asyncio.run(coro)
+    finally:
+        asyncio.set_event_loop_policy(previous)
+
+
+class _FactoryPolicy(asyncio.DefaultEventLoopPolicy):
+    """The default policy, except that new loops come from ``factory`` (for :func:`run` before 3.11)."""
+
+    def __init__(self, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        super().__init__()
+        self._factory = factory
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return self._factory()

@@ -59,7 +59,7 @@ def _scrub(value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
             k: (MASK if _is_secret_key(k) and v not in (None, "") else _scrub(v, secrets, depth + 1))
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         items = [_scrub(v, secrets, depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)  # a named tuple logs as a tuple
     if isinstance(value, BaseException):

@@ -7,6 +7,7 @@ can drift. Only request latency, which exists nowhere else, is a real Histogram 
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -276,5 +277,5 @@ async def probe_health(listen: str, timeout_s: float) -> tuple[bool, str]:
             session.get(url) as resp,
         ):
             return resp.status == 200, await resp.text()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return False, f'{{"status": "unreachable", "url": "{url}", "error": "{type(exc).__name__}"}}'

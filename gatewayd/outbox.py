@@ -43,6 +43,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
+from gatewayd.compat import zip_strict
 from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outboxtime import AGE_MARKS_TABLE, SCHEMA_VERSION, OutboxTime
@@ -109,7 +110,7 @@ def _in_id_order(
     does not promise to: checked here, and sorted in the rare case they are not."""
     if ids == sorted(ids):  # ids are unique: sorted means in order
         return ids, times, values
-    rows = sorted(zip(ids, times, values, strict=True))
+    rows = sorted(zip_strict(ids, times, values))
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
@@ -214,7 +215,7 @@ class Lease:
         return Lease(self.sensor_id, ids[0], ids[-1], self.times[start:stop], self.values[start:stop], ids)
 
     def points(self) -> list[Point]:
-        return [Point(self.sensor_id, t, json.loads(v)) for t, v in zip(self.times, self.values, strict=True)]
+        return [Point(self.sensor_id, t, json.loads(v)) for t, v in zip_strict(self.times, self.values)]
 
 
 @dataclass
@@ -690,7 +691,7 @@ class Outbox:
         except sqlite3.Error as exc:
             self._rollback()
             raise self._error("outbox ack failed", exc) from exc
-        for lease, n in zip(leases, removed, strict=True):
+        for lease, n in zip_strict(leases, removed):
             self.stats.acked += n
             self._count_removed(lease.sensor_id, n)
         return removed
@@ -880,7 +881,7 @@ class Outbox:
                 (limit,),
             ).fetchall()
             keys = ("sensor_id", "time_ms", "value", "reason", "dead_at_ms")
-            return [dict(zip(keys, r, strict=True)) for r in rows]
+            return [dict(zip_strict(keys, r)) for r in rows]
 
         return await self._run(read)
 

@@ -152,7 +152,7 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     if not rows:
         return []
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return [indent + "  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]) for row in rows]  # noqa: B905
+    return [indent + "  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]) for row in rows]
 
 
 def _value(text: str) -> Any:

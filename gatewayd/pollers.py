@@ -40,7 +40,7 @@ def latest_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest status record (by its ``time`` when present, else the last one)."""
     if not records:
         return None
-    timed = [r for r in records if isinstance(r.get("time"), int | float)]
+    timed = [r for r in records if isinstance(r.get("time"), (int, float))]
     if timed:
         return max(timed, key=lambda r: r["time"])
     return records[-1]

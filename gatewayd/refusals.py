@@ -111,7 +111,7 @@ async def isolate(
         outcomes = await asyncio.gather(*(attempt(half) for half in halves))
         found.requests += 2
         refused: list[Lease] = []
-        for half, error in zip(halves, outcomes):  # noqa: B905 - same length (no strict= in 3.9)
+        for half, error in zip(halves, outcomes):  # same length (no strict= in 3.9)
             if error is None:
                 found.delivered.append(half)
             elif not refuses_points(error):

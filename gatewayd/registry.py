@@ -10,10 +10,10 @@ one in the inventory makes a new one on Thing+ and leaves the old alone.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gatewayd.compat import slotted_dataclass
 from gatewayd.statefile import StateFile
 
 FORMAT_VERSION = 1
@@ -28,7 +28,7 @@ def sensor_key(device: str, sensor: str) -> str:
     return f"{device}/{sensor}"
 
 
-@dataclass(slots=True)
+@slotted_dataclass()
 class Entry:
     id: str
     registered: bool = False

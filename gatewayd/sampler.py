@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gatewayd.boundedqueue import BoundedQueue
+from gatewayd.compat import slotted_dataclass
 from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.sensortypes import numeric_type
@@ -39,7 +40,7 @@ log = structlog.get_logger(__name__)
 SAMPLE_JOB_PREFIX = "sample:"
 
 
-@dataclass(eq=False, slots=True)
+@slotted_dataclass(eq=False)
 class SensorRuntime:
     """One inventory sensor while the daemon runs: its ids, its source and how its reads are going.
 
@@ -126,7 +127,7 @@ class SampleBuffer:
         """Until the next flush is due: ``flush_s`` passed, or ``max_points`` are waiting."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=self.flush_s)
-        except asyncio.TimeoutError:  # noqa: UP041 - the builtin is not this one before Python 3.11
+        except asyncio.TimeoutError:  # the builtin is not this one before Python 3.11
             pass
         self._wake.clear()
 
@@ -212,7 +213,7 @@ class Sampler:
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=max(1, int(interval)),
-                next_run_time=datetime.now(UTC),
+                next_run_time=datetime.now(timezone.utc),
             )
         self._groups = groups
         self.stats.by_interval = {k: len(v) for k, v in groups.items()}
@@ -255,7 +256,7 @@ class Sampler:
                 value = thingplus_value(
                     await asyncio.wait_for(sensor.source.read(), timeout=timeout), sensor.numeric
                 )
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 self._failed(sensor, f"read timed out after {timeout:g}s")
                 return
             except Exception as exc:  # a source bug must not stop sampling of this or other sensors
@@ -353,7 +354,7 @@ class ClockJumpGuard:
                 await self.on_check(wall, mono)
 
     def reanchor(self) -> None:
-        now = datetime.now(UTC)
+        now = datetime.now(timezone.utc)
         for job in self.scheduler.get_jobs():
             trigger = job.trigger
             if isinstance(trigger, IntervalTrigger):

@@ -68,7 +68,7 @@ class Secret:
         def validate(value: Any) -> Secret:
             if isinstance(value, Secret):
                 return value
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = str(value)
             if not isinstance(value, str):
                 raise ValueError("must be a string")

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +180,7 @@ class Daemon:
     async def _run_with(self, outbox: Outbox) -> None:
         assert self.buffer is not None and self.disk_guard is not None
         # Sampling first: samples are kept from the first second, whatever the cloud does.
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self.scheduler.start()
         self.sampler = Sampler(
             self.scheduler, self.buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
@@ -468,7 +468,7 @@ class Daemon:
                 self._interval_changed.clear()
                 try:
                     await asyncio.wait_for(self._interval_changed.wait(), remaining)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     break
 
     async def _heartbeat(self) -> None:
@@ -590,7 +590,7 @@ class Daemon:
             id=job_id,
             coalesce=True,
             max_instances=1,
-            next_run_time=datetime.now(UTC),
+            next_run_time=datetime.now(timezone.utc),
         )
 
     # ------------------------------------------------------------------ reload (SIGHUP)
@@ -672,11 +672,11 @@ class Daemon:
             self.uploader.stop_by = deadline
         uploader_task = next((t for t in self._tasks if t.get_name() == "uploader"), None)
         if uploader_task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(uploader_task), timeout=self.grace_s + 2)
             uploader_task.cancel()
         if self.registered is not None and self.uploader is not None and self.mono() < deadline:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError, GatewaydError):
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, GatewaydError):
                 await asyncio.wait_for(
                     self.uploader.drain(deadline=deadline), timeout=deadline - self.mono() + 2
                 )
@@ -739,10 +739,12 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
         on_stopping=notifier.stopping,
         on_settled=heap.settle,
     )
-    daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
-    del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
 
     async def main() -> None:
+        # Made on the running loop: before 3.10 an asyncio.Event binds to the loop current at its creation.
+        nonlocal inventory
+        daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
+        del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, daemon.stop)
         loop.add_signal_handler(signal.SIGINT, daemon.stop)

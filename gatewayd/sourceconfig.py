@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     AfterValidator,
@@ -34,8 +34,8 @@ def _check_regex(value: str | None) -> str | None:
     return value
 
 
-Regex = Annotated[str | None, AfterValidator(_check_regex)]
-Scalar = float | int | bool | str
+Regex = Annotated[Optional[str], AfterValidator(_check_regex)]
+Scalar = Union[float, int, bool, str]
 
 
 def _check_http_url(value: str) -> str:
@@ -54,7 +54,7 @@ def _check_sim_value(value: Any) -> Scalar:
     """One clear message instead of one per member of the union; numbers must be finite."""
     if isinstance(value, str):
         return value.strip()
-    if isinstance(value, bool | int):
+    if isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -202,17 +202,17 @@ class ReplayPattern(_Pattern):
 
 
 #: Every simulation pattern; ``pattern`` tells them apart.
-SimulatePattern = (
-    ConstantPattern
-    | SinePattern
-    | SawtoothPattern
-    | RandomWalkPattern
-    | UniformPattern
-    | GaussianPattern
-    | StepPattern
-    | ChoicePattern
-    | ReplayPattern
-)
+SimulatePattern = Union[
+    ConstantPattern,
+    SinePattern,
+    SawtoothPattern,
+    RandomWalkPattern,
+    UniformPattern,
+    GaussianPattern,
+    StepPattern,
+    ChoicePattern,
+    ReplayPattern,
+]
 SimulateSource = Annotated[SimulatePattern, Field(discriminator="pattern")]
 
 

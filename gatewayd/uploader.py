@@ -216,7 +216,7 @@ class Uploader:
                         reason=refusal_reason(exc)[:200],
                     )
                     return
-                if isinstance(exc, TransientError | AuthError):
+                if isinstance(exc, (TransientError, AuthError)):
                     cloud_down = True
                     log.warning(
                         "upload failed; points kept for the next cycle",

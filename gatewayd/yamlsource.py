@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 
@@ -26,7 +26,7 @@ from gatewayd.errors import ConfigProblem
 from gatewayd.regularfile import read_regular_file
 
 #: A path into the data: mapping keys and sequence indexes.
-DataPath = tuple[str | int, ...]
+DataPath = tuple[Union[str, int], ...]
 
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 #: A ``${file:...}`` holds a secret or a token: bigger than this is a mistake (a log, a device).
@@ -204,7 +204,7 @@ class _Builder:
                     else:
                         self.problem(key_where, path, "'<<' must merge a mapping or a list of mappings")
                 continue
-            if key is None or isinstance(key, dict | list):
+            if key is None or isinstance(key, (dict, list)):
                 self.problem(key_where, path, "mapping keys must be plain scalars")
                 self.node((*path, "?"))
                 continue

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import subprocess
+import sys
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -54,6 +56,17 @@ VALID = textwrap.dedent(
             simulate: {pattern: sine, min: 18, max: 26, period: 1h}
     """
 )
+
+T = TypeVar("T")
+
+if sys.version_info >= (3, 10):
+    from itertools import pairwise
+else:  # Python 3.9 (Debian 11): the recipe itertools.pairwise replaced
+
+    def pairwise(iterable: Iterable[T]) -> Iterator[tuple[T, T]]:
+        first, second = itertools.tee(iterable)
+        next(second, None)
+        return zip(first, second)
 
 
 @contextmanager

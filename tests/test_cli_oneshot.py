@@ -8,7 +8,6 @@ cloud's code in that JSON, bad usage or configuration exit 2 with a message on s
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 from gatewayd.config import parse_inventory
 from gatewayd.emulator import EmulatorServer
+from tests.conftest import pairwise
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -179,7 +179,7 @@ def test_rcms_status_since(write_config: Callable[..., Path]) -> None:
     assert 30 <= len(records) <= 31
     times = [r["time"] for r in records]
     assert times == sorted(times)
-    assert all(b - a == 60_000 for a, b in itertools.pairwise(times))
+    assert all(b - a == 60_000 for a, b in pairwise(times))
     assert started_ms - 31 * 60_000 <= times[0] and times[-1] <= int(time.time() * 1000)
 
 

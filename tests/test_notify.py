@@ -19,13 +19,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from gatewayd.notify import Notifier
 
+from .conftest import pairwise
 from .integration.conftest import emulator_env, inventory_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ class Listener:
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(4096).decode("utf-8")
-        except TimeoutError:
+        except socket.timeout:
             pytest.fail(f"no datagram within {timeout:g}s")
 
     def drain(self) -> list[str]:
@@ -158,7 +158,7 @@ async def _pings_over(listener: Listener, notifier: Notifier, window_s: float) -
         while (left := started + window_s - time.monotonic()) > 0:
             try:
                 text = await asyncio.wait_for(listener.arecv(), timeout=left)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 break
             assert text == "WATCHDOG=1"
             times.append(time.monotonic())
@@ -283,7 +283,7 @@ async def test_gatewayd_run_under_a_notify_socket(tmp_path: Path, abstract_liste
                         f"waiting for {what} (exit {proc.returncode}); got {got}\n"
                         + log.read_text(errors="replace")[-3000:]
                     )
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     got.append(await asyncio.wait_for(listener.arecv(), timeout=min(left, 0.5)))
 
         def ready_index(g: list[str]) -> int | None:

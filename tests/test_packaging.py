@@ -3,7 +3,7 @@ PID 1 and without a Docker engine.
 
 * ``systemd-analyze verify`` loads a unit file offline (no running manager needed, so it works in a
   container): it parses every directive, resolves the command paths and checks the dependencies. The
-  unit's ExecStart names /opt/gatewayd/bin/gatewayd, which does not exist here, so the test verifies a
+  unit's ExecStart names /usr/bin/gatewayd (the .deb's), which does not exist here, so the test verifies a
   copy pointed at this virtualenv's ``gatewayd``, with ``--man=no`` (no man pages to look up). Any line
   of its output that mentions the unit fails the test, warnings included; lines about unrelated system
   units are ignored. A deliberately broken copy must fail, so a silent no-op verify cannot pass.
@@ -124,7 +124,7 @@ def test_unit_is_a_notify_service_with_watchdog_and_restart_policy(unit: dict[st
 
 def test_unit_commands(unit: dict[str, Any]) -> None:
     argv = shlex.split(one(unit, "Service", "ExecStart"))
-    assert argv[:2] == ["/opt/gatewayd/bin/gatewayd", "run"]
+    assert argv[:2] == ["/usr/bin/gatewayd", "run"]  # the .deb's link to /opt/gatewayd/bin/gatewayd
     assert argv[2:] == ["--config", "${CONFIGURATION_DIRECTORY}/gatewayd.yaml"]
     assert one(unit, "Service", "ConfigurationDirectory") == "gatewayd"
     # The ExecStart arguments are what the CLI accepts.
@@ -140,7 +140,10 @@ def test_unit_state_user_and_credentials(unit: dict[str, Any]) -> None:
     assert one(unit, "Service", "StateDirectory") == "gatewayd"
     assert one(unit, "Service", "StateDirectoryMode") == "0700"
     assert one(unit, "Service", "UMask") == "0077"
-    assert one(unit, "Service", "DynamicUser") == "yes" or one(unit, "Service", "User")
+    # the system user the .deb's postinst creates; a fresh install without secrets is skipped, not failed
+    assert (one(unit, "Service", "User"), one(unit, "Service", "Group")) == ("gatewayd", "gatewayd")
+    assert one(unit, "Unit", "ConditionDirectoryNotEmpty") == "/etc/gatewayd/credentials"
+    assert {"2", "243"} <= set(one(unit, "Service", "RestartPreventExitStatus").split())
     loaded = dict(v.split(":", 1) for v in unit["Service"]["LoadCredential"])
     assert set(loaded) == set(CREDENTIALS)
     for name, path in loaded.items():
@@ -206,9 +209,9 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     gatewayd = venv_tool("gatewayd")
     assert gatewayd, "the gatewayd console script is not installed in this environment"
     text = UNIT.read_text(encoding="utf-8")
-    assert text.count("/opt/gatewayd/bin/gatewayd") == 1
+    assert text.count("/usr/bin/gatewayd") == 1
     copy = tmp_path / "gatewayd.service"
-    copy.write_text(text.replace("/opt/gatewayd/bin/gatewayd", str(Path(gatewayd).absolute())))
+    copy.write_text(text.replace("/usr/bin/gatewayd", str(Path(gatewayd).absolute())))
 
     result = verify(copy)
     complaints = lines_about(result, copy)

@@ -7,7 +7,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import aiohttp
 import pytest
@@ -34,7 +34,7 @@ class Seen:
     signature_ok: bool
 
 
-Handler = Callable[[Seen], Awaitable[web.Response] | web.Response]
+Handler = Callable[[Seen], Union[Awaitable[web.Response], web.Response]]
 
 
 @dataclass

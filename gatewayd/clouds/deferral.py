@@ -89,5 +89,5 @@ class Deferral:
             )
 
     def _wall(self, seconds_from_now: float) -> str:
-        when = datetime.fromtimestamp(self.clock() + seconds_from_now, timezone.utc)  # noqa: UP017 - 3.9
+        when = datetime.fromtimestamp(self.clock() + seconds_from_now, timezone.utc)  # 3.9
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,6 +8,7 @@ The backoff maths is pure (:meth:`RetryPolicy.delay`) and takes its randomness a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -174,7 +175,7 @@ class HttpTransport:
             ) as resp:
                 data = await read_capped(resp, self.max_body, self._too_large(operation, resp.status))
                 result = Response(status=resp.status, headers=resp.headers, body=data)
-        except TimeoutError as exc:
+        except asyncio.TimeoutError as exc:
             raise TransientError(
                 f"no answer within {self.timeout:g}s", cloud=self.cloud, operation=operation
             ) from exc

@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 from urllib.parse import quote, unquote_plus, urlencode
 
 import aiohttp
@@ -47,7 +47,7 @@ RENEW_FRACTION = 0.9
 #: Lifetime assumed for an OAuth2 answer without ``expires_in`` (the platform's default).
 DEFAULT_OAUTH2_EXPIRES = 7200
 
-Query = Sequence[tuple[str, str]] | Mapping[str, str | Sequence[str]]
+Query = Union[Sequence[tuple[str, str]], Mapping[str, Union[str, Sequence[str]]]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ class _OAuth2Token(_Token):
         refresh = answer.get("refresh_token")
         self._refresh = refresh if isinstance(refresh, str) and refresh else None
         expires = answer.get("expires_in")
-        lifetime = expires if isinstance(expires, int | float) and expires > 0 else DEFAULT_OAUTH2_EXPIRES
+        lifetime = expires if isinstance(expires, (int, float)) and expires > 0 else DEFAULT_OAUTH2_EXPIRES
         self._renew_at = started + RENEW_FRACTION * lifetime
         return token
 

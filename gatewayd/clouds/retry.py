@@ -80,7 +80,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:  # an HTTP date is GMT; parsedate gives naive for "-0000"
-        when = when.replace(tzinfo=timezone.utc)  # noqa: UP017 - Python 3.9 has no datetime.UTC
+        when = when.replace(tzinfo=timezone.utc)  # Python 3.9 has no datetime.UTC
     return max(0.0, when.timestamp() - now)
 
 

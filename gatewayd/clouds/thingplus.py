@@ -43,6 +43,7 @@ from gatewayd.clouds.http import (
     parse_retry_after,
     with_retries,
 )
+from gatewayd.compat import zip_strict
 from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import AlreadyExistsError, CloudError, PermanentError, StorageError
 from gatewayd.statefile import StateFile
@@ -409,7 +410,7 @@ class ThingPlusClient:
             or not access
             or not isinstance(token_type, str)
             or not token_type
-            or not isinstance(obtained_at, int | float)
+            or not isinstance(obtained_at, (int, float))
             or isinstance(obtained_at, bool)
         ):
             log.warning("thingplus_token_stale", reason="incomplete token record")
@@ -558,7 +559,7 @@ def _series_body(points: Sequence[tuple[int, str | dict[str, Any]]]) -> dict[str
             raise ValueError(f"a point's time must be integer unix milliseconds, got {when!r}")
         if when < MIN_TIME_MS:
             raise ValueError(f"a point's time must be unix milliseconds, {when} looks like seconds")
-        if not isinstance(value, str | dict):
+        if not isinstance(value, (str, dict)):
             raise ValueError(
                 f"a point's value must be a string (numbers as strings, e.g. '36.5') or an object, got {value!r}"
             )
@@ -574,7 +575,7 @@ def encode_series(times: Sequence[int], values_json: Sequence[str]) -> bytes:
     """
     if not times:
         raise ValueError("series needs at least one point")
-    items = [f'{{"value":{v},"time":{int(t)}}}' for t, v in zip(times, values_json, strict=True)]
+    items = [f'{{"value":{v},"time":{int(t)}}}' for t, v in zip_strict(times, values_json)]
     text = items[0] if len(items) == 1 else "[" + ",".join(items) + "]"
     return text.encode("utf-8")
 
@@ -596,7 +597,7 @@ def _describe(resp: Response) -> tuple[str, str | int | None]:
         errors = payload.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0].get("code")
-            if isinstance(first, str | int) and not isinstance(first, bool):
+            if isinstance(first, (str, int)) and not isinstance(first, bool):
                 code = first
             detail = errors[0].get("message")
             if isinstance(detail, str) and detail.strip():  # more telling than "Not Found"

@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -88,7 +88,7 @@ class Rejected(Exception):
 
     def body(self, path: str, now_s: float) -> dict[str, Any]:
         if self.code is None:
-            when = datetime.fromtimestamp(now_s, UTC).isoformat(timespec="milliseconds")
+            when = datetime.fromtimestamp(now_s, timezone.utc).isoformat(timespec="milliseconds")
             return {
                 "timestamp": when,
                 "status": self.status,
@@ -344,7 +344,7 @@ class LoctubeEmulator:
             expires = body.get("expires", DEFAULT_TOKEN_EXPIRES)
             if expires is None:
                 expires = DEFAULT_TOKEN_EXPIRES
-        if isinstance(expires, bool) or not isinstance(expires, int | float) or not math.isfinite(expires):
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not math.isfinite(expires):
             raise Rejected(400, "bad_request", "expires must be a number of seconds", code="illegal_argument")
         token = self._new_token("x-access", float(expires), sliding=True)
         return {"status": 200, "result": token, "code": "success"}
@@ -535,7 +535,7 @@ def _token_request_params(request: web.Request, raw: bytes) -> dict[str, str]:
     for key, value in parsed.items():
         if isinstance(value, str):
             params[str(key)] = value.strip()
-        elif isinstance(value, int | float) and not isinstance(value, bool):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             params[str(key)] = str(value)
     return params
 

@@ -29,7 +29,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -309,7 +309,7 @@ class RcmsEmulator:
             "time": time_ms,
             "data": {
                 "system": {
-                    "system_time": datetime.fromtimestamp(t_s, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    "system_time": datetime.fromtimestamp(t_s, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                     "device_model": _MODELS[profile % len(_MODELS)],
                     "firmware_version": _FIRMWARE[(profile >> 4) % len(_FIRMWARE)],
                     "uptime": _format_uptime((t_s + boot_phase) % _BOOT_PERIOD_S),

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from gatewayd.config import SensorConfig
 from gatewayd.errors import SourceError
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 #: What a source may return; Thing+ gets it as a string (or an object).
-Value = float | int | bool | str | dict[str, Any]
+Value = Union[float, int, bool, str, dict[str, Any]]
 
 
 class Source(Protocol):
@@ -143,7 +143,7 @@ def thingplus_value(value: Value, numeric: str | None = None) -> str | dict[str,
         return str(value)
     if isinstance(value, float):  # a float subclass
         return thingplus_value(float(value))
-    if isinstance(value, str | dict):
+    if isinstance(value, (str, dict)):
         if numeric is not None:
             problem = value_problem(numeric, value)
             if problem is not None:

@@ -97,13 +97,18 @@ class CommandReader:
             raise SourceError(f"command {self.name}: {self.argv[0]!r} is not executable") from None
         except OSError as exc:
             raise SourceError(f"command {self.name}: cannot start: {exc.strerror or exc}") from None
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                (stdout, truncated), (stderr, _) = await asyncio.gather(
-                    _capture(process.stdout, MAX_OUTPUT_BYTES), _capture(process.stderr, MAX_OUTPUT_BYTES)
-                )
-                returncode = await process.wait()
-        except TimeoutError:
+
+        async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool], int]:
+            out, err = await asyncio.gather(
+                _capture(process.stdout, MAX_OUTPUT_BYTES), _capture(process.stderr, MAX_OUTPUT_BYTES)
+            )
+            return out, err, await process.wait()
+
+        try:  # wait_for, not asyncio.timeout (3.11+): the box runs Python 3.9
+            (stdout, truncated), (stderr, _), returncode = await asyncio.wait_for(
+                communicate(), self.config.timeout
+            )
+        except asyncio.TimeoutError:
             raise SourceError(
                 f"command {self.name}: timed out after {self.config.timeout:g}s (killed)"
             ) from None

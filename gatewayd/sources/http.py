@@ -7,6 +7,7 @@ credentials or query, and never the headers, which often carry tokens.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -72,7 +73,7 @@ class HttpReader:
                 body = await self._body(response)
         except SourceError:
             raise
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise SourceError(f"{self.where}: timed out after {timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise SourceError(f"{self.where}: {type(exc).__name__}: {exc}") from None

@@ -34,7 +34,7 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -44,7 +44,7 @@ from gatewayd.sourceconfig import ModbusSource
 from gatewayd.sources.pick import scaled
 
 Order = Literal["big", "little"]
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Client = Union[AsyncModbusTcpClient, AsyncModbusSerialClient]
 
 #: struct code and register count of each register data type.
 REGISTER_TYPES: dict[str, tuple[str, int]] = {
@@ -255,7 +255,7 @@ class ModbusLink:
                     getattr(client, method)(address, count=count, **{_UNIT_KEYWORD: unit}), timeout_s
                 )
                 done = True
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 raise SourceError(
                     f"{self.endpoint}: no answer from unit {unit} within {timeout_s:g}s ({what})"
                 ) from None
@@ -295,7 +295,7 @@ class ModbusLink:
         ok = False
         try:
             ok = bool(await asyncio.wait_for(client.connect(), timeout_s)) and bool(client.connected)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             cause = f"no connection within {timeout_s:g}s"
         except (ModbusException, OSError, ValueError) as exc:  # pyserial: bad settings, no such device
             cause = _describe(exc)

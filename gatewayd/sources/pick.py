@@ -56,7 +56,7 @@ def to_number(value: Any) -> float | int:
     """A number from a JSON number or numeric text; booleans count as 1/0."""
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return value
     if isinstance(value, str):
         text = value.strip()
@@ -103,7 +103,7 @@ def number_or_text(raw: Any, scale: float, offset: float) -> float | int | str:
             raise SourceError(f"not a number: {text[:40]!r} (scale/offset need a number)") from None
     elif raw is None:
         raise SourceError("the value is null")
-    elif isinstance(raw, dict | list):
+    elif isinstance(raw, (dict, list)):
         raise SourceError(f"the value is {'an object' if isinstance(raw, dict) else 'a list'}, not a number")
     else:
         number = to_number(raw)

@@ -23,7 +23,7 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 from gatewayd.errors import SourceError
 from gatewayd.sourceconfig import (
@@ -85,7 +85,7 @@ class SeededRandom:
 
 
 #: What the patterns draw from: ``random.Random`` (shared, unseeded) or :class:`SeededRandom`.
-Rng = random.Random | SeededRandom
+Rng = Union[random.Random, SeededRandom]
 
 #: The generator of every source without a seed.
 _SHARED_RNG = random.Random()
@@ -261,7 +261,7 @@ class Simulation:
         # random numbers gets its own; unseeded ones share one, since nobody can expect a sequence.
         draws = self._dropout or self._noise or self._spike_p
         random_pattern = isinstance(
-            pattern, RandomWalkPattern | UniformPattern | GaussianPattern | ChoicePattern
+            pattern, (RandomWalkPattern, UniformPattern, GaussianPattern, ChoicePattern)
         )
         self.rng: Rng | None
         if not (draws or random_pattern):

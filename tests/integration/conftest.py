@@ -106,7 +106,7 @@ def free_port() -> int:
 
 async def until(
     cond: Callable[[], Any],
-    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling a condition, not one awaited call
+    timeout: float = 10.0,
     *,
     every: float = 0.02,
     what: str = "",

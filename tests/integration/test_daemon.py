@@ -11,7 +11,6 @@ import json
 import math
 import statistics
 import time
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError, StorageError
 from gatewayd.outbox import Outbox
 from gatewayd.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
+from tests.conftest import pairwise
 
 from .conftest import (
     SENSORS,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import statistics
@@ -19,7 +18,7 @@ from gatewayd.registry import Registry
 from gatewayd.sampler import ClockJumpGuard
 from gatewayd.sources import thingplus_value
 from gatewayd.sources.simulate import Simulation, sine_value
-from tests.conftest import VALID
+from tests.conftest import VALID, pairwise
 
 MODEL = {
     "id": "52",
@@ -169,7 +168,7 @@ def test_uniform_and_random_walk_stay_in_range_and_are_seeded() -> None:
     walk2 = [sim2.next_value() for _ in range(2000)]
     assert walk1 == walk2
     assert all(0 <= v <= 10 for v in walk1)
-    assert max(abs(b - a) for a, b in itertools.pairwise(walk1)) <= 2 + 1e-9
+    assert max(abs(b - a) for a, b in pairwise(walk1)) <= 2 + 1e-9
     assert walk1[0] == 5
     uniform = _sim("uniform", min=1, max=2, seed=7)
     values = [uniform.next_value() for _ in range(5000)]
@@ -198,21 +197,24 @@ def test_clock_jump_detection(wall_delta: float, mono_delta: float, jumped: bool
 
 
 async def test_reanchor_brings_far_future_runs_back_to_now() -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta, timezone
 
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
-    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler = AsyncIOScheduler(timezone=timezone.utc)
     scheduler.start(paused=True)
     try:
         # As if the wall clock had jumped an hour back after the job was scheduled.
         scheduler.add_job(
-            print, IntervalTrigger(seconds=10), id="j", next_run_time=datetime.now(UTC) + timedelta(hours=1)
+            print,
+            IntervalTrigger(seconds=10),
+            id="j",
+            next_run_time=datetime.now(timezone.utc) + timedelta(hours=1),
         )
         ClockJumpGuard(scheduler).reanchor()
         job = scheduler.get_job("j")
-        assert job.next_run_time - datetime.now(UTC) < timedelta(seconds=1)
+        assert job.next_run_time - datetime.now(timezone.utc) < timedelta(seconds=1)
         assert job.trigger.interval == timedelta(seconds=10)
     finally:
         scheduler.shutdown(wait=False)
@@ -246,7 +248,7 @@ async def _heartbeat_starts(
 
 async def test_heartbeats_keep_the_interval_when_a_round_is_quick(tmp_path: Path) -> None:
     starts = await _heartbeat_starts(tmp_path, round_s=0.01, run_s=0.65)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    gaps = [b - a for a, b in pairwise(starts)]
     assert 5 <= len(starts) <= 8, starts
     assert all(0.09 <= g <= 0.2 for g in gaps), gaps
 
@@ -255,7 +257,7 @@ async def test_a_heartbeat_that_outlasts_the_interval_is_followed_at_once_not_a_
     tmp_path: Path,
 ) -> None:
     starts = await _heartbeat_starts(tmp_path, round_s=0.13, run_s=0.75)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    gaps = [b - a for a, b in pairwise(starts)]
     # back to back every ~0.13 s; a skipped tick would space them 0.2 s apart
     assert len(starts) >= 5, starts
     assert statistics.median(gaps) < 0.18, gaps

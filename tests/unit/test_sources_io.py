@@ -373,7 +373,7 @@ class Peer:
     async def slow(self, request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(self.release.wait(), 5)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             pass
         return web.json_response({"v": 1})
 
