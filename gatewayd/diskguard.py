@@ -13,6 +13,9 @@ The outbox is tried again (opened, or the memory committed) when the first of th
 - points left the outbox since the failure (acks, trims, dead letters): their pages can take new ones;
 - the disk has room again for the reserve, which is checked every second.
 
+Meanwhile the loop wakes every flush interval only: the buffer's "full" signal, which says a commit is
+due, would wake it at every sample for a retry that is not due.
+
 Never silently: the first failure is logged with its cause, then a line a minute with the counts while
 it lasts; ``/healthz`` says 503 with the reason, ``/metrics`` counts the drops, and the recovery is
 logged. At stop, what is still in memory gets one last commit; what cannot be written is logged as
@@ -53,7 +56,8 @@ MEMORY_POINTS_MAX = 1_000_000
 
 def memory_points_for(inventory: Inventory) -> int:
     """``outbox.memory_points``, or when unset: 10 minutes of every sensor sampling at its interval,
-    at least 10,000 and at most 1,000,000 points (about 150 bytes of memory each)."""
+    at least 10,000 and at most 1,000,000 points (about 170 bytes of memory each, measured with
+    tracemalloc on the sampler's own path: 174 for a simulated reading, 166 for a one-digit value)."""
     if inventory.outbox.memory_points is not None:
         return inventory.outbox.memory_points
     per_second = sum(1.0 / sensor.interval for _, sensor in inventory.sensors())
@@ -109,9 +113,10 @@ class DiskGuard:
         self.writable = True
 
     async def run(self) -> None:
-        """Flush the buffer every ``flush_s`` (or when it fills) for ever; cancel to stop."""
+        """Flush the buffer every ``flush_s`` (or when it fills, while writes work) for ever; cancel to
+        stop."""
         while True:
-            await self.buffer.wait()
+            await self.buffer.wait(early=self.writable)
             await self.commit()
 
     async def commit(self) -> None:
