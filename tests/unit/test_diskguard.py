@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import textwrap
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
 
 import pytest
 import structlog
@@ -20,9 +20,12 @@ from gatewayd.outbox import OutboxStats, Point
 from gatewayd.sampler import SampleBuffer
 from tests.emulator import FakeClock
 
+T = TypeVar("T")
+
 
 class FakeOutbox:
-    """What the guard uses of an Outbox; ``full`` makes opening and putting fail as a full disk does."""
+    """What the guard (and the registry's saver) use of an Outbox; ``full`` makes opening, putting and
+    writing aside fail as a full disk does."""
 
     def __init__(self) -> None:
         self.stats = OutboxStats()
@@ -34,6 +37,8 @@ class FakeOutbox:
         self.opens = 0
         self.puts = 0
         self.committed: list[Point] = []
+        #: ``essential`` of each write aside tried.
+        self.asides: list[bool] = []
 
     def _fail(self, what: str) -> None:
         if self.error is not None:
@@ -50,6 +55,11 @@ class FakeOutbox:
         self.puts += 1
         self._fail("outbox write failed")
         self.committed.extend(points)
+
+    async def write_aside(self, write: Callable[[], T], *, essential: bool = False) -> T:
+        self.asides.append(essential)
+        self._fail("cannot write state file")
+        return write()
 
     async def regain_reserve(self) -> bool:
         self.reserve_held = self.reserve_held or self.room
