@@ -13,6 +13,11 @@ The outbox is tried again (opened, or the memory committed) when the first of th
 - points left the outbox since the failure (acks, trims, dead letters): their pages can take new ones;
 - the disk has room again for the reserve, which is checked every second.
 
+Meanwhile the loop wakes every flush interval only: the buffer's "full" signal, which says a commit is
+due, would wake it at every sample for a retry that is not due. Other small writes that wait for room
+(the registry's, :mod:`gatewayd.registrysaver`) follow this rhythm: after each pass the guard calls its
+``followers``, which see :attr:`DiskGuard.recoveries` to learn that the disk takes writes again.
+
 Never silently: the first failure is logged with its cause, then a line a minute with the counts while
 it lasts; ``/healthz`` says 503 with the reason, ``/metrics`` counts the drops, and the recovery is
 logged. At stop, what is still in memory gets one last commit; what cannot be written is logged as
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -53,7 +58,8 @@ MEMORY_POINTS_MAX = 1_000_000
 
 def memory_points_for(inventory: Inventory) -> int:
     """``outbox.memory_points``, or when unset: 10 minutes of every sensor sampling at its interval,
-    at least 10,000 and at most 1,000,000 points (about 150 bytes of memory each)."""
+    at least 10,000 and at most 1,000,000 points (about 170 bytes of memory each, measured with
+    tracemalloc on the sampler's own path: 174 for a simulated reading, 166 for a one-digit value)."""
     if inventory.outbox.memory_points is not None:
         return inventory.outbox.memory_points
     per_second = sum(1.0 / sensor.interval for _, sensor in inventory.sensors())
@@ -90,6 +96,10 @@ class DiskGuard:
         self.since: float | None = None  # monotonic time writing last stopped working
         #: Samples in memory that the stop could not write.
         self.dropped_at_stop = 0
+        #: Times writing worked again after failing: a moment when the disk had room.
+        self.recoveries = 0
+        #: Called after each pass of :meth:`run`: other writes that wait for room retry on its rhythm.
+        self.followers: list[Callable[[], Awaitable[None]]] = []
         self._next_try = 0.0
         self._next_room_check = 0.0
         self._removed_at_failure = 0
@@ -109,10 +119,13 @@ class DiskGuard:
         self.writable = True
 
     async def run(self) -> None:
-        """Flush the buffer every ``flush_s`` (or when it fills) for ever; cancel to stop."""
+        """Flush the buffer every ``flush_s`` (or when it fills, while writes work) for ever, then give
+        the followers their turn; cancel to stop."""
         while True:
-            await self.buffer.wait()
+            await self.buffer.wait(early=self.writable)
             await self.commit()
+            for follower in self.followers:
+                await follower()
 
     async def commit(self) -> None:
         """Commit what waits in memory, unless the outbox is failing and no retry is due yet (or there
@@ -267,3 +280,4 @@ class DiskGuard:
         self.failures = 0
         self.since = None
         self._last_report = float("-inf")
+        self.recoveries += 1

@@ -45,15 +45,21 @@ class Health:
 
 
 def assess(daemon: Daemon, now: float) -> Health:
-    """200 when the outbox takes writes, the daemon is registered and an upload cycle succeeded (or
-    points moved) within 3 x reportInterval."""
+    """200 when the outbox takes writes, every sensor runs (none waits for its id to be saved), the
+    daemon is registered and an upload cycle succeeded (or points moved) within 3 x reportInterval."""
     interval_s = daemon.report_interval_ms / 1000
     window = HEALTH_INTERVALS * interval_s
     pending = daemon.outbox.stats.pending if daemon.outbox else 0
     detail: dict[str, Any] = {"pending": pending, "report_interval_s": interval_s, "window_s": window}
+    saver = daemon.registry_saver
+    waiting = saver.problem() if saver else None
+    if saver is not None and waiting is not None:
+        detail["waiting_sensors"] = {w.key: saver.reason() for w in saver.waiting}
     storage_problem = daemon.disk_guard.problem() if daemon.disk_guard else None
     if storage_problem is not None:  # samples are being dropped, or soon will be: first thing to say
         return Health(False, storage_problem, detail)
+    if waiting is not None:  # sensors not sampled at all
+        return Health(False, waiting, detail)
     if daemon.registered is None:
         return Health(False, "not registered on Thing+ yet (sampling to the outbox meanwhile)", detail)
     stats = daemon.uploader.stats if daemon.uploader else None
@@ -246,6 +252,23 @@ class OpsServer:
             }
             for s in (d.sampler.sensors if d.sampler else [])
         ]
+        saver = d.registry_saver
+        if saver is not None:
+            reason = saver.reason()
+            sensors += [
+                {
+                    "device": w.device,
+                    "name": w.name,
+                    "id": None,  # made, but not on disk yet: nothing is keyed by it
+                    "type": w.type,
+                    "status": "waiting",
+                    "reason": reason,
+                    "reads": 0,
+                    "failures": 0,
+                    "last_error": None,
+                }
+                for w in saver.waiting
+            ]
         dead = await self._dead_letter_counts()
         body = {
             "registered": d.registered is not None,
@@ -256,6 +279,7 @@ class OpsServer:
                 "dead_letters": {"total": sum(dead.values()), "by_reason": dead},
             },
             "storage": d.disk_guard.as_json() if d.disk_guard else None,
+            "registry": saver.as_json() if saver else None,
             "sensors": sensors,
             "polled": d.latest.as_json(now),
         }

@@ -301,6 +301,15 @@ class Outbox:
         """Take the disk space reserve back if the disk has room for it again; True when it is held."""
         return await self._run(functools.partial(self._reserve.take, now=True))
 
+    async def write_aside(self, write: Callable[[], T], *, essential: bool = False) -> T:
+        """Run ``write``, a small write of another file in the state directory (the registry), on the
+        outbox's thread, which owns the disk space reserve. ``essential``: with the reserve, as acks
+        have it (given back when the disk is full, then ``write`` tried again): a new sensor's id must
+        be on disk before the sensor may sample."""
+        if essential:
+            return await self._run(self._freeing, write)
+        return await self._run(write)
+
     async def close(self) -> None:
         if self._db is not None:
             await self._run(self._close_sync)

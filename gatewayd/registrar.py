@@ -2,8 +2,9 @@
 
 Why a separate step that may take hours: an edge box often boots before its uplink. Sampling does not
 wait for this; the daemon retries :func:`register` with backoff until it succeeds, then starts reporting
-and sends the backlog. Ids come from :class:`gatewayd.registry.Registry` (saved before each call), so a
-409 CONFLICT simply means the object is already there.
+and sends the backlog. Ids come from :class:`gatewayd.registry.Registry`, and only ids already on disk
+are registered (an object registered under an id this box could still forget, in a crash before the
+save, would stay on Thing+ for good), so a 409 CONFLICT simply means the object is already there.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import structlog
 from gatewayd.clouds.thingplus import ThingPlusClient, report_interval_ms
 from gatewayd.concurrency import bounded_map
 from gatewayd.config import Inventory
-from gatewayd.errors import ConfigError, ConfigProblem, PermanentError
+from gatewayd.errors import ConfigError, ConfigProblem, PermanentError, StorageError
 from gatewayd.registry import Registry
 
 log = structlog.get_logger(__name__)
@@ -109,8 +110,13 @@ async def register(
     """Register whatever is not registered yet; idempotent, safe to call again after any failure.
 
     ``sensors`` replaces the inventory's devices when the caller no longer holds them (a running
-    daemon keeps only its runtimes; see :meth:`Inventory.without_devices`).
+    daemon keeps only its runtimes; see :meth:`Inventory.without_devices`). Devices and sensors whose
+    ids are not saved yet are left for a later call; the gateway's must be saved (StorageError if not:
+    the daemon waits for it, see :meth:`gatewayd.registrysaver.RegistrySaver.gateway_saved`). The marks
+    made are left for the caller to save.
     """
+    if not registry.gateway_saved():
+        raise StorageError("the gateway's id is not saved yet: registering it could make a second gateway")
     site_id = inventory.gateway.site
     if site_id is None:
         sites = await client.sites()
@@ -125,16 +131,14 @@ async def register(
     else:
         _check_triples(sensors, model, source)
         devices = list(dict.fromkeys(device for device, _, _ in sensors))
-    registry.ensure_ids([(device, name) for device, name, _ in sensors])
+    sensors = [
+        (device, name, type_) for device, name, type_ in sensors if registry.sensor_saved(device, name)
+    ]
+    devices = [device for device in devices if registry.device_saved(device)]
     gateway_id = registry.gateway_id()
-    created = 0
-
-    try:
-        created += await _register_objects(
-            client, registry, inventory, model, site_id, devices, sensors, concurrency
-        )
-    finally:
-        registry.flush()
+    created = await _register_objects(
+        client, registry, inventory, model, site_id, devices, sensors, concurrency
+    )
     record = await client.gateway(gateway_id)
     return Registered(
         gateway_id=gateway_id,

@@ -5,11 +5,21 @@ first second, even while the cloud is unreachable, and a crash between "register
 register a second gateway on the next start. A 409 CONFLICT on a later attempt then means "already
 there". Devices and sensors are keyed by their inventory names (sensor: ``device/sensor``), so renaming
 one in the inventory makes a new one on Thing+ and leaves the old alone.
+
+An id is made in memory and is *saved* once a save that held it succeeded; only then may a point be keyed
+by it or an object be registered under it (a crash before that forgets the id, and whatever used it would
+belong to nobody). The daemon saves through :class:`gatewayd.registrysaver.RegistrySaver`, which keeps a
+new sensor waiting while its id cannot be saved (a full disk). A save is a :meth:`Registry.snapshot`
+taken on the event loop and written by :meth:`Registry.write` on any thread (the outbox's, for its disk
+space reserve), while the loop goes on making ids and marks.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +47,33 @@ class Entry:
         return {"id": self.id, "registered": self.registered}
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The registry at one moment, to be written while the event loop goes on changing it."""
+
+    record: dict[str, Any]
+    #: Ids made since the last save: saved once this snapshot is written.
+    new_ids: frozenset[str]
+    #: The registry's count of changes when it was taken: a later snapshot holds all an earlier one does.
+    change: int
+
+
 class Registry:
-    """Ids by kind and inventory name; every new id is on disk before this returns it."""
+    """Ids by kind and inventory name; new ids and registration marks are kept until saved."""
 
     def __init__(self, state_dir: Path) -> None:
         self._file = StateFile(Path(state_dir) / "registry.json")
         self._gateway: Entry | None = None
         self._devices: dict[str, Entry] = {}
         self._sensors: dict[str, Entry] = {}
-        self._dirty = False
+        #: Ids made but not saved yet: nothing may be keyed or registered by them.
+        self._unsaved: set[str] = set()
+        self._changes = 0  # one per new id or changed mark
+        self._saved_change = 0  # ``_changes`` when the snapshot last known written was taken
+        # Writes may come from two threads (the outbox's, and the event loop's for a save made at once):
+        # one at a time, and never an older snapshot over a newer.
+        self._write_lock = threading.Lock()
+        self._written_change = 0
         self._load()
 
     def _load(self) -> None:
@@ -56,22 +84,80 @@ class Registry:
         self._devices = _entries(record.get("devices"))
         self._sensors = _entries(record.get("sensors"))
 
-    def _save(self) -> None:
+    # saving
+
+    @property
+    def dirty(self) -> bool:
+        """Something (a new id, a mark) is not saved yet."""
+        return self._changes != self._saved_change
+
+    @property
+    def unsaved_ids(self) -> int:
+        """How many ids are made but not saved yet."""
+        return len(self._unsaved)
+
+    def snapshot(self) -> Snapshot:
+        """What to save, taken on the event loop (the tables are copied; the entries are shared: a mark
+        set while the snapshot is written leaves the registry dirty, for the next save)."""
         record: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "gateway": self._gateway,
-            "devices": self._devices,
-            "sensors": self._sensors,
+            "devices": dict(self._devices),
+            "sensors": dict(self._sensors),
         }
-        self._file.save(record, default=Entry.record)  # each entry made JSON only as it is written
-        self._dirty = False
+        return Snapshot(record, frozenset(self._unsaved), self._changes)
 
-    # ids: created and saved on first use
+    def write(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot`` to disk, on any thread; StorageError (DiskFullError for a full disk) when
+        that fails. One older than a snapshot already written is skipped: that one holds all it held."""
+        with self._write_lock:
+            if snapshot.change <= self._written_change:
+                return
+            self._file.save(snapshot.record, default=Entry.record)  # entries made JSON as they are written
+            self._written_change = snapshot.change
+
+    def written(self, snapshot: Snapshot) -> None:
+        """On the event loop, once :meth:`write` returned: what ``snapshot`` held is saved."""
+        self._unsaved -= snapshot.new_ids
+        self._saved_change = max(self._saved_change, snapshot.change)
+
+    def save(self) -> None:
+        """Save now, on this thread; StorageError when that fails (the changes wait for the next save)."""
+        snapshot = self.snapshot()
+        self.write(snapshot)
+        self.written(snapshot)
+
+    def flush(self) -> None:
+        """Save what changed since the last save, if anything did."""
+        if self.dirty:
+            self.save()
+
+    # ids
+
+    def add_ids(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Make every missing id for (device, sensor) pairs, and the gateway's, in memory only: the next
+        save saves them all with one write."""
+        if self._gateway is None:
+            self._gateway = self._new_entry()
+        for device, sensor in pairs:
+            if device not in self._devices:
+                self._devices[device] = self._new_entry()
+            key = sensor_key(device, sensor)
+            if key not in self._sensors:
+                self._sensors[key] = self._new_entry()
+
+    def ensure_ids(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """:meth:`add_ids`, then saved at once (StorageError when that fails)."""
+        self.add_ids(pairs)
+        if self._unsaved:
+            self.save()
 
     def gateway_id(self) -> str:
+        """The gateway's id; made and saved at once when there is none (an id made but not saved yet is
+        returned as it is: see :meth:`gateway_saved`)."""
         if self._gateway is None:
-            self._gateway = Entry(new_id())
-            self._save()
+            self._gateway = self._new_entry()
+            self.save()
         return self._gateway.id
 
     def device_id(self, device: str) -> str:
@@ -83,26 +169,32 @@ class Registry:
     def _id(self, table: dict[str, Entry], key: str) -> str:
         entry = table.get(key)
         if entry is None:
-            entry = table[key] = Entry(new_id())
-            self._save()
+            entry = table[key] = self._new_entry()
+            self.save()
         return entry.id
 
-    def ensure_ids(self, pairs: list[tuple[str, str]]) -> None:
-        """Create every missing id for (device, sensor) pairs with a single write."""
-        changed = False
-        if self._gateway is None:
-            self._gateway = Entry(new_id())
-            changed = True
-        for device, sensor in pairs:
-            if device not in self._devices:
-                self._devices[device] = Entry(new_id())
-                changed = True
-            key = sensor_key(device, sensor)
-            if key not in self._sensors:
-                self._sensors[key] = Entry(new_id())
-                changed = True
-        if changed:
-            self._save()
+    def _new_entry(self) -> Entry:
+        entry = Entry(new_id())
+        self._unsaved.add(entry.id)
+        self._changes += 1
+        return entry
+
+    def gateway_saved(self) -> bool:
+        """The gateway's id is on disk: it may be registered."""
+        return self._on_disk(self._gateway)
+
+    def device_saved(self, device: str) -> bool:
+        """The device's id and the gateway's are on disk."""
+        return self._on_disk(self._gateway, self._devices.get(device))
+
+    def sensor_saved(self, device: str, sensor: str) -> bool:
+        """The sensor's id, its device's and the gateway's are on disk: points may be keyed by it."""
+        return self._on_disk(
+            self._gateway, self._devices.get(device), self._sensors.get(sensor_key(device, sensor))
+        )
+
+    def _on_disk(self, *entries: Entry | None) -> bool:
+        return all(entry is not None and entry.id not in self._unsaved for entry in entries)
 
     # registration marks
 
@@ -131,11 +223,11 @@ class Registry:
         self._mark(self._sensors[sensor_key(device, sensor)])
 
     def _mark(self, entry: Entry) -> None:
-        # Marks are saved by flush(): losing one in a crash costs a 409 "already exists" next time,
-        # while saving each would cost an fsync per sensor.
+        # Marks are saved by the next save (the end of a registration): losing one in a crash costs a
+        # 409 "already exists" next time, while saving each would cost an fsync per sensor.
         if not entry.registered:
             entry.registered = True
-            self._dirty = True
+            self._changes += 1
 
     def forget_registration(self) -> None:
         """Thing+ lost the gateway (deleted on the cloud side): clear every registration mark, keep
@@ -144,13 +236,8 @@ class Registry:
         for entry in (self._gateway, *self._devices.values(), *self._sensors.values()):
             if entry is not None:
                 entry.registered = False
-        self._dirty = True  # a save that fails here is done again by the next flush()
-        self._save()
-
-    def flush(self) -> None:
-        """Save registration marks made since the last save."""
-        if self._dirty:
-            self._save()
+        self._changes += 1  # a save that fails here is done again by the next one
+        self.save()
 
     def sensor_names(self) -> dict[str, str]:
         """Each sensor id's inventory name, ``device/sensor`` (ids of sensors since removed included)."""

@@ -123,8 +123,11 @@ class SampleBuffer:
         """Forget every waiting sample (the daemon stops and cannot write them); how many there were."""
         return self._points.clear()
 
-    async def wait(self) -> None:
-        """Until the next flush is due: ``flush_s`` passed, or ``max_points`` are waiting."""
+    async def wait(self, *, early: bool = True) -> None:
+        """Until the next flush is due: ``flush_s`` passed, or (``early``) ``max_points`` are waiting."""
+        if not early:
+            await asyncio.sleep(self.flush_s)
+            return
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=self.flush_s)
         except asyncio.TimeoutError:  # the builtin is not this one before Python 3.11

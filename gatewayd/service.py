@@ -3,6 +3,7 @@
 Start-up order matters on an edge box: the outbox opens and sampling starts at once (ids are made
 locally, so samples are keyed from the first second), then registration on Thing+ is retried with
 backoff for as long as it takes, and only then do heartbeats and uploads begin, with the backlog first.
+A sensor whose new id cannot be saved (a full disk) waits until it is: see gatewayd.registrysaver.
 
 Shutdown is two-phased: stop sampling and commit what was read; then send what is pending within a
 bounded grace period; what could not be sent stays in the outbox for the next start.
@@ -31,6 +32,7 @@ from gatewayd.errors import CloudError, ConfigError, GatewaydError, StorageError
 from gatewayd.latest import LatestState, PollStats
 from gatewayd.outbox import Outbox
 from gatewayd.registry import Registry
+from gatewayd.registrysaver import RegistrySaver, WaitingSensor
 from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.statefile import StateFile
@@ -134,6 +136,7 @@ class Daemon:
         self.sampler: Sampler | None = None
         self.buffer: SampleBuffer | None = None
         self.disk_guard: DiskGuard | None = None
+        self.registry_saver: RegistrySaver | None = None
         self.uploader: Uploader | None = None
         self.thingplus: ThingPlusClient | None = None
         self._gateway_watch: GatewayWatch | None = None
@@ -169,6 +172,13 @@ class Daemon:
         )
         self.buffer = SampleBuffer(self.outbox, limit=memory_points_for(self.inventory))
         self.disk_guard = DiskGuard(self.outbox, self.buffer, mono=self.mono)
+        self.registry_saver = RegistrySaver(
+            self.registry,
+            self.outbox,
+            self.disk_guard,
+            on_ids_saved=self._start_saved_sensors,
+            mono=self.mono,
+        )
         try:
             await self.disk_guard.open()
             await self._run_with(self.outbox)
@@ -185,7 +195,7 @@ class Daemon:
         self.sampler = Sampler(
             self.scheduler, self.buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
         )
-        self._apply_sensors(self.inventory)
+        await self._apply_sensors(self.inventory, at_start=True)
         self.scheduler.add_job(
             outbox.enforce_bounds,
             JumpSafeIntervalTrigger(seconds=60),
@@ -293,13 +303,20 @@ class Daemon:
 
     # ------------------------------------------------------------------ sensors
 
-    def _apply_sensors(self, inventory: Inventory) -> None:
-        """(Re)build the runtime sensor set; unchanged sensors keep their source and state."""
-        assert self.sampler is not None
-        self.registry.ensure_ids([(d.name, s.name) for d, s in inventory.sensors()])
+    async def _apply_sensors(self, inventory: Inventory, *, at_start: bool = False) -> None:
+        """(Re)build the runtime sensor set; unchanged sensors keep their source and state. A sensor
+        starts once its id is on disk; until then it waits (see gatewayd.registrysaver)."""
+        assert self.sampler is not None and self.registry_saver is not None
+        self.registry.add_ids([(d.name, s.name) for d, s in inventory.sensors()])
+        if self.registry.unsaved_ids:
+            await self.registry_saver.save(at_start=at_start)
         old = {(r.device, r.name): r for r in self.sampler.sensors}
         runtimes = []
+        waiting = []
         for device, sensor in inventory.sensors():
+            if not self.registry.sensor_saved(device.name, sensor.name):
+                waiting.append(WaitingSensor(device.name, sensor.name, sensor.type))
+                continue
             previous = old.get((device.name, sensor.name))
             config_fingerprint = fingerprint(sensor)
             if previous is not None and previous.config_fingerprint == config_fingerprint:
@@ -311,6 +328,15 @@ class Daemon:
             if id(runtime) not in kept:
                 self._spawn(runtime.source.close(), f"close {runtime.key}")
         self.sampler.set_sensors(runtimes)
+        self.registry_saver.set_waiting(waiting, {r.key for r in runtimes})
+
+    async def _start_saved_sensors(self) -> None:
+        """Sensors that waited for their ids are saved now: they start, and are registered (before the
+        first registration, the one under way registers them: see _connect)."""
+        await self._apply_sensors(self.inventory)
+        self._status(self.summary_line())
+        if self.registered is not None:
+            self._spawn(self._connect(), "register sensors whose ids were saved")
 
     def _runtime(self, device: str, sensor: SensorConfig, config_fingerprint: int) -> SensorRuntime:
         return SensorRuntime(
@@ -329,9 +355,10 @@ class Daemon:
         """Register (retrying with backoff while the cloud is unreachable), then start reporting."""
         from gatewayd.registrar import register
 
-        assert self.thingplus is not None and self.sampler is not None
+        assert self.thingplus is not None and self.sampler is not None and self.registry_saver is not None
         retry = 0
         while not self._stopping:
+            await self.registry_saver.gateway_saved()  # a first start on a full disk waits here
             inventory = self.inventory
             # Registered once, the inventory keeps no devices (_settle): registering again (the
             # gateway was deleted on the cloud side) takes the sensors from their runtimes.
@@ -355,7 +382,7 @@ class Daemon:
                         "the old one keeps running",
                         problems=[str(p) for p in exc.problems],
                     )
-                    self._revert_to(self._first_inventory)
+                    await self._revert_to(self._first_inventory)
                     continue
                 log.error(
                     "inventory does not fit the Thing+ gateway model", problems=[str(p) for p in exc.problems]
@@ -377,16 +404,21 @@ class Daemon:
                 self._status(f"waiting for Thing+ ({exc.kind}); sampling to the outbox")
                 await asyncio.sleep(wait)
                 continue
-            if self.inventory is not inventory:
-                # Reloaded while the call was in flight: register what the new inventory added too
-                # (idempotent: what is registered already is skipped).
+            finally:
+                # The marks made: on a full disk they wait (logged, retried), a lost one costing a 409.
+                await self.registry_saver.save()
+            if self.inventory is not inventory or any(
+                not self.registry.sensor_registered(r.device, r.name) for r in self.sampler.sensors
+            ):
+                # Reloaded, or sensors started (their ids saved), while the call was in flight: register
+                # them too (idempotent: what is registered already is skipped).
                 continue
             self._on_registered(registered)
             return
 
-    def _revert_to(self, inventory: Inventory) -> None:
+    async def _revert_to(self, inventory: Inventory) -> None:
         self._set_poll_intervals(inventory)
-        self._apply_sensors(inventory)
+        await self._apply_sensors(inventory)
         if (inventory.rcms, inventory.loctube) != (self.inventory.rcms, self.inventory.loctube):
             self._start_pollers(inventory)
         self.inventory = inventory
@@ -423,7 +455,10 @@ class Daemon:
         fingerprints), so of the inventory only the other sections are kept. A reload that adds sensors
         keeps the new inventory whole until those are registered. Then the hooks hear that the
         long-lived state is built, once the sources a reload let go of are closed (not before: the
-        daemon process freezes what is alive then, and a source still referenced would stay)."""
+        daemon process freezes what is alive then, and a source still referenced would stay). While
+        sensors wait for their ids to be saved, the inventory stays whole: they start from it."""
+        if self.registry_saver is not None and self.registry_saver.waiting:
+            return
         self.inventory = self.inventory.without_devices()
         if self.hooks.on_settled:
             self._spawn(self._settled(self.hooks.on_settled), "settled")
@@ -634,7 +669,7 @@ class Daemon:
         before = {(r.device, r.name) for r in self.sampler.sensors}
         after = {(d.name, s.name) for d, s in new.sensors()}
         self._set_poll_intervals(new)
-        self._apply_sensors(new)
+        await self._apply_sensors(new)
         if (new.rcms, new.loctube) != (self.inventory.rcms, self.inventory.loctube):
             self._start_pollers(new)
         self.inventory = new
@@ -704,8 +739,11 @@ class Daemon:
         state = "registered" if self.registered else "not registered yet"
         sensors = len(self.sampler.sensors) if self.sampler else 0
         line = f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
-        storage_problem = self.disk_guard.problem() if self.disk_guard else None
-        return f"{line}; {storage_problem}" if storage_problem else line
+        problems = [
+            self.disk_guard.problem() if self.disk_guard else None,
+            self.registry_saver.problem() if self.registry_saver else None,
+        ]
+        return "; ".join([line, *(problem for problem in problems if problem)])
 
     def _status(self, text: str) -> None:
         if self.hooks.on_status:

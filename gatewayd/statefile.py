@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from gatewayd.errors import StorageError
+from gatewayd.storagefaults import storage_error
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,7 @@ class StateFile:
 
     def save(self, record: dict[str, Any], *, default: Callable[[Any], Any] | None = None) -> None:
         """Replace the file with ``record`` atomically: temp file (0600), fsync, rename, fsync directory.
+        A full disk raises :class:`~gatewayd.errors.DiskFullError` (the caller may wait for room).
 
         ``default`` turns objects JSON does not know into JSON values, one at a time as they are written:
         a registry of 10,000 sensors is streamed out without a dict per entry and the whole text in memory.
@@ -77,14 +79,14 @@ class StateFile:
         try:
             directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(
-                f"cannot create state directory {directory} for state files: {exc.strerror or exc}"
+            raise storage_error(
+                f"cannot create state directory {directory} for state files", exc, directory
             ) from exc
         tmp = directory / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
         except OSError as exc:
-            raise StorageError(f"cannot write state file in {directory}: {exc.strerror or exc}") from exc
+            raise storage_error(f"cannot write state file in {directory}", exc, directory) from exc
         try:
             try:
                 # The umask can only narrow the mode; fchmod makes it exactly 0600 in every case.
@@ -108,7 +110,7 @@ class StateFile:
             except OSError:
                 pass
             if isinstance(exc, OSError):
-                raise StorageError(f"cannot write state file {self.path}: {exc.strerror or exc}") from exc
+                raise storage_error(f"cannot write state file {self.path}", exc, directory) from exc
             raise
         _fsync_dir(directory)
 

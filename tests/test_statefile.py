@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from gatewayd.errors import StorageError
+from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.statefile import StateFile
+from tests.conftest import SmallDisk
 
 RECORD = {"access_token": "tok-1", "token_type": "Bearer", "obtained_at": 1700000000.5}
 
@@ -96,6 +97,19 @@ def test_failed_write_keeps_previous_record_and_cleans_up(
     assert store.path.read_bytes() == before  # the old record, whole
     assert store.load() == RECORD
     assert _leftovers(tmp_path) == []
+
+
+def test_a_full_disk_is_a_disk_full_error_and_the_old_record_stays(small_disk: SmallDisk) -> None:
+    """Told apart from other failures, so that a caller can wait for room (the registry's saver does)."""
+    store = StateFile(small_disk.path / "state" / "registry.json")
+    store.save(RECORD)
+    small_disk.fill()
+    with pytest.raises(DiskFullError, match=r"cannot write state file .*registry\.json: No space left"):
+        store.save({**RECORD, "padding": "x" * 8192})
+    assert store.load() == RECORD and _leftovers(store.path.parent) == []
+    small_disk.unfill()
+    store.save({**RECORD, "padding": "x"})
+    assert store.load() == {**RECORD, "padding": "x"}
 
 
 def test_unwritable_location_is_a_storage_error(tmp_path: Path) -> None:

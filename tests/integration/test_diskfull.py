@@ -3,7 +3,9 @@
 The daemon must keep running, keep sampling into its bounded memory buffer (drops past it counted with
 their reason), keep uploading and acknowledging (the disk drains), say it is unhealthy and why, and
 recover by itself once the filler is removed. At the end every sampled point is accounted for:
-delivered once, or counted as dropped, or still pending on disk.
+delivered once, or counted as dropped, or still pending on disk. A sensor whose new id cannot be saved
+(a first start, a reload adding it) waits, and starts by itself once it is saved; registration marks
+that cannot be saved wait too, and the daemon reports on.
 """
 
 from __future__ import annotations
@@ -17,11 +19,23 @@ from pathlib import Path
 import pytest
 import structlog
 
+from gatewayd import registrysaver
 from gatewayd.diskreserve import RESERVE_BYTES
-from gatewayd.service import Daemon
-from tests.conftest import SmallDisk
+from gatewayd.registry import Registry
+from gatewayd.service import Daemon, Hooks
+from tests.conftest import SmallDisk, logs_of
 
-from .conftest import SENSORS, Env, delivered, describe, emulator_env, running, times_of, until
+from .conftest import (
+    SENSORS,
+    THREE_SENSORS,
+    Env,
+    delivered,
+    describe,
+    emulator_env,
+    running,
+    times_of,
+    until,
+)
 from .test_ops import get, healthz, scrape, until_health, with_http
 
 #: Samples kept in memory while the disk is full: about 2 s of FAST.
@@ -29,6 +43,12 @@ MEMORY = "outbox: {memory_points: 100}\n"
 #: SENSORS with Humidity read every 20 ms: 55 points a second fill the room left in the database's pages
 #: within a second or two once the disk is full.
 FAST = SENSORS.replace("interval: 100ms", "interval: 20ms")
+#: FAST and Cellar/Level, a sensor a reload adds.
+FAST_AND_LEVEL = FAST + THREE_SENSORS[len(SENSORS) :]
+#: SENSORS read every 10 s: one sample each at the start, then none for the length of a test.
+SLOW = SENSORS.replace("interval: 200ms", "interval: 10s").replace("interval: 100ms", "interval: 10s")
+#: What a sensor whose id cannot be saved for lack of room shows (/status, /healthz).
+WAITING_FOR_ROOM = "waiting for disk space to save its id"
 
 
 @pytest.fixture
@@ -209,4 +229,143 @@ async def test_a_stop_on_a_full_disk_drops_what_waits_in_memory_with_a_count(
     assert daemon.disk_guard is not None and daemon.sampler is not None
     assert daemon.disk_guard.dropped()["shutdown"] == stop_drop["dropped"]
     assert len(buffer) == 0
+    assert_accounted_for(daemon, env, daemon.sampler.stats.sampled)
+
+
+async def test_a_first_start_on_a_full_disk_runs_and_starts_its_sensors_once_their_ids_are_saved(
+    disk_env: Env, small_disk: SmallDisk
+) -> None:
+    """No state yet, and no room for it: the daemon runs (no exit 1, no restart loop), samples nothing it
+    could not key durably, registers nothing under an id it could forget, and recovers by itself."""
+    env = disk_env
+    small_disk.fill()
+    statuses: list[str] = []
+    inventory, base = with_http(env.inventory(extra=MEMORY))
+    with logs_of(registrysaver) as logs:
+        async with running(inventory, hooks=Hooks(on_status=statuses.append)) as run:
+            daemon = run.daemon
+            assert daemon.sampler is not None and daemon.registry_saver is not None
+            sampler, saver = daemon.sampler, daemon.registry_saver
+            assert [w.key for w in saver.waiting] == ["Room/Temperature", "Room/Humidity"]
+            assert sampler.sensors == [] and saver.disk_full
+            await until(lambda: saver.failures >= 2, what="the save tried again")
+            assert not run.task.done()
+            assert daemon.registered is None and env.tp.gateways == {} and sampler.stats.sampled == 0
+            assert not (env.state_dir / "registry.json").exists()
+            status = json.loads((await get(f"{base}/status"))[1])
+            assert [(s["name"], s["status"], s["reason"], s["id"]) for s in status["sensors"]] == [
+                ("Temperature", "waiting", WAITING_FOR_ROOM, None),
+                ("Humidity", "waiting", WAITING_FOR_ROOM, None),
+            ]
+            assert status["registry"]["disk_full"] is True and status["registry"]["saved"] is False
+            code, health = await healthz(base)
+            assert code == 503
+            assert health["waiting_sensors"] == {
+                "Room/Temperature": WAITING_FOR_ROOM,
+                "Room/Humidity": WAITING_FOR_ROOM,
+            }
+            assert any("; 2 sensors waiting for disk space to save their ids" in s for s in statuses)
+
+            small_disk.unfill()
+            await until(
+                lambda: len(sampler.sensors) == 2, what="the sensors started once their ids were saved"
+            )
+            assert set(Registry(env.state_dir).sensor_names()) == {s.sensor_id for s in sampler.sensors}
+            await until(lambda: daemon.registered is not None, what="registration")
+            assert daemon.registered is not None and set(env.tp.gateways) == {daemon.registered.gateway_id}
+            await until(
+                lambda: all(times_of(env.tp, s.sensor_id) for s in sampler.sensors),
+                what="points of each sensor delivered",
+                explain=lambda: describe(daemon, env.tp),
+            )
+            await until_health(base, 200)
+            await run.stop()
+
+    [waiting] = [e for e in logs if e["event"].startswith("sensors not started: their new ids cannot be")]
+    assert waiting["sensors"] == ["Room/Temperature", "Room/Humidity"] and waiting["disk_full"] is True
+    [started] = [e for e in logs if e["event"] == "sensors started: their ids are saved"]
+    assert started["sensors"] == ["Room/Humidity", "Room/Temperature"]
+    assert corrupt_copies(env) == []
+    assert_accounted_for(daemon, env, sampler.stats.sampled)
+
+
+async def test_a_reload_adding_a_sensor_on_a_full_disk_starts_it_once_its_id_is_saved(
+    disk_env: Env, small_disk: SmallDisk
+) -> None:
+    """SIGHUP with a sensor added while the disk is full, and the reserve already given up for acks: the
+    daemon and the other sensors run on; the new one starts, is registered and delivers once its id is
+    saved."""
+    env = disk_env
+    faults = env.server.emulator.faults
+    path = env.write_inventory(extra=MEMORY, devices=FAST)
+    async with running(env.load(path), inventory_path=path) as run:
+        daemon = run.daemon
+        assert daemon.sampler is not None and daemon.registry_saver is not None
+        sampler, saver = daemon.sampler, daemon.registry_saver
+        await until(lambda: daemon.registered is not None, what="registration")
+        await go_offline_and_fill(env, small_disk, daemon)
+        assert daemon.outbox is not None and not daemon.outbox.reserve_held
+        small_disk.fill()  # and the room the reserve left, as a runaway log would
+
+        env.write_inventory(extra=MEMORY, devices=FAST_AND_LEVEL)
+        daemon.reload()
+        await until(lambda: saver.waiting != [], what="the added sensor waiting for its id")
+        assert [w.key for w in saver.waiting] == ["Cellar/Level"] and saver.disk_full
+        assert [s.key for s in sampler.sensors] == ["Room/Temperature", "Room/Humidity"]
+        assert "Cellar/Level" not in Registry(env.state_dir).sensor_names().values()
+        sampled = sampler.stats.sampled
+        await until(lambda: saver.failures >= 2, what="the save tried again")
+        assert not run.task.done() and sampler.stats.sampled > sampled  # the others sample on
+        assert daemon.summary_line().endswith("; 1 sensor waiting for disk space to save its id")
+
+        small_disk.unfill()
+        faults.clear("thingplus")
+        await until(lambda: len(sampler.sensors) == 3, what="the added sensor started")
+        [level] = [s for s in sampler.sensors if s.key == "Cellar/Level"]
+        assert Registry(env.state_dir).sensor_names()[level.sensor_id] == "Cellar/Level"
+        await until(
+            lambda: level.sensor_id in env.tp.sensors and times_of(env.tp, level.sensor_id),
+            what="the added sensor registered and its points delivered",
+            explain=lambda: describe(daemon, env.tp),
+        )
+        assert saver.problem() is None
+        await run.stop()
+
+    assert_accounted_for(daemon, env, sampler.stats.sampled)
+
+
+async def test_registration_marks_that_cannot_be_saved_do_not_stop_the_daemon(
+    disk_env: Env, small_disk: SmallDisk
+) -> None:
+    """Registration ends on a full disk: its marks are not saved (logged once), the daemon reports on
+    (a lost mark only costs a 409 at the next registration) and saves them once there is room."""
+    env = disk_env
+    faults = env.server.emulator.faults
+    faults.set("thingplus", outage_s=math.inf)  # registration waits for the uplink
+    with logs_of(registrysaver) as logs:
+        async with running(env.inventory(extra=MEMORY, devices=SLOW)) as run:
+            daemon = run.daemon
+            assert daemon.sampler is not None and daemon.registry_saver is not None
+            saver = daemon.registry_saver
+            assert daemon.registry.gateway_saved() and saver.waiting == []  # there was room at the start
+            small_disk.fill()
+            faults.clear("thingplus")
+            await until(lambda: daemon.registered is not None, what="registration on a full disk")
+            assert saver.failures >= 1 and saver.disk_full
+            assert not Registry(env.state_dir).gateway_registered()  # the marks are in memory only
+            await until(lambda: delivered(env.tp) >= 2, what="the first samples delivered")
+            assert not run.task.done() and saver.problem() is None  # no sensor waits for marks
+
+            small_disk.unfill()
+            await until(
+                lambda: Registry(env.state_dir).gateway_registered(),
+                what="the marks saved once there is room",
+            )
+            on_disk = Registry(env.state_dir)
+            assert all(on_disk.sensor_registered(s.device, s.name) for s in daemon.sampler.sensors)
+            await run.stop()
+
+    warnings = [e for e in logs if e["event"].startswith("registration marks not saved")]
+    assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
+    assert any(e["event"] == "registry saved again" for e in logs)
     assert_accounted_for(daemon, env, daemon.sampler.stats.sampled)

@@ -1,10 +1,14 @@
 """The disk guard's decisions, on a fake outbox and a fake clock: when to retry, what health says, what
-is dropped and counted. No sleeps: only :meth:`DiskGuard.commit` is driven, never its timed loop."""
+is dropped and counted. No sleeps: :meth:`DiskGuard.commit` is driven by hand; the loop runs only with a
+flush interval of an hour, to see what wakes it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import textwrap
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
 
 import pytest
 import structlog
@@ -16,9 +20,12 @@ from gatewayd.outbox import OutboxStats, Point
 from gatewayd.sampler import SampleBuffer
 from tests.emulator import FakeClock
 
+T = TypeVar("T")
+
 
 class FakeOutbox:
-    """What the guard uses of an Outbox; ``full`` makes opening and putting fail as a full disk does."""
+    """What the guard (and the registry's saver) use of an Outbox; ``full`` makes opening, putting and
+    writing aside fail as a full disk does."""
 
     def __init__(self) -> None:
         self.stats = OutboxStats()
@@ -30,6 +37,8 @@ class FakeOutbox:
         self.opens = 0
         self.puts = 0
         self.committed: list[Point] = []
+        #: ``essential`` of each write aside tried.
+        self.asides: list[bool] = []
 
     def _fail(self, what: str) -> None:
         if self.error is not None:
@@ -46,6 +55,11 @@ class FakeOutbox:
         self.puts += 1
         self._fail("outbox write failed")
         self.committed.extend(points)
+
+    async def write_aside(self, write: Callable[[], T], *, essential: bool = False) -> T:
+        self.asides.append(essential)
+        self._fail("cannot write state file")
+        return write()
 
     async def regain_reserve(self) -> bool:
         self.reserve_held = self.reserve_held or self.room
@@ -266,3 +280,54 @@ async def test_while_not_writable_a_line_a_minute_with_the_counts() -> None:
     with structlog.testing.capture_logs() as logs:
         await guard.commit()
     assert logs[-1]["event"].startswith("outbox writable again")
+
+
+@contextlib.asynccontextmanager
+async def guard_loop(guard: DiskGuard) -> AsyncIterator[list[bool]]:
+    """The guard's loop running as a task; yields the passes it made (``writable`` after each commit),
+    and cancels it after (again until it ends: ``wait_for`` may swallow a cancel that comes as its wait
+    completes)."""
+    passes: list[bool] = []
+    commit = guard.commit
+
+    async def counted() -> None:
+        await commit()
+        passes.append(guard.writable)
+
+    guard.commit = counted  # type: ignore[method-assign]
+    loop = asyncio.ensure_future(guard.run())
+    try:
+        yield passes
+    finally:
+        while not loop.done():
+            loop.cancel()
+            await asyncio.sleep(0)
+
+
+async def test_while_not_writable_the_loop_is_not_woken_by_each_sample() -> None:
+    """Past ``max_points`` waiting, the buffer signals "full" at every sample: while no retry is due that
+    would wake the loop for nothing, at every sample (thousands a second in a big simulation)."""
+    guard, outbox, buffer, _clock = make()
+    buffer.flush_s = 3600.0  # within the test, only the "full" signal could wake the loop
+    buffer.max_points = 10
+    outbox.full = True
+    await guard.open()
+    async with guard_loop(guard) as passes:
+        for t in range(100):
+            sample(buffer, t, 1)
+            await asyncio.sleep(0)
+        assert passes == [] and outbox.opens == 1  # not woken: the outbox is not tried again either
+
+
+async def test_while_writable_the_loop_commits_as_soon_as_max_points_wait() -> None:
+    guard, outbox, buffer, _clock = make()
+    buffer.flush_s = 3600.0
+    buffer.max_points = 10
+    await guard.open()
+    async with guard_loop(guard) as passes:
+        points = sample(buffer, 0, 10)
+        for _ in range(50):
+            if passes:
+                break
+            await asyncio.sleep(0)
+        assert passes == [True] and outbox.committed == points
