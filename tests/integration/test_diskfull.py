@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gatewayd.diskreserve import RESERVE_BYTES
+from gatewayd.outbox.diskreserve import RESERVE_BYTES
 from gatewayd.service import Daemon
 from tests.conftest import SmallDisk
 
