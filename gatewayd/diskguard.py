@@ -5,7 +5,7 @@ cleans up), while a daemon that exits on it is restarted by systemd into the sam
 over, sampling nothing. So when the outbox cannot be opened at start-up for lack of room, or a commit
 fails, sampling goes on into :class:`~gatewayd.sampler.SampleBuffer`, whose bound
 (``outbox.memory_points``) drops the oldest samples past it, counted; uploads and acks go on (the
-outbox gives them its disk space reserve, see :mod:`gatewayd.diskreserve`), which frees room.
+outbox gives them its disk space reserve, see :mod:`gatewayd.outbox.diskreserve`), which frees room.
 
 The outbox is tried again (opened, or the memory committed) when the first of these comes:
 

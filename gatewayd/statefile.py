@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from gatewayd.errors import StorageError
-from gatewayd.storagefaults import storage_error
+from gatewayd.outbox.storagefaults import storage_error
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatewayd import outbox as outbox_module
 from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.outbox import Lease, Outbox, Point
+from gatewayd.outbox import Lease, Outbox, Point, bounds, opening, schema, store
 from tests.conftest import Clocks, logs_of
 
 T0 = (int(time.time()) - 3600) * 1000  # a sample time in ms, an hour ago (inside the default max_age)
@@ -210,7 +209,7 @@ async def test_an_sqlite_without_json_functions_is_named_before_the_outbox_is_to
             self.db.close()
 
     with (
-        mock.patch.object(outbox_module.sqlite3, "connect", lambda *a, **k: NoJson()),
+        mock.patch.object(sqlite3, "connect", lambda *a, **k: NoJson()),
         pytest.raises(StorageError, match=r"no JSON functions.*3\.38"),
     ):
         await Outbox.open(db_path)
@@ -336,13 +335,13 @@ async def test_max_points_drops_the_oldest_and_counts_them(db_path: Path) -> Non
 
 async def test_max_points_drop_is_logged(db_path: Path) -> None:
     async with await Outbox.open(db_path, max_points=2) as ob:
-        with logs_of(outbox_module) as logs:
+        with logs_of(bounds) as logs:
             await ob.put(pts("a", 5))
         drops = [e for e in logs if e["event"].startswith("outbox full")]
         assert len(drops) == 1
         assert drops[0]["dropped"] == 3
         assert drops[0]["log_level"] == "warning"
-        with logs_of(outbox_module) as logs:
+        with logs_of(bounds) as logs:
             await ob.put(pts("a", 1, start=5))  # within the minute: counted, not logged again
         assert not [e for e in logs if e["event"].startswith("outbox full")]
         assert ob.stats.dropped == 4
@@ -460,7 +459,7 @@ async def test_a_corrupt_database_is_moved_aside_and_a_fresh_one_started(db_path
     async with await Outbox.open(db_path) as ob:
         await ob.put(pts("a", 100))
     overwrite(db_path, b"this is not a database, just garbage " * 200)
-    with logs_of(outbox_module) as logs:
+    with logs_of(opening) as logs:
         ob = await Outbox.open(db_path)
     try:
         aside = [
@@ -511,9 +510,7 @@ async def test_a_page_the_check_cannot_read_is_an_io_error_and_the_database_stay
     async with await Outbox.open(db_path) as ob:
         await ob.put(pts("a", 100))
     real_connect = sqlite3.connect
-    monkeypatch.setattr(
-        outbox_module.sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=_UnreadablePage, **kw)
-    )
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=_UnreadablePage, **kw))
     with pytest.raises(StorageError, match="error code=266") as info:
         await Outbox.open(db_path)
     assert not isinstance(info.value, DiskFullError)  # the disk has room: an I/O error, not a full disk
@@ -529,7 +526,7 @@ async def test_a_page_the_check_cannot_read_is_an_io_error_and_the_database_stay
 async def test_points_are_indexed_in_chunks_without_changing_what_leases_see(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbox_module, "_MERGE_CHUNK", 4)
+    monkeypatch.setattr(store, "_MERGE_CHUNK", 4)
     async with await Outbox.open(db_path) as ob:
         for k in range(5):  # 3 points per put: every second put merges
             await ob.put(pts("a", 2, start=2 * k) + pts("b", 1, start=k))
@@ -778,7 +775,7 @@ def test_random_operations_never_lose_or_duplicate_a_point(
 ) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="outbox-prop-") as tmp,
-        mock.patch.object(outbox_module, "_MERGE_CHUNK", merge_chunk),
+        mock.patch.object(store, "_MERGE_CHUNK", merge_chunk),
     ):
         m = asyncio.run(run_ops(Path(tmp), ops, max_points))
     if max_points >= 1_000_000:
@@ -803,7 +800,7 @@ def test_the_schema_never_reuses_point_ids(tmp_path: Path) -> None:
 
 
 def test_lease_lists_are_put_in_id_order_if_sqlite_ever_aggregates_out_of_order() -> None:
-    in_order = outbox_module._in_id_order([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])
+    in_order = schema.in_id_order([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])
     assert in_order == ([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])
-    shuffled = outbox_module._in_id_order([9, 1, 5], [90, 10, 50], ['"c"', '"a"', '"b"'])
+    shuffled = schema.in_id_order([9, 1, 5], [90, 10, 50], ['"c"', '"a"', '"b"'])
     assert shuffled == ([1, 5, 9], [10, 50, 90], ['"a"', '"b"', '"c"'])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gatewayd.diskguard import DiskGuard
-from gatewayd.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.errors import DiskFullError
 from gatewayd.outbox import Outbox, Point
+from gatewayd.outbox.diskreserve import RESERVE_BYTES, DiskReserve
 from gatewayd.sampler import SampleBuffer
 from tests.conftest import SmallDisk
 

@@ -20,7 +20,7 @@ import pytest
 import structlog
 
 from gatewayd import registrysaver
-from gatewayd.diskreserve import RESERVE_BYTES
+from gatewayd.outbox.diskreserve import RESERVE_BYTES
 from gatewayd.registry import Registry
 from gatewayd.service import Daemon, Hooks
 from tests.conftest import SmallDisk, logs_of

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.storagefaults import LOW_SPACE_BYTES, Fault, check_error, classify, fault_of, storage_error
+from gatewayd.outbox.storagefaults import (
+    LOW_SPACE_BYTES,
+    Fault,
+    check_error,
+    classify,
+    fault_of,
+    storage_error,
+)
 
 MiB = 1024 * 1024
 

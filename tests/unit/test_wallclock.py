@@ -10,7 +10,7 @@ import structlog
 
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Point
-from gatewayd.outboxtime import age_cutoff_ms, resume_ms
+from gatewayd.outbox.timekeeping import age_cutoff_ms, resume_ms
 from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
 from gatewayd.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import (

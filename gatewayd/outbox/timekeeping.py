@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 #: the clock and provisional meta keys.
 SCHEMA_VERSION = 2
 
+# The comment in the SQL names this module by its old name, gatewayd.outboxtime: the schema text is
+# kept byte for byte as earlier releases wrote it.
 AGE_MARKS_TABLE = """
 CREATE TABLE IF NOT EXISTS age_marks (
     upto_id INTEGER PRIMARY KEY,  -- every point with id <= upto_id was put ...

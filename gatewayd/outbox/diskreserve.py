@@ -29,7 +29,7 @@ from pathlib import Path
 
 import structlog
 
-from gatewayd.storagefaults import free_space
+from gatewayd.outbox.storagefaults import free_space
 
 log = structlog.get_logger(__name__)
 
