@@ -154,7 +154,11 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
                         what="Thing+ told the tracker sensor is in error",
                     )
                 assert proxy.forged >= 3
-                assert daemon.latest.get("loctube", "test001") == trusted  # never replaced by a forgery
+                # never replaced by a forgery (a genuine answer on its way when forging began may land later)
+                latest = daemon.latest.get("loctube", "test001")
+                assert (
+                    latest is not None and latest[0] >= trusted[0] and "FORGED" not in json.dumps(latest[1])
+                )
                 assert "was refused" in (tracker.last_error or "")
                 refusals = [e for e in logs if e["event"].startswith("loctube answer refused")]
                 assert refusals and all(e["log_level"] == "error" for e in refusals)
