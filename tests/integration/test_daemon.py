@@ -661,7 +661,8 @@ async def test_reload_while_the_first_registration_is_in_flight_registers_the_ad
         assert daemon.registered is None
         env.write_inventory(devices=THREE_SENSORS)
         daemon.reload()
-        await until(lambda: not daemon._reload_requested.is_set(), what="the reload to be handled")
+        # the request flag clears before the new inventory is parsed and applied: wait for the effect
+        await until(lambda: "Cellar/Level" in sensor_ids(daemon), what="the reload applied")
         assert set(sensor_ids(daemon)) == {"Room/Temperature", "Room/Humidity", "Cellar/Level"}
         faults.clear("thingplus")
         await until(lambda: daemon.registered is not None, what="registration")
@@ -683,8 +684,8 @@ async def test_reload_before_registration_with_a_type_the_model_lacks_is_refused
         await until(lambda: daemon.sampler is not None and daemon.sampler.stats.sampled > 0, what="sampling")
         env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
         daemon.reload()
-        await until(lambda: not daemon._reload_requested.is_set(), what="the reload to be handled")
-        assert "Cellar/Level" in sensor_ids(daemon)  # accepted for now: nothing to check it against
+        # accepted for now: nothing to check it against (waited for: the request flag clears before it applies)
+        await until(lambda: "Cellar/Level" in sensor_ids(daemon), what="the reload applied")
         faults.clear("thingplus")
         await until(lambda: daemon.registered is not None, what="registration with the old inventory")
         assert set(sensor_ids(daemon)) == {"Room/Temperature", "Room/Humidity"}
