@@ -217,12 +217,15 @@ in_root() {
 # ---------------------------------------------------------------------------------------------- the checks
 install_package() {
     cp "$deb" "$newer" "$root/tmp/" || return 1
-    # dpkg -i stops at the missing dependencies (python3, python3-venv, adduser); apt-get -f install fetches
+    # dpkg -i stops at the missing dependencies (python3, python3-venv, ...); apt-get -f install fetches
     # them from Debian 11's archive and then configures gatewayd (postinst: venv, user, state directory).
     in_root dpkg -i "/tmp/$(basename "$deb")"
     in_root apt-get -q -y -f install || return 1
-    in_root dpkg-query -W -f '${Package} ${Version} ${Status}\n' gatewayd | tee /dev/stderr |
-        grep -q 'install ok installed'
+    # (not `tee /dev/stderr`: when stderr is a log file, tee truncates it)
+    local status
+    status=$(in_root dpkg-query -W -f '${Package} ${Version} ${Status}' gatewayd) || return 1
+    echo "$status"
+    [ "${status% install ok installed}" != "$status" ]
 }
 
 installed_layout() {
