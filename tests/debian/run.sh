@@ -318,6 +318,10 @@ remove_and_purge() {
 step "binfmt_misc for $arch" binfmt_ready || exit 1
 step "build the packages (make deb ARCH=$arch, and $version+upgrade1)" build_packages || exit 1
 step "lintian" run_lintian
+# Runs on one machine share the cache (apt's archive lock would make a second apt-get fail): one at a time.
+mkdir -p "$cache" || exit 1
+exec 9> "$cache/.lock-$arch"
+flock -n 9 || { echo "waiting for another test-debian ($arch) that uses $cache"; flock 9; }
 step "Debian 11 root ($tarball)" make_base || exit 1
 step "enter a fresh copy of the root" enter_root || exit 1
 step "dpkg -i + apt-get -f install" install_package || exit 1
