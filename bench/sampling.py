@@ -25,8 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_machine, print_table, run_main
-from gatewayd.sampler import SampleBuffer, Sampler, SensorRuntime
-from gatewayd.sourceconfig import ConstantPattern, UniformPattern
+from gatewayd.inventory.sources import ConstantPattern, UniformPattern
+from gatewayd.runtime.sampler import SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources.simulate import Simulation
 
 CASES: list[tuple[str, str, Any]] = [

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import structlog
 
 from gatewayd import __version__, eventloop
-from gatewayd.config import Inventory, load_inventory
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.inventory.config import Inventory, load_inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
-from gatewayd.outboxcli import add_outbox_parser
+from gatewayd.ops.outboxcli import add_outbox_parser
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -249,14 +249,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gatewayd.service import run_daemon
+    from gatewayd.runtime.service import run_daemon
 
     inventory = load_config_arg(args)
     return run_daemon(inventory, _require_config(args))
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from gatewayd.ops import probe_health
+    from gatewayd.ops.server import probe_health
 
     inventory = load_config_arg(args)
     if inventory.http is None:
@@ -286,7 +286,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_thingplus(args: argparse.Namespace) -> int:
-    from gatewayd.oneshot import thingplus_call
+    from gatewayd.ops.oneshot import thingplus_call
 
     inventory = load_config_arg(args)
     print_json(run_async(thingplus_call(inventory, args.what, getattr(args, "id", None))))
@@ -294,7 +294,7 @@ def cmd_thingplus(args: argparse.Namespace) -> int:
 
 
 def cmd_rcms(args: argparse.Namespace) -> int:
-    from gatewayd.oneshot import rcms_call
+    from gatewayd.ops.oneshot import rcms_call
 
     inventory = load_config_arg(args)
     positional = [a for a in (getattr(args, "sn", None), getattr(args, "group", None)) if a is not None]
@@ -303,7 +303,7 @@ def cmd_rcms(args: argparse.Namespace) -> int:
 
 
 def cmd_loctube(args: argparse.Namespace) -> int:
-    from gatewayd.oneshot import loctube_call
+    from gatewayd.ops.oneshot import loctube_call
 
     inventory = load_config_arg(args)
     print_json(run_async(loctube_call(inventory, args.what, getattr(args, "id", None))))

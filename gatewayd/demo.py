@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TextIO
 
 from gatewayd.compat import zip_strict
-from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError
-from gatewayd.service import Daemon
+from gatewayd.inventory.config import Inventory, load_inventory
+from gatewayd.runtime.service import Daemon
 
 #: Where the demo inventory is looked for: the source tree, then the installed copy (pyproject data-files).
 DEMO_CONFIGS = (

@@ -128,7 +128,7 @@ class Restampable(Protocol):
 class RestampOnClockSet:
     """Asks the outbox to re-stamp its provisional points once the wall clock is set.
 
-    Called every second by the clock watch (:class:`gatewayd.sampler.ClockJumpGuard`); costs a
+    Called every second by the clock watch (:class:`gatewayd.runtime.sampler.ClockJumpGuard`); costs a
     comparison while there is nothing provisional. A failed re-stamp (disk full) is retried with a
     backoff of 1 s doubling to 1 min: the points stay in the outbox, held, meanwhile.
     """

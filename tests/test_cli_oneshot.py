@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gatewayd.config import parse_inventory
 from gatewayd.emulator import EmulatorServer
+from gatewayd.inventory.config import parse_inventory
 from tests.conftest import pairwise
 
 ROOT = Path(__file__).resolve().parent.parent

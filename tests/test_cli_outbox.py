@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd.outbox import Outbox, Point
-from gatewayd.registry import Registry
+from gatewayd.runtime.registry import Registry
 from gatewayd.statelock import StateLock
 from tests.conftest import VALID
 from tests.test_cli import run_cli

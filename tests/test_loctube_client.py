@@ -15,8 +15,8 @@ from aiohttp import web
 
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.clouds.loctube import LoctubeClient
-from gatewayd.config import LoctubeConfig
 from gatewayd.errors import AuthError, DeferredError, PermanentError, TamperedError, TransientError
+from gatewayd.inventory.config import LoctubeConfig
 from tests.conftest import loopback_server
 
 CLIENT_ID = "locClient"

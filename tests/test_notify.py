@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.notify import Notifier
+from gatewayd.runtime.notify import Notifier
 
 from .conftest import pairwise
 from .integration.conftest import emulator_env, inventory_text

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.diskguard import DiskGuard
 from gatewayd.errors import DiskFullError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.outbox.diskreserve import RESERVE_BYTES, DiskReserve
-from gatewayd.sampler import SampleBuffer
+from gatewayd.runtime.diskguard import DiskGuard
+from gatewayd.runtime.sampler import SampleBuffer
 from tests.conftest import SmallDisk
 
 T0 = (int(time.time()) - 60) * 1000

@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from gatewayd.cli import build_parser
-from gatewayd.config import load_inventory
+from gatewayd.inventory.config import load_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "gatewayd.service"

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from gatewayd.clouds.http import RetryPolicy
 from gatewayd.clouds.rcms import RcmsClient, RcmsError
-from gatewayd.config import RcmsConfig
 from gatewayd.errors import DeferredError, PermanentError, RateLimitedError, TransientError
+from gatewayd.inventory.config import RcmsConfig
 from tests.conftest import loopback_server
 
 CLIENT_ID = "rcmsClient7"

@@ -28,7 +28,6 @@ from gatewayd.clouds.thingplus import (
     token_expired,
     valid_duration_s,
 )
-from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import (
     AuthError,
     CloudError,
@@ -37,6 +36,7 @@ from gatewayd.errors import (
     RateLimitedError,
     TransientError,
 )
+from gatewayd.inventory.config import ThingPlusConfig
 from gatewayd.statefile import StateFile
 from tests.conftest import loopback_server
 

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from gatewayd.config import CloudConfig
+    from gatewayd.inventory.config import CloudConfig
 
 log = structlog.get_logger(__name__)
 

@@ -32,8 +32,8 @@ from gatewayd.clouds.http import (
     parse_retry_after,
     with_retries,
 )
-from gatewayd.config import LoctubeConfig
 from gatewayd.errors import AuthError, PermanentError, TamperedError
+from gatewayd.inventory.config import LoctubeConfig
 from gatewayd.secret import Secret
 
 log = structlog.get_logger(__name__)

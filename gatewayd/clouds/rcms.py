@@ -29,8 +29,8 @@ from gatewayd.clouds.http import (
     parse_retry_after,
     with_retries,
 )
-from gatewayd.config import RcmsConfig
 from gatewayd.errors import PermanentError
+from gatewayd.inventory.config import RcmsConfig
 
 log = structlog.get_logger(__name__)
 

@@ -44,8 +44,8 @@ from gatewayd.clouds.http import (
     with_retries,
 )
 from gatewayd.compat import zip_strict
-from gatewayd.config import ThingPlusConfig
 from gatewayd.errors import AlreadyExistsError, CloudError, PermanentError, StorageError
+from gatewayd.inventory.config import ThingPlusConfig
 from gatewayd.statefile import StateFile
 
 log = structlog.get_logger(__name__)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import structlog
 from aiohttp import web
 
-from gatewayd.config import Inventory
 from gatewayd.emulator.admin import routes as admin_routes
 from gatewayd.emulator.faults import Faults
 from gatewayd.emulator.thingplus import ThingPlusEmulator
+from gatewayd.inventory.config import Inventory
 
 if TYPE_CHECKING:
     from gatewayd.emulator.loctube import LoctubeEmulator

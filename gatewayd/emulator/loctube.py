@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from gatewayd.config import LoctubeConfig
+from gatewayd.inventory.config import LoctubeConfig
 
 #: How far a signed request's timestamp may be from the emulator's clock, in milliseconds.
 MAX_SKEW_MS = 5 * 60 * 1000

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gatewayd.config import RcmsConfig
+from gatewayd.inventory.config import RcmsConfig
 
 #: Parameters every request carries in its query string, and (but for the signature) in its headers.
 PUBLIC_PARAMS: tuple[str, ...] = ("apiVersion", "clientId", "signatureVersion", "timestamp", "uniqueCode")

@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl
 import structlog
 from aiohttp import web
 
-from gatewayd.config import ThingPlusConfig
+from gatewayd.inventory.config import ThingPlusConfig
 
 log = structlog.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)

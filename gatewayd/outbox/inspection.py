@@ -1,7 +1,7 @@
 """Looking into the outbox, and dead letters sent again.
 
 ``dead_letters`` and ``all_points`` are for diagnostics and tests, not the hot path (the daemon's
-/metrics and ``gatewayd outbox`` read the file on a connection of their own: :mod:`gatewayd.deadletters`).
+/metrics and ``gatewayd outbox`` read the file on a connection of their own: :mod:`gatewayd.outbox.deadletters`).
 A requeue goes through the same insert path as samples (:meth:`~gatewayd.outbox.queue.Queue._put_sync`),
 with the dead letters deleted in the same transaction, so a point is never in both places.
 """

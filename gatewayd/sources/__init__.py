@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
-from gatewayd.config import SensorConfig
 from gatewayd.errors import SourceError
-from gatewayd.latest import LatestState
-from gatewayd.sensortypes import value_problem
+from gatewayd.inventory.config import SensorConfig
+from gatewayd.inventory.sensortypes import value_problem
 from gatewayd.sources.bridge import CloudBridge
+from gatewayd.sources.latest import LatestState
 
 if TYPE_CHECKING:
     import aiohttp
@@ -128,7 +128,7 @@ def build_source(sensor: SensorConfig, context: SourceContext) -> Source:
 def thingplus_value(value: Value, numeric: str | None = None) -> str | dict[str, Any]:
     """Thing+ takes strings (numbers as strings) or objects; booleans are sent as '1'/'0'.
 
-    ``numeric``: the sensor's type when it is a numeric one (:mod:`gatewayd.sensortypes`, decided once
+    ``numeric``: the sensor's type when it is a numeric one (:mod:`gatewayd.inventory.sensortypes`, decided once
     per sensor): a text that is not a number, or an object, is then a failed read. Numbers, which nearly
     every read gives, are never checked.
     """

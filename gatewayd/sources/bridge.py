@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gatewayd.errors import SourceError
-from gatewayd.latest import LatestState
+from gatewayd.sources.latest import LatestState
 from gatewayd.sources.pick import pick_path
 
 #: A bridged value is stale after this many poll intervals without a fresh record.

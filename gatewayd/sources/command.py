@@ -17,7 +17,7 @@ import signal
 from typing import Any
 
 from gatewayd.errors import SourceError
-from gatewayd.sourceconfig import CommandSource
+from gatewayd.inventory.sources import CommandSource
 from gatewayd.sources.pick import number_or_text, pick_path, pick_regex
 
 #: Bytes of stdout (and of stderr) kept per run.

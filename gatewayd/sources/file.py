@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gatewayd.errors import SourceError
-from gatewayd.sourceconfig import FileSource
+from gatewayd.inventory.sources import FileSource
 from gatewayd.sources.pick import number_or_text, pick_field, pick_regex
 
 #: Threads shared by every file sensor.

@@ -17,7 +17,7 @@ import aiohttp
 
 from gatewayd.errors import SourceError
 from gatewayd.httpbody import read_capped
-from gatewayd.sourceconfig import HttpSource
+from gatewayd.inventory.sources import HttpSource
 from gatewayd.sources.pick import number_or_text, pick_path
 
 #: Largest response body accepted.

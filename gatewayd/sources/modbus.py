@@ -40,7 +40,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gatewayd.errors import SourceError
-from gatewayd.sourceconfig import ModbusSource
+from gatewayd.inventory.sources import ModbusSource
 from gatewayd.sources.pick import scaled
 
 Order = Literal["big", "little"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from gatewayd.errors import SourceError
-from gatewayd.sourceconfig import (
+from gatewayd.inventory.sources import (
     ChoicePattern,
     ConstantPattern,
     GaussianPattern,

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from gatewayd.config import Inventory, parse_inventory
+from gatewayd.inventory.config import Inventory, parse_inventory
 
 CLIENT_ID = "testClientId"
 CLIENT_SECRET = "testClientPwd12"

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gatewayd.config import LoctubeConfig
 from gatewayd.emulator.loctube import LoctubeEmulator
+from gatewayd.inventory.config import LoctubeConfig
 
 CLIENT_ID = "testId"
 KEY = "testSecure"

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gatewayd.config import RcmsConfig
 from gatewayd.emulator.rcms import RcmsEmulator
+from gatewayd.inventory.config import RcmsConfig
 
 CLIENT_ID = "rcmsClient01"
 SECRET = "rcms-secret-key"

@@ -24,10 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from gatewayd.clouds.http import RetryPolicy
-from gatewayd.config import HttpConfig, Inventory, load_inventory, parse_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import Point, ThingPlusEmulator
-from gatewayd.service import Daemon, Hooks
+from gatewayd.inventory.config import HttpConfig, Inventory, load_inventory, parse_inventory
+from gatewayd.runtime.service import Daemon, Hooks
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,10 +24,10 @@ from gatewayd.clouds.thingplus import (
     report_interval_ms,
     valid_duration_s,
 )
-from gatewayd.config import Inventory, parse_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.faults import RateLimit
 from gatewayd.errors import AuthError, PermanentError, TransientError
+from gatewayd.inventory.config import Inventory, parse_inventory
 from gatewayd.secret import Secret
 from gatewayd.statefile import StateFile
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config import load_inventory
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError, StorageError
+from gatewayd.inventory.config import load_inventory
 from gatewayd.outbox import Outbox
-from gatewayd.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
+from gatewayd.runtime.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
 from tests.conftest import pairwise
 
 from .conftest import (
@@ -417,7 +417,7 @@ async def test_stop_during_an_outage_keeps_the_rest_on_disk_for_the_next_start(t
 
 async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
     path = env.write_inventory()
-    settled: list[int] = []  # the daemon process freezes its long-lived heap at each (gatewayd.heap)
+    settled: list[int] = []  # the daemon process freezes its long-lived heap at each (gatewayd.runtime.heap)
 
     def on_settled() -> None:
         assert daemon.sampler is not None

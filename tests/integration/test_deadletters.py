@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from gatewayd.outbox import Outbox, Point
-from gatewayd.refusals import DEFAULT_BUDGET
-from gatewayd.registry import Registry
+from gatewayd.outbox.refusals import DEFAULT_BUDGET
+from gatewayd.runtime.registry import Registry
 
 from .conftest import (
     emulator_env,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from gatewayd import registrysaver
 from gatewayd.outbox.diskreserve import RESERVE_BYTES
-from gatewayd.registry import Registry
-from gatewayd.service import Daemon, Hooks
+from gatewayd.runtime import registrysaver
+from gatewayd.runtime.registry import Registry
+from gatewayd.runtime.service import Daemon, Hooks
 from tests.conftest import SmallDisk, logs_of
 
 from .conftest import (

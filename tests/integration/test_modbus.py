@@ -27,9 +27,9 @@ try:  # pymodbus 3.10+ describes a server's units as SimDevices
 except ImportError:  # pymodbus 3.8, the last line for Python 3.9: units are datastore contexts
     SimDevice = None
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import SourceError
-from gatewayd.sourceconfig import ModbusSource
+from gatewayd.inventory.config import parse_inventory
+from gatewayd.inventory.sources import ModbusSource
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.sources.modbus import ModbusPool, ModbusReader, encode_registers
 

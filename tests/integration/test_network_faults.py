@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gatewayd import gatewaywatch, pollers, service
 from gatewayd.clouds.retry import MAX_DEFERRAL_S
-from gatewayd.config import Inventory, load_inventory
 from gatewayd.emulator.faults import RateLimit
-from gatewayd.service import Hooks
+from gatewayd.inventory.config import Inventory, load_inventory
+from gatewayd.runtime import gatewaywatch, pollers, service
+from gatewayd.runtime.service import Hooks
 from tests.conftest import logs_of, loopback_server
 
 from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gatewayd import __version__
-from gatewayd.service import Daemon
+from gatewayd.runtime.service import Daemon
 
 from .conftest import (
     Metrics,

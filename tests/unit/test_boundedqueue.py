@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.boundedqueue import BoundedQueue
+from gatewayd.runtime.boundedqueue import BoundedQueue
 
 
 def filled(limit: int, items: range) -> BoundedQueue[int]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.latest import LatestState
+from gatewayd.inventory.config import parse_inventory
 from gatewayd.sources.bridge import CloudBridge
+from gatewayd.sources.latest import LatestState
 from gatewayd.sources.pick import pick_path
 from tests.conftest import VALID
 

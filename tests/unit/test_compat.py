@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gatewayd.compat import slotted_dataclass, zip_strict
-from gatewayd.registry import Entry
-from gatewayd.sampler import SensorRuntime
+from gatewayd.runtime.registry import Entry
+from gatewayd.runtime.sampler import SensorRuntime
 
 
 @slotted_dataclass(eq=False)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gatewayd.concurrency import bounded_map
+from gatewayd.runtime.concurrency import bounded_map
 
 
 async def test_results_come_in_input_order_with_at_most_limit_running() -> None:

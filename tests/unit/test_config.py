@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config import load_inventory, parse_duration, parse_inventory
 from gatewayd.errors import ConfigError
+from gatewayd.inventory.config import load_inventory, parse_duration, parse_inventory
 from gatewayd.secret import Secret
 from tests.conftest import VALID
 
@@ -261,7 +261,7 @@ def test_unknown_alias_and_two_documents() -> None:
 
 
 def test_a_fingerprint_changes_with_any_value_and_sees_secrets() -> None:
-    from gatewayd.config import fingerprint
+    from gatewayd.inventory.config import fingerprint
 
     def sensor(**changes: str) -> Any:
         text = VALID
@@ -304,7 +304,7 @@ def test_devices_are_validated_one_by_one_yet_every_problem_is_located() -> None
 
 
 def test_models_with_the_same_given_keys_share_one_fields_set_and_copies_do_not_leak() -> None:
-    from gatewayd.config import SensorConfig
+    from gatewayd.inventory.config import SensorConfig
 
     raw = {"name": "t", "type": "number", "simulate": {"pattern": "constant", "value": 1}}
     a = SensorConfig.model_validate(raw)

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.pollers import MAX_RCMS_WINDOW_S, latest_record, rcms_window
-from gatewayd.registrar import GatewayModel, check_types
-from gatewayd.registry import Registry
-from gatewayd.sampler import ClockJumpGuard
+from gatewayd.inventory.config import parse_inventory
+from gatewayd.runtime.pollers import MAX_RCMS_WINDOW_S, latest_record, rcms_window
+from gatewayd.runtime.registrar import GatewayModel, check_types
+from gatewayd.runtime.registry import Registry
+from gatewayd.runtime.sampler import ClockJumpGuard
 from gatewayd.sources import thingplus_value
 from gatewayd.sources.simulate import Simulation, sine_value
 from tests.conftest import VALID, pairwise
@@ -227,7 +227,7 @@ async def _heartbeat_starts(
     import asyncio
     import time
 
-    from gatewayd.service import Daemon
+    from gatewayd.runtime.service import Daemon
 
     inventory = parse_inventory(VALID, base_dir=tmp_path)
     daemon = Daemon(inventory)
@@ -267,7 +267,7 @@ async def test_a_new_report_interval_cuts_the_wait_short(tmp_path: Path) -> None
     import asyncio
     import time
 
-    from gatewayd.service import Daemon
+    from gatewayd.runtime.service import Daemon
 
     daemon = Daemon(parse_inventory(VALID, base_dir=tmp_path))
     starts: list[float] = []

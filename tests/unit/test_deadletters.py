@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from gatewayd import deadletters
 from gatewayd.errors import StateDirLockedError, StorageError
-from gatewayd.outbox import Outbox, Point
+from gatewayd.outbox import Outbox, Point, deadletters
 from gatewayd.statelock import StateLock
 
 T0 = (int(time.time()) - 600) * 1000

@@ -13,11 +13,11 @@ from typing import Any, TypeVar, cast
 import pytest
 import structlog
 
-from gatewayd.config import parse_inventory
-from gatewayd.diskguard import DiskGuard, memory_points_for, retry_delay
 from gatewayd.errors import DiskFullError, StorageError
+from gatewayd.inventory.config import parse_inventory
 from gatewayd.outbox import OutboxStats, Point
-from gatewayd.sampler import SampleBuffer
+from gatewayd.runtime.diskguard import DiskGuard, memory_points_for, retry_delay
+from gatewayd.runtime.sampler import SampleBuffer
 from tests.emulator import FakeClock
 
 T = TypeVar("T")

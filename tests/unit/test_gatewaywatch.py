@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gatewayd.errors import CloudError, PermanentError, StorageError, TransientError
-from gatewayd.gatewaywatch import GatewayWatch
-from gatewayd.registry import Registry
+from gatewayd.runtime.gatewaywatch import GatewayWatch
+from gatewayd.runtime.registry import Registry
 
 NOT_FOUND = PermanentError("sensor or gateway not found", cloud="thingplus", operation="series", status=404)
 

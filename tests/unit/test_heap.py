@@ -1,4 +1,4 @@
-"""gatewayd.heap: the daemon's garbage-collector settings (frozen steady heap, rarer young collections)."""
+"""gatewayd.runtime.heap: the daemon's garbage-collector settings (frozen steady heap, rarer young collections)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gatewayd import heap
+from gatewayd.runtime import heap
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import logging
 import pytest
 import structlog
 
-from gatewayd.config import parse_inventory
+from gatewayd.inventory.config import parse_inventory
 from gatewayd.logging import resolve_level, setup_logging
 from gatewayd.secret import Secret, remember
 from tests.conftest import VALID

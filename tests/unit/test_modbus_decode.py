@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.sourceconfig import ModbusSource
+from gatewayd.inventory.config import parse_inventory
+from gatewayd.inventory.sources import ModbusSource
 from gatewayd.sources.modbus import (
     decode_bits,
     decode_registers,

@@ -13,8 +13,8 @@ import pytest
 
 from gatewayd.errors import CloudError, PermanentError, TransientError
 from gatewayd.outbox import Outbox, Point
-from gatewayd.refusals import DEFAULT_BUDGET, reason_code, refusal_reason
-from gatewayd.uploader import Uploader
+from gatewayd.outbox.refusals import DEFAULT_BUDGET, reason_code, refusal_reason
+from gatewayd.runtime.uploader import Uploader
 
 T0 = (int(time.time()) - 600) * 1000
 SENSOR = "a" * 32

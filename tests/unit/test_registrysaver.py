@@ -12,16 +12,16 @@ from typing import Any, cast
 
 import pytest
 
-from gatewayd import registrysaver
 from gatewayd.clouds.thingplus import Registration
-from gatewayd.config import parse_inventory
-from gatewayd.diskguard import DiskGuard
 from gatewayd.errors import DiskFullError, StorageError
+from gatewayd.inventory.config import parse_inventory
 from gatewayd.outbox import Outbox
-from gatewayd.registrar import register
-from gatewayd.registry import Registry
-from gatewayd.registrysaver import RegistrySaver, WaitingSensor
-from gatewayd.sampler import SampleBuffer
+from gatewayd.runtime import registrysaver
+from gatewayd.runtime.diskguard import DiskGuard
+from gatewayd.runtime.registrar import register
+from gatewayd.runtime.registry import Registry
+from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
+from gatewayd.runtime.sampler import SampleBuffer
 from tests.conftest import VALID, logs_of
 from tests.emulator import FakeClock
 from tests.unit.test_daemon_parts import MODEL

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from gatewayd.config import load_inventory, parse_inventory
+from gatewayd.inventory.config import load_inventory, parse_inventory
+from gatewayd.inventory.yamlsource import MAX_FILE_REF_BYTES
 from gatewayd.regularfile import MAX_CA_FILE_BYTES, load_ca_bundle, read_regular_file
-from gatewayd.yamlsource import MAX_FILE_REF_BYTES
 from tests.conftest import TEST_CA_PEM, VALID
 from tests.unit.test_config import problems_of
 

@@ -10,8 +10,8 @@ from structlog.testing import capture_logs
 
 from gatewayd.cli import main
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.sampler import SampleBuffer, Sampler, SensorRuntime
-from gatewayd.sensortypes import is_number_text, numeric_type, value_problem
+from gatewayd.inventory.sensortypes import is_number_text, numeric_type, value_problem
+from gatewayd.runtime.sampler import SampleBuffer, Sampler, SensorRuntime
 from gatewayd.sources import thingplus_value
 from tests.conftest import VALID
 
@@ -53,7 +53,7 @@ def test_numeric_types_and_number_texts() -> None:
 
 
 def problems_of(text: str) -> list[str]:
-    from gatewayd.config import parse_inventory
+    from gatewayd.inventory.config import parse_inventory
 
     with pytest.raises(ConfigError) as info:
         parse_inventory(text, "inv.yaml", env={})
@@ -103,7 +103,7 @@ def test_check_refuses_a_simulation_a_numeric_type_cannot_send(
     ],
 )
 def test_check_accepts_values_the_type_can_send(sensor_type: str, simulate: str) -> None:
-    from gatewayd.config import parse_inventory
+    from gatewayd.inventory.config import parse_inventory
 
     text = VALID.replace("type: temperature", f"type: {sensor_type}").replace(SIMULATION, simulate)
     assert simulate in text  # the case is what is parsed, not the sine it replaces

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.sourceconfig import SawtoothPattern, SimulateSource, SinePattern, StepPattern
+from gatewayd.inventory.config import parse_inventory
+from gatewayd.inventory.sources import SawtoothPattern, SimulateSource, SinePattern, StepPattern
 from gatewayd.sources import thingplus_value
 from gatewayd.sources.simulate import (
     Simulation,

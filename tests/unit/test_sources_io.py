@@ -18,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import ConfigError, SourceError
-from gatewayd.sourceconfig import CommandSource, FileSource, HttpSource
+from gatewayd.inventory.config import parse_inventory
+from gatewayd.inventory.sources import CommandSource, FileSource, HttpSource
 from gatewayd.sources import http as http_module
 from gatewayd.sources.command import MAX_OUTPUT_BYTES, CommandReader
 from gatewayd.sources.file import FileReader

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.config import parse_inventory
 from gatewayd.errors import StateDirLockedError, StorageError
-from gatewayd.service import Daemon
+from gatewayd.inventory.config import parse_inventory
+from gatewayd.runtime.service import Daemon
 from gatewayd.statelock import LOCK_NAME, StateLock
 from tests.conftest import VALID
 

@@ -11,7 +11,7 @@ import pytest
 
 from gatewayd.errors import PermanentError, StorageError, TransientError
 from gatewayd.outbox import Outbox, Point
-from gatewayd.uploader import Uploader
+from gatewayd.runtime.uploader import Uploader
 
 T0 = (int(time.time()) - 60) * 1000
 SENSORS = [f"s{i:02d}" for i in range(40)]

@@ -11,8 +11,8 @@ import structlog
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Point
 from gatewayd.outbox.timekeeping import age_cutoff_ms, resume_ms
-from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
-from gatewayd.triggers import JumpSafeIntervalTrigger
+from gatewayd.runtime.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
+from gatewayd.runtime.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import (
     BUILD_EPOCH_MS,
     RestampOnClockSet,

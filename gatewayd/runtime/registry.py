@@ -8,7 +8,7 @@ one in the inventory makes a new one on Thing+ and leaves the old alone.
 
 An id is made in memory and is *saved* once a save that held it succeeded; only then may a point be keyed
 by it or an object be registered under it (a crash before that forgets the id, and whatever used it would
-belong to nobody). The daemon saves through :class:`gatewayd.registrysaver.RegistrySaver`, which keeps a
+belong to nobody). The daemon saves through :class:`gatewayd.runtime.registrysaver.RegistrySaver`, which keeps a
 new sensor waiting while its id cannot be saved (a full disk). A save is a :meth:`Registry.snapshot`
 taken on the event loop and written by :meth:`Registry.write` on any thread (the outbox's, for its disk
 space reserve), while the loop goes on making ids and marks.

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gatewayd.configtypes import Duration, Name, Strict
+from gatewayd.inventory.types import Duration, Name, Strict
 
 
 def _check_regex(value: str | None) -> str | None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from gatewayd.config import Inventory, parse_duration
 from gatewayd.errors import ConfigError
+from gatewayd.inventory.config import Inventory, parse_duration
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gatewayd.sourceconfig import ChoicePattern, ConstantPattern, StepPattern
+from gatewayd.inventory.sources import ChoicePattern, ConstantPattern, StepPattern
 
 #: Sensor types whose values are numbers (sent as strings such as ``"36.5"``).
 NUMERIC_TYPES = frozenset(

@@ -3,7 +3,7 @@
 Why the daemon does not stop: a full disk passes (logs are rotated, uploads drain the outbox, someone
 cleans up), while a daemon that exits on it is restarted by systemd into the same full disk, over and
 over, sampling nothing. So when the outbox cannot be opened at start-up for lack of room, or a commit
-fails, sampling goes on into :class:`~gatewayd.sampler.SampleBuffer`, whose bound
+fails, sampling goes on into :class:`~gatewayd.runtime.sampler.SampleBuffer`, whose bound
 (``outbox.memory_points``) drops the oldest samples past it, counted; uploads and acks go on (the
 outbox gives them its disk space reserve, see :mod:`gatewayd.outbox.diskreserve`), which frees room.
 
@@ -15,7 +15,7 @@ The outbox is tried again (opened, or the memory committed) when the first of th
 
 Meanwhile the loop wakes every flush interval only: the buffer's "full" signal, which says a commit is
 due, would wake it at every sample for a retry that is not due. Other small writes that wait for room
-(the registry's, :mod:`gatewayd.registrysaver`) follow this rhythm: after each pass the guard calls its
+(the registry's, :mod:`gatewayd.runtime.registrysaver`) follow this rhythm: after each pass the guard calls its
 ``followers``, which see :attr:`DiskGuard.recoveries` to learn that the disk takes writes again.
 
 Never silently: the first failure is logged with its cause, then a line a minute with the counts while
@@ -33,10 +33,10 @@ from typing import Any
 
 import structlog
 
-from gatewayd.config import Inventory
 from gatewayd.errors import DiskFullError, StorageError
+from gatewayd.inventory.config import Inventory
 from gatewayd.outbox import Outbox
-from gatewayd.sampler import COMMIT_CHUNK, SampleBuffer
+from gatewayd.runtime.sampler import COMMIT_CHUNK, SampleBuffer
 
 log = structlog.get_logger(__name__)
 
@@ -165,7 +165,7 @@ class DiskGuard:
         """Commit what waits in memory, in smaller commits when a larger one finds the disk full.
 
         Why: a commit is all or nothing, and on a full disk the pages that acks freed may hold fewer
-        points than one commit of :data:`~gatewayd.sampler.COMMIT_CHUNK`; tried only at that size, the
+        points than one commit of :data:`~gatewayd.runtime.sampler.COMMIT_CHUNK`; tried only at that size, the
         samples would stay in memory, past its bound dropped, while the outbox had room for many of them.
         """
         chunk = COMMIT_CHUNK

@@ -26,13 +26,13 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gatewayd.boundedqueue import BoundedQueue
 from gatewayd.compat import slotted_dataclass
 from gatewayd.errors import GatewaydError, StorageError
+from gatewayd.inventory.sensortypes import numeric_type
 from gatewayd.outbox import Outbox, Point
-from gatewayd.sensortypes import numeric_type
+from gatewayd.runtime.boundedqueue import BoundedQueue
+from gatewayd.runtime.triggers import JumpSafeIntervalTrigger
 from gatewayd.sources import Source, Value, thingplus_value
-from gatewayd.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import Stamper
 
 log = structlog.get_logger(__name__)
@@ -52,7 +52,7 @@ class SensorRuntime:
     sensor_id: str
     interval: float
     source: Source
-    #: :func:`gatewayd.config.fingerprint` of the sensor's config: a reload keeps the runtime if equal.
+    #: :func:`gatewayd.inventory.config.fingerprint` of the sensor's config: a reload keeps the runtime if equal.
     config_fingerprint: int = 0
     ok: bool | None = None  # None until the first read
     last_error: str | None = None
@@ -87,8 +87,8 @@ class SampleBuffer:
     """Samples read but not yet committed; flushed to the outbox every ``flush_s`` or at ``max_points``.
 
     At most ``limit`` samples wait: while the outbox cannot be written (a full disk) the oldest past that
-    are dropped and counted in ``dropped`` (see :mod:`gatewayd.boundedqueue` and
-    :mod:`gatewayd.diskguard`, which runs the flushes).
+    are dropped and counted in ``dropped`` (see :mod:`gatewayd.runtime.boundedqueue` and
+    :mod:`gatewayd.runtime.diskguard`, which runs the flushes).
     """
 
     def __init__(

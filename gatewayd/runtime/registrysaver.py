@@ -13,7 +13,7 @@ Why registration marks never stop anything: a lost mark costs one 409 "already e
 registration. A save of marks that fails is logged once while it lasts (warning) and done again later.
 
 A failed save is tried again on the disk guard's rhythm (the saver is one of the guard's followers, see
-:mod:`gatewayd.diskguard`): after 1 s doubling up to 1 min, and at once when the outbox takes writes again
+:mod:`gatewayd.runtime.diskguard`): after 1 s doubling up to 1 min, and at once when the outbox takes writes again
 or the disk space reserve could be taken back (the disk has room). A save that holds new ids is an
 essential write: it gets the outbox's disk space reserve as acks do (:meth:`Outbox.write_aside`), so
 when the disk fills while the daemon runs, a sensor a reload adds still starts at once.
@@ -30,10 +30,10 @@ from typing import Any
 
 import structlog
 
-from gatewayd.diskguard import RETRY_MAX_S, RETRY_S, DiskGuard, retry_delay
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outbox import Outbox
-from gatewayd.registry import Registry, Snapshot, sensor_key
+from gatewayd.runtime.diskguard import RETRY_MAX_S, RETRY_S, DiskGuard, retry_delay
+from gatewayd.runtime.registry import Registry, Snapshot, sensor_key
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,7 @@ import structlog
 from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.clouds.rcms import RcmsClient
 from gatewayd.errors import CloudError, StorageError, TamperedError
-from gatewayd.latest import LatestState, PollStats
+from gatewayd.sources.latest import LatestState, PollStats
 from gatewayd.statefile import StateFile
 
 log = structlog.get_logger(__name__)

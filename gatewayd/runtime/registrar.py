@@ -2,7 +2,7 @@
 
 Why a separate step that may take hours: an edge box often boots before its uplink. Sampling does not
 wait for this; the daemon retries :func:`register` with backoff until it succeeds, then starts reporting
-and sends the backlog. Ids come from :class:`gatewayd.registry.Registry`, and only ids already on disk
+and sends the backlog. Ids come from :class:`gatewayd.runtime.registry.Registry`, and only ids already on disk
 are registered (an object registered under an id this box could still forget, in a crash before the
 save, would stay on Thing+ for good), so a 409 CONFLICT simply means the object is already there.
 """
@@ -16,10 +16,10 @@ from typing import Any
 import structlog
 
 from gatewayd.clouds.thingplus import ThingPlusClient, report_interval_ms
-from gatewayd.concurrency import bounded_map
-from gatewayd.config import Inventory
 from gatewayd.errors import ConfigError, ConfigProblem, PermanentError, StorageError
-from gatewayd.registry import Registry
+from gatewayd.inventory.config import Inventory
+from gatewayd.runtime.concurrency import bounded_map
+from gatewayd.runtime.registry import Registry
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +112,7 @@ async def register(
     ``sensors`` replaces the inventory's devices when the caller no longer holds them (a running
     daemon keeps only its runtimes; see :meth:`Inventory.without_devices`). Devices and sensors whose
     ids are not saved yet are left for a later call; the gateway's must be saved (StorageError if not:
-    the daemon waits for it, see :meth:`gatewayd.registrysaver.RegistrySaver.gateway_saved`). The marks
+    the daemon waits for it, see :meth:`gatewayd.runtime.registrysaver.RegistrySaver.gateway_saved`). The marks
     made are left for the caller to save.
     """
     if not registry.gateway_saved():

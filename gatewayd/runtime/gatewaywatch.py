@@ -21,7 +21,7 @@ import structlog
 
 from gatewayd.clouds.thingplus import ThingPlusClient
 from gatewayd.errors import CloudError, StorageError
-from gatewayd.registry import Registry
+from gatewayd.runtime.registry import Registry
 
 log = structlog.get_logger(__name__)
 

@@ -21,12 +21,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from gatewayd.configtypes import Duration, Listen, Name, Strict, Url, check_md5, parse_duration
 from gatewayd.errors import ConfigError, ConfigProblem
-from gatewayd.regularfile import load_ca_bundle
-from gatewayd.secret import Secret
-from gatewayd.sensortypes import simulated_values, value_problem
-from gatewayd.sourceconfig import (
+from gatewayd.inventory.sensortypes import simulated_values, value_problem
+from gatewayd.inventory.sources import (
     SOURCE_KEYS,
     CommandSource,
     FileSource,
@@ -37,7 +34,10 @@ from gatewayd.sourceconfig import (
     ReplayPattern,
     SimulateSource,
 )
-from gatewayd.yamlsource import DataPath, Located, format_path, load_yaml
+from gatewayd.inventory.types import Duration, Listen, Name, Strict, Url, check_md5, parse_duration
+from gatewayd.inventory.yamlsource import DataPath, Located, format_path, load_yaml
+from gatewayd.regularfile import load_ca_bundle
+from gatewayd.secret import Secret
 
 __all__ = ["Duration", "parse_duration"]
 
@@ -113,7 +113,7 @@ class OutboxConfig(Strict):
     max_points: Annotated[int, Field(gt=0)] = 5_000_000
     max_age: Duration = 30 * 86400.0
     #: Samples kept in memory while the outbox cannot be written (a full disk); None: sized from the
-    #: sampling rate (gatewayd.diskguard.memory_points_for).
+    #: sampling rate (gatewayd.runtime.diskguard.memory_points_for).
     memory_points: Optional[Annotated[int, Field(gt=0)]] = None  # noqa: UP045 - pydantic evaluates it on 3.9
 
 

@@ -76,7 +76,7 @@ def load_yaml(
     """Parse ``text``; syntax errors, duplicate keys and bad references land in ``problems``.
 
     ``positions=False`` skips recording where every value stood (a valid 10,000-sensor inventory
-    does not need it); :func:`gatewayd.config.parse_inventory` parses again with positions only when
+    does not need it); :func:`gatewayd.inventory.config.parse_inventory` parses again with positions only when
     it has problems to locate. The data is built straight from parser events, never as a node tree,
     which would cost about 55 MB on a 10,000-sensor inventory.
     """

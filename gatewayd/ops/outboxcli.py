@@ -73,9 +73,9 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from gatewayd import deadletters
     from gatewayd.cli import load_config_arg
-    from gatewayd.registry import Registry
+    from gatewayd.outbox import deadletters
+    from gatewayd.runtime.registry import Registry
 
     inventory = load_config_arg(args)
     path = deadletters.outbox_path(inventory.state_dir)
@@ -125,7 +125,7 @@ def _age(ms: int | None) -> str:
 
 
 def _stats(out: TextIO, st: dict[str, Any], names: dict[str, str], path: Path, as_json: bool) -> None:
-    from gatewayd.deadletters import iso_ms
+    from gatewayd.outbox.deadletters import iso_ms
 
     for row in st["top_sensors"]:
         row["sensor"] = names.get(row["sensor_id"])
@@ -164,7 +164,7 @@ def _value(text: str) -> Any:
 
 
 def _record(letter: Any, names: dict[str, str]) -> dict[str, Any]:
-    from gatewayd.deadletters import iso_ms
+    from gatewayd.outbox.deadletters import iso_ms
 
     return {
         "sensor_id": letter.sensor_id,

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import structlog
 
 from gatewayd.errors import StorageError
-from gatewayd.refusals import reason_code
+from gatewayd.outbox.refusals import reason_code
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +92,7 @@ def _query(path: Path, read: Any) -> Any:
 
 
 def counts_by_code(db: sqlite3.Connection) -> dict[str, int]:
-    """Dead letters by :func:`~gatewayd.refusals.reason_code` ("400 INVALID_INPUT": n)."""
+    """Dead letters by :func:`~gatewayd.outbox.refusals.reason_code` ("400 INVALID_INPUT": n)."""
     counts: dict[str, int] = {}
     for reason, n in db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason"):
         code = reason_code(reason)

@@ -23,10 +23,10 @@ from prometheus_client.registry import Collector
 
 from gatewayd import __version__
 from gatewayd.clouds import http as cloud_http
-from gatewayd.deadletters import DeadLetterCounts, outbox_path
+from gatewayd.outbox.deadletters import DeadLetterCounts, outbox_path
 
 if TYPE_CHECKING:
-    from gatewayd.service import Daemon
+    from gatewayd.runtime.service import Daemon
 
 log = structlog.get_logger(__name__)
 

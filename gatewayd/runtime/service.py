@@ -3,7 +3,7 @@
 Start-up order matters on an edge box: the outbox opens and sampling starts at once (ids are made
 locally, so samples are keyed from the first second), then registration on Thing+ is retried with
 backoff for as long as it takes, and only then do heartbeats and uploads begin, with the backlog first.
-A sensor whose new id cannot be saved (a full disk) waits until it is: see gatewayd.registrysaver.
+A sensor whose new id cannot be saved (a full disk) waits until it is: see gatewayd.runtime.registrysaver.
 
 Shutdown is two-phased: stop sampling and commit what was read; then send what is pending within a
 bounded grace period; what could not be sent stays in the outbox for the next start.
@@ -26,18 +26,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
-from gatewayd.config import Inventory, SensorConfig, fingerprint, load_inventory
-from gatewayd.diskguard import DiskGuard, memory_points_for
 from gatewayd.errors import CloudError, ConfigError, GatewaydError, StorageError
-from gatewayd.latest import LatestState, PollStats
+from gatewayd.inventory.config import Inventory, SensorConfig, fingerprint, load_inventory
 from gatewayd.outbox import Outbox
-from gatewayd.registry import Registry
-from gatewayd.registrysaver import RegistrySaver, WaitingSensor
-from gatewayd.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
+from gatewayd.runtime.diskguard import DiskGuard, memory_points_for
+from gatewayd.runtime.registry import Registry
+from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
+from gatewayd.runtime.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
+from gatewayd.runtime.triggers import JumpSafeIntervalTrigger
 from gatewayd.sources import SourceContext, build_source
+from gatewayd.sources.latest import LatestState, PollStats
 from gatewayd.statefile import StateFile
 from gatewayd.statelock import StateLock
-from gatewayd.triggers import JumpSafeIntervalTrigger
 from gatewayd.wallclock import RestampOnClockSet, Stamper
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     import aiohttp
 
     from gatewayd.clouds.thingplus import ThingPlusClient
-    from gatewayd.gatewaywatch import GatewayWatch
-    from gatewayd.registrar import GatewayModel, Registered
-    from gatewayd.uploader import Uploader
+    from gatewayd.runtime.gatewaywatch import GatewayWatch
+    from gatewayd.runtime.registrar import GatewayModel, Registered
+    from gatewayd.runtime.uploader import Uploader
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +77,7 @@ class Hooks:
     on_status: Callable[[str], object] | None = None
     on_stopping: Callable[[], object] | None = None
     #: Registered and running with every sensor (after start-up, after a reload): long-lived state is
-    #: built, so the daemon process freezes it out of the garbage collector's way (gatewayd.heap).
+    #: built, so the daemon process freezes it out of the garbage collector's way (gatewayd.runtime.heap).
     on_settled: Callable[[], object] | None = None
 
 
@@ -156,7 +156,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until stopped. Raises ConfigError for an inventory the cloud proves wrong (exit 2).
 
-        A full disk does not stop it, even at start-up: samples wait in memory (see gatewayd.diskguard).
+        A full disk does not stop it, even at start-up: samples wait in memory (see gatewayd.runtime.diskguard).
         """
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with StateLock(self.state_dir):  # one daemon per state directory: a second start ends here
@@ -210,7 +210,7 @@ class Daemon:
         self._spawn(guard.run(), "clock guard")
         self._notify_ready()
         try:
-            from gatewayd.oneshot import http_session
+            from gatewayd.ops.oneshot import http_session
 
             async with http_session() as session:
                 self._start_network(session, outbox)
@@ -235,8 +235,8 @@ class Daemon:
     def _start_network(self, session: aiohttp.ClientSession, outbox: Outbox) -> None:
         """The Thing+ client, the uploader, registration and the pollers, on the daemon's one session."""
         from gatewayd.clouds.thingplus import ThingPlusClient
-        from gatewayd.gatewaywatch import GatewayWatch
-        from gatewayd.uploader import Uploader
+        from gatewayd.runtime.gatewaywatch import GatewayWatch
+        from gatewayd.runtime.uploader import Uploader
 
         self.session = session
         self._source_context.session = session
@@ -257,7 +257,7 @@ class Daemon:
         self._spawn(self._connect(), "connect")
 
     async def _start_ops(self, listen: str) -> None:
-        from gatewayd.ops import OpsServer
+        from gatewayd.ops.server import OpsServer
 
         ops = OpsServer(self, listen, mono=self.mono)
         try:
@@ -305,7 +305,7 @@ class Daemon:
 
     async def _apply_sensors(self, inventory: Inventory, *, at_start: bool = False) -> None:
         """(Re)build the runtime sensor set; unchanged sensors keep their source and state. A sensor
-        starts once its id is on disk; until then it waits (see gatewayd.registrysaver)."""
+        starts once its id is on disk; until then it waits (see gatewayd.runtime.registrysaver)."""
         assert self.sampler is not None and self.registry_saver is not None
         self.registry.add_ids([(d.name, s.name) for d, s in inventory.sensors()])
         if self.registry.unsaved_ids:
@@ -353,7 +353,7 @@ class Daemon:
 
     async def _connect(self) -> None:
         """Register (retrying with backoff while the cloud is unreachable), then start reporting."""
-        from gatewayd.registrar import register
+        from gatewayd.runtime.registrar import register
 
         assert self.thingplus is not None and self.sampler is not None and self.registry_saver is not None
         retry = 0
@@ -444,7 +444,7 @@ class Daemon:
         self._settle()
 
     def _gateway_lost(self) -> None:
-        """Thing+ lost the gateway (gatewayd.gatewaywatch logged it and cleared the marks): reporting
+        """Thing+ lost the gateway (gatewayd.runtime.gatewaywatch logged it and cleared the marks): reporting
         pauses, the points wait in the outbox, and registration runs again with the same ids."""
         self.registered = None
         self._status("Thing+ lost the gateway; registering it again")
@@ -578,7 +578,7 @@ class Daemon:
     def _start_pollers(self, inventory: Inventory) -> None:
         from gatewayd.clouds.loctube import LoctubeClient
         from gatewayd.clouds.rcms import RcmsClient
-        from gatewayd.pollers import LoctubePoller, RcmsPoller
+        from gatewayd.runtime.pollers import LoctubePoller, RcmsPoller
 
         assert self.scheduler is not None and self.session is not None
         for job_id in ("poll:rcms", "poll:loctube"):
@@ -631,7 +631,7 @@ class Daemon:
     # ------------------------------------------------------------------ reload (SIGHUP)
 
     async def _reload(self) -> None:
-        from gatewayd.registrar import check_types
+        from gatewayd.runtime.registrar import check_types
 
         assert self.sampler is not None
         if not self.inventory_path:
@@ -764,8 +764,8 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
     import signal
     import sys
 
-    from gatewayd import heap
-    from gatewayd.notify import Notifier
+    from gatewayd.runtime import heap
+    from gatewayd.runtime.notify import Notifier
 
     # The outbox thread's SQLite calls let go of the GIL at every row; with the event loop busy, taking it
     # back waits a switch interval each time (5 ms by default): 1 ms keeps commits and leases prompt.

@@ -3,7 +3,7 @@
 Why batches per sensor: Thing+'s series endpoint takes an array, so a sensor's backlog goes out oldest
 first in bounded batches, many sensors at once under a concurrency bound. A batch leaves the outbox only
 on 2xx; a permanent 4xx (the cloud will never take it) dead-letters that batch with the reason, except
-a 400, which is about some of its points: those are found by bisection (:mod:`gatewayd.refusals`) and
+a 400, which is about some of its points: those are found by bisection (:mod:`gatewayd.outbox.refusals`) and
 only they are dead-lettered; anything transient releases it for the next pass. One slow or failing
 sensor never holds up the others, and a cloud that is down ends the pass early instead of being hammered.
 """
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gatewayd.clouds.thingplus import ThingPlusClient, encode_series
-from gatewayd.concurrency import bounded_map
 from gatewayd.errors import AuthError, CloudError, PermanentError, TransientError
 from gatewayd.outbox import Lease, Outbox, chunked
-from gatewayd.refusals import Isolation, isolate, refusal_reason, refuses_points
+from gatewayd.outbox.refusals import Isolation, isolate, refusal_reason, refuses_points
+from gatewayd.runtime.concurrency import bounded_map
 
 if TYPE_CHECKING:
-    from gatewayd.gatewaywatch import GatewayWatch
+    from gatewayd.runtime.gatewaywatch import GatewayWatch
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +83,7 @@ class Uploader:
         self.sendable: set[str] = set()
         #: Set when the daemon stops: every drain, even one already running, ends by this monotonic time.
         self.stop_by: float | None = None
-        #: Tells a 404 for a deleted gateway from others (gatewayd.gatewaywatch); None: every 404 is
+        #: Tells a 404 for a deleted gateway from others (gatewayd.runtime.gatewaywatch); None: every 404 is
         #: permanent.
         self.gateway_watch: GatewayWatch | None = None
 

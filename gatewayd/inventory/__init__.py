@@ -1,0 +1,1 @@
+"""The inventory: the YAML file a user writes, loaded and checked into typed models."""

@@ -1,0 +1,1 @@
+"""Operating a gateway: the ops HTTP server, one-shot API commands, outbox tools."""

@@ -1,0 +1,1 @@
+"""The running daemon: supervisor, controllers and the parts they drive."""
