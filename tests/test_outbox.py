@@ -337,13 +337,13 @@ async def test_max_points_drop_is_logged(db_path: Path) -> None:
     async with await Outbox.open(db_path, max_points=2) as ob:
         with logs_of(bounds) as logs:
             await ob.put(pts("a", 5))
-        drops = [e for e in logs if e["event"].startswith("outbox full")]
+        drops = [e for e in logs if e["event"] == "outbox.max_points_dropped"]
         assert len(drops) == 1
         assert drops[0]["dropped"] == 3
         assert drops[0]["log_level"] == "warning"
         with logs_of(bounds) as logs:
             await ob.put(pts("a", 1, start=5))  # within the minute: counted, not logged again
-        assert not [e for e in logs if e["event"].startswith("outbox full")]
+        assert not [e for e in logs if e["event"] == "outbox.max_points_dropped"]
         assert ob.stats.dropped == 4
 
 

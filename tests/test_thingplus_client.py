@@ -348,7 +348,7 @@ async def test_unwritable_token_file_costs_a_login_not_the_call(h: Harness) -> N
     h.store.path.parent.write_text("a file where the state dir should be")
     with capture_logs() as logs:
         assert await h.client().sites() == []
-    assert "thingplus_token_not_saved" in [e["event"] for e in logs]
+    assert "thingplus.token_not_saved" in [e["event"] for e in logs]
 
 
 @pytest.mark.parametrize(
@@ -850,8 +850,8 @@ async def test_secrets_never_reach_log_events(h: Harness) -> None:
     for secret in (CLIENT_SECRET, PASSWORD, PASSWORD_MD5, "tok-1", "tok-2", "Bearer tok"):
         assert secret not in text
     events = [e["event"] for e in logs]
-    assert "thingplus_token_obtained" in events
-    assert "thingplus_token_rejected" in events
+    assert "thingplus.token_obtained" in events
+    assert "thingplus.token_rejected" in events
     assert "tok-1" not in repr(client._token)
 
 

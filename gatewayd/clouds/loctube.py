@@ -207,7 +207,11 @@ class _OAuth2Token(_Token):
                     {"grant_type": "refresh_token", "refresh_token": self._refresh, **credentials}
                 )
             except (AuthError, PermanentError) as exc:
-                log.info("oauth2 refresh refused; asking for new client credentials", error=exc.message)
+                log.info(
+                    "loctube.oauth2_refresh_refused",
+                    effect="asking for new client credentials",
+                    error=exc.message,
+                )
         if answer is None:
             answer = await self._grant({"grant_type": "client_credentials", **credentials})
         token = answer.get("access_token")
@@ -294,7 +298,9 @@ class LoctubeClient:
                     if retry or self._token is None:
                         raise refused.error from None
                     self._token.refused(refused.token)
-                    log.info("token refused; renewing once", cloud=CLOUD, operation=operation)
+                    log.info(
+                        "loctube.token_refused", effect="renewing once", cloud=CLOUD, operation=operation
+                    )
             raise AssertionError("unreachable")
 
         return await with_retries(attempt, self._policy, sleep=self._sleep)
@@ -443,7 +449,7 @@ class LoctubeClient:
                 body=body,
             )
             if resp.status in (400, 415) and i + 1 < len(encodings):
-                log.info("oauth2 token endpoint refused JSON; trying form encoding", status=resp.status)
+                log.info("loctube.oauth2_json_refused", effect="trying form encoding", status=resp.status)
                 continue
             payload = self._checked(resp, "oauth2_token", signed=False).json()
             if not isinstance(payload, dict):

@@ -233,10 +233,10 @@ class ThingPlusClient:
         except AlreadyExistsError as exc:
             # debug: the registrar logs one line per gateway and device and one for all sensors
             log.debug(
-                "thingplus_already_registered", operation=operation, req_id=body["reqId"], code=exc.code
+                "thingplus.already_registered", operation=operation, req_id=body["reqId"], code=exc.code
             )
             return Registration(created=False, data={})
-        log.debug("thingplus_registered", operation=operation, req_id=body["reqId"])
+        log.debug("thingplus.registered", operation=operation, req_id=body["reqId"])
         return Registration(created=True, data=data if isinstance(data, dict) else {})
 
     # ------------------------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ class ThingPlusClient:
                 return token
             if token is not None:
                 log.info(
-                    "thingplus_token_expiring", age_days=round((self._clock() - token.obtained_at) / 86400)
+                    "thingplus.token_expiring", age_days=round((self._clock() - token.obtained_at) / 86400)
                 )
             return await self._obtain_token()
 
@@ -316,7 +316,7 @@ class ThingPlusClient:
                 token = await self._token_attempt(encoding)
             except _EncodingRefused as refused:
                 log.info(
-                    "thingplus_token_refused",
+                    "thingplus.token_refused",
                     encoding=encoding,
                     status=refused.error.status,
                     code=refused.error.code,
@@ -325,10 +325,10 @@ class ThingPlusClient:
                 errors.append(refused.error)
                 continue
             if encoding != self._encoding:
-                log.info("thingplus_token_encoding", encoding=encoding)
+                log.info("thingplus.token_encoding_changed", encoding=encoding)
             self._encoding = encoding
             self._token = token
-            log.info("thingplus_token_obtained", encoding=encoding, token_type=token.token_type)
+            log.info("thingplus.token_obtained", encoding=encoding, token_type=token.token_type)
             self._save(token)
             return token
         raise _most_telling(errors)
@@ -391,13 +391,13 @@ class ThingPlusClient:
         try:
             record = self._store.load()
         except StorageError as exc:
-            log.warning("thingplus_token_store_unusable", error=str(exc))
+            log.warning("thingplus.token_store_unusable", error=str(exc))
             return None
         if record is None:
             return None
         wanted = self._identity()
         if any(record.get(key) != value for key, value in wanted.items()):
-            log.info("thingplus_token_stale", reason="endpoint, client or user changed")
+            log.info("thingplus.token_stale", reason="endpoint, client or user changed")
             return None
         encoding = record.get("encoding")
         if encoding in _CONTENT_TYPE:
@@ -413,11 +413,11 @@ class ThingPlusClient:
             or not isinstance(obtained_at, (int, float))
             or isinstance(obtained_at, bool)
         ):
-            log.warning("thingplus_token_stale", reason="incomplete token record")
+            log.warning("thingplus.token_stale", reason="incomplete token record")
             return None
         token = Token(token_type=token_type, access_token=access, obtained_at=float(obtained_at))
         log.info(
-            "thingplus_token_loaded",
+            "thingplus.token_loaded",
             age_days=round((self._clock() - token.obtained_at) / 86400, 1),
             expired=token.expired(self._clock()),
         )
@@ -437,7 +437,7 @@ class ThingPlusClient:
         try:
             self._store.save(record)
         except StorageError as exc:
-            log.warning("thingplus_token_not_saved", error=str(exc))
+            log.warning("thingplus.token_not_saved", error=str(exc))
 
     def _identity(self) -> dict[str, Any]:
         """What a stored token must match to be reused."""
@@ -469,7 +469,7 @@ class ThingPlusClient:
             resp = await self._send(method, path, operation, token, payload)
             if resp.status == 401 and not renewed:
                 renewed = True
-                log.info("thingplus_token_rejected", operation=operation, message=_describe(resp)[0])
+                log.info("thingplus.token_rejected", operation=operation, message=_describe(resp)[0])
                 token = await self._renew(token)
                 resp = await self._send(method, path, operation, token, payload)
             if not want_data and 200 <= resp.status < 300:

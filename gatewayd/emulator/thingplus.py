@@ -306,7 +306,7 @@ class ThingPlusEmulator:
         self._expired.update(self._tokens)
         count = len(self._tokens)
         self._tokens.clear()
-        log.info("thingplus.tokens_expired", count=count)
+        log.info("emulator.thingplus.tokens_expired", count=count)
 
     # -- knobs and inspection for tests -----------------------------------------------------------
 
@@ -324,7 +324,7 @@ class ThingPlusEmulator:
         for gateway in targets:
             gateway["reportInterval"] = str(ms)
             gateway["mtime"] = now
-        log.info("thingplus.report_interval_set", ms=ms, gateway=gateway_id or "all")
+        log.info("emulator.thingplus.report_interval_set", ms=ms, gateway=gateway_id or "all")
 
     def delete_gateway(self, gateway_id: str) -> dict[str, int]:
         """Delete a gateway with its devices and sensors, as the portal does: from then on every call
@@ -340,7 +340,12 @@ class ThingPlusEmulator:
             del self.devices[device_id]
         for sensor_id in sensors:
             del self.sensors[sensor_id]
-        log.info("thingplus.gateway_deleted", gateway=gateway_id, devices=len(devices), sensors=len(sensors))
+        log.info(
+            "emulator.thingplus.gateway_deleted",
+            gateway=gateway_id,
+            devices=len(devices),
+            sensors=len(sensors),
+        )
         return {"devices": len(devices), "sensors": len(sensors)}
 
     def latest(self, sensor_id: str) -> dict[str, Any] | None:
@@ -393,7 +398,7 @@ class ThingPlusEmulator:
             except _Reject as exc:
                 self.rejections[f"{kind}:{exc.code}"] += 1
                 log.info(
-                    "thingplus.rejected",
+                    "emulator.thingplus.rejected",
                     kind=kind,
                     method=request.method,
                     path=request.path,
@@ -489,7 +494,9 @@ class ThingPlusEmulator:
         ):
             raise _OAuthError(401, "invalid_grant", "invalid resource owner credentials")
         token = self.issue_token()
-        log.info("thingplus.token_issued", client_id=self._client_id, encoding=_encoding(content_type))
+        log.info(
+            "emulator.thingplus.token_issued", client_id=self._client_id, encoding=_encoding(content_type)
+        )
         return web.json_response({"access_token": token, "token_type": "Bearer"})
 
     # -- sites and models -------------------------------------------------------------------------
@@ -587,7 +594,7 @@ class ThingPlusEmulator:
             "id": req_id,
         }
         self.gateways[req_id] = gateway
-        log.info("thingplus.gateway_registered", gateway=req_id, name=name)
+        log.info("emulator.thingplus.gateway_registered", gateway=req_id, name=name)
         return _ok(dict(gateway), 201)
 
     async def _list_gateways(self, request: web.Request) -> web.StreamResponse:
@@ -649,7 +656,7 @@ class ThingPlusEmulator:
             "id": req_id,
         }
         self.devices[req_id] = device
-        log.info("thingplus.device_registered", gateway=owner, device=req_id, name=name)
+        log.info("emulator.thingplus.device_registered", gateway=owner, device=req_id, name=name)
         return _ok(dict(device), 201)
 
     async def _list_devices(self, request: web.Request) -> web.StreamResponse:
@@ -708,7 +715,9 @@ class ThingPlusEmulator:
             "id": req_id,
         }
         self.sensors[req_id] = sensor
-        log.info("thingplus.sensor_registered", gateway=owner, device=device_id, sensor=req_id, type=kind)
+        log.info(
+            "emulator.thingplus.sensor_registered", gateway=owner, device=device_id, sensor=req_id, type=kind
+        )
         return _ok(dict(sensor), 201)
 
     async def _list_sensors(self, request: web.Request) -> web.StreamResponse:
@@ -764,7 +773,9 @@ class ThingPlusEmulator:
         sensor["series"] = f"series.sensor.{_short(sensor_id)}"
         sensor["mtime"] = now
         if _debug_enabled():
-            log.debug("thingplus.series_accepted", gateway=owner, sensor=sensor_id, points=len(points))
+            log.debug(
+                "emulator.thingplus.series_accepted", gateway=owner, sensor=sensor_id, points=len(points)
+            )
         if not many:
             return _ok({**sensor, "mtime": str(now), "ctime": str(sensor["ctime"])})
         last = max(points, key=lambda p: p.time)
@@ -813,7 +824,9 @@ class ThingPlusEmulator:
         )
         store.setdefault(key, []).append(record)
         if _debug_enabled():
-            log.debug("thingplus.status_accepted", target=key, value=value, valid_duration=valid_duration)
+            log.debug(
+                "emulator.thingplus.status_accepted", target=key, value=value, valid_duration=valid_duration
+            )
         return record
 
 

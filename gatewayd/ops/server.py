@@ -214,7 +214,7 @@ class OpsServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         cloud_http.REQUEST_HOOKS.append(self._observe)
-        log.info("ops endpoints listening", listen=f"{self.host}:{self.port}")
+        log.info("ops.listening", listen=f"{self.host}:{self.port}")
 
     async def stop(self) -> None:
         if self._observe in cloud_http.REQUEST_HOOKS:

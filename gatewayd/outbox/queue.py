@@ -91,7 +91,7 @@ class Queue(Bounds):
             try:
                 self._drop_sync(self.stats.pending - self.max_points)
             except StorageError as exc:  # the points are committed: raising would get them put twice
-                log.warning("outbox trim failed; retried at the next bound check", error=str(exc))
+                log.warning("outbox.trim_failed", effect="retried at the next bound check", error=str(exc))
         self._merge_when_due(len(points))
 
     def _number_new_sensors(self, points: Sequence[Point]) -> dict[str, int]:
@@ -265,5 +265,5 @@ class Queue(Bounds):
         self._count_removed(lease.sensor_id, removed)
         # The caller says why at warning level, once per refused batch (a search may dead-letter hundreds
         # of single points of one batch).
-        log.debug("points dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
+        log.debug("outbox.points_dead_lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
         return removed

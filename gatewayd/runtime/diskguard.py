@@ -155,7 +155,7 @@ class DiskGuard:
             lost = self.buffer.discard()
             self.dropped_at_stop += lost
             log.error(
-                "stopping: samples waiting in memory could not be written; dropped",
+                "outbox.memory_dropped_at_stop",
                 dropped=lost,
                 dropped_before=self.buffer.dropped,
                 error=str(exc),
@@ -239,8 +239,8 @@ class DiskGuard:
         if first:
             self.since = self._last_report = self.mono()
             log.error(
-                "outbox not writable; sampling goes on into memory (the oldest dropped past "
-                "outbox.memory_points) and the outbox is retried",
+                "outbox.not_writable",
+                effect="sampling goes on into memory (the oldest dropped past outbox.memory_points), the outbox is retried",
                 error=self.error,
                 disk_full=self.disk_full,
                 in_memory=len(self.buffer),
@@ -256,7 +256,7 @@ class DiskGuard:
         self._last_report = now
         dropped = self.buffer.dropped
         log.warning(
-            "outbox still not writable; samples waiting in memory",
+            "outbox.still_not_writable",
             error=self.error,
             in_memory=len(self.buffer),
             memory_points=self.buffer.limit,
@@ -269,7 +269,8 @@ class DiskGuard:
     def _recovered(self) -> None:
         took = None if self.since is None else round(self.mono() - self.since, 1)
         log.info(
-            "outbox writable again; the samples kept in memory are committed",
+            "outbox.writable_again",
+            effect="the samples kept in memory are committed",
             not_writable_for_s=took,
             dropped_total=self.buffer.dropped,
             reserve_held=self.outbox.reserve_held,

@@ -74,7 +74,7 @@ class RcmsPoller:
         try:
             self._marks.save(dict(self._last_end))
         except StorageError as exc:
-            log.warning("rcms poll marks not saved", error=str(exc))
+            log.warning("rcms.poll_marks_not_saved", error=str(exc))
 
     async def _poll_device(self, sn: str) -> None:
         now = self.clock()
@@ -83,7 +83,7 @@ class RcmsPoller:
             records = await self.client.status_data(sn, begin, end)
         except CloudError as exc:
             self.stats.count("rcms", "error")
-            log.warning("rcms poll failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
+            log.warning("rcms.poll_failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
             return
         self.stats.count("rcms", "ok")
         self.stats.records["rcms"] = self.stats.records.get("rcms", 0) + len(records)
@@ -92,7 +92,7 @@ class RcmsPoller:
         if newest is not None:
             self.latest.put("rcms", sn, now, newest)
         log.info(
-            "rcms status polled",
+            "rcms.status_polled",
             sn=sn,
             records=len(records),
             begin_ms=begin,
@@ -128,8 +128,8 @@ class LoctubePoller:
             self.stats.count("loctube", "tampered")
             self.latest.refuse("loctube", device, exc.message)
             log.error(
-                "loctube answer refused: its signature is missing or does not verify (forged or altered "
-                "on the way?); not used",
+                "loctube.answer_refused",
+                effect="its signature is missing or does not verify (forged or altered on the way?): not used",
                 device=device,
                 error=exc.message,
                 status=exc.status,
@@ -138,7 +138,7 @@ class LoctubePoller:
         except CloudError as exc:
             self.stats.count("loctube", "error")
             log.warning(
-                "loctube poll failed", device=device, error=exc.message, code=exc.code, status=exc.status
+                "loctube.poll_failed", device=device, error=exc.message, code=exc.code, status=exc.status
             )
             return
         self.stats.count("loctube", "ok")
@@ -146,7 +146,7 @@ class LoctubePoller:
         self.latest.put("loctube", device, self.clock(), detail)
         state = detail.get("state") if isinstance(detail, dict) else None
         log.info(
-            "loctube device polled",
+            "loctube.device_polled",
             device=device,
             state=state.get("value") if isinstance(state, dict) else state,
         )

@@ -128,13 +128,13 @@ class RegistrySaver:
         before = {w.key for w in self.waiting}
         started = sorted(before.intersection(running))
         if started:
-            log.info("sensors started: their ids are saved", sensors=started)
+            log.info("registry.sensors_started", sensors=started)
         new = [w.key for w in waiting if w.key not in before]
         if new:
             log.error(
-                "sensors not started: their new ids cannot be saved; the other sensors run on, and these "
-                "start once their ids are saved (retried from 1 s doubling to 1 min, at once when the "
-                "disk has room)",
+                "registry.sensors_waiting",
+                effect="their new ids cannot be saved; the other sensors run on, and these start once their ids "
+                "are saved (retried from 1 s doubling to 1 min, at once when the disk has room)",
                 sensors=new,
                 error=self.error,
                 disk_full=self.disk_full,
@@ -190,20 +190,26 @@ class RegistrySaver:
             return
         self.since = now
         if snapshot.new_ids:
-            event = "registry not saved: what its new ids are for waits, and the save is retried"
+            event, effect = "registry.not_saved", "what its new ids are for waits, and the save is retried"
         else:
-            event = (
-                "registration marks not saved; the daemon runs on and saves them later (a lost mark "
-                "only costs a 409 'already exists' at the next registration)"
+            event, effect = (
+                "registry.marks_not_saved",
+                "the daemon runs on and saves them later (a lost mark only costs a 409 'already exists' at "
+                "the next registration)",
             )
         log.warning(
-            event, error=self.error, disk_full=self.disk_full, new_ids=len(snapshot.new_ids), retry_in_s=delay
+            event,
+            effect=effect,
+            error=self.error,
+            disk_full=self.disk_full,
+            new_ids=len(snapshot.new_ids),
+            retry_in_s=delay,
         )
 
     def _succeeded(self) -> None:
         if self.error is not None:
             log.info(
-                "registry saved again",
+                "registry.saved_again",
                 failures=self.failures,
                 not_saved_for_s=None if self.since is None else round(self.mono() - self.since, 1),
             )

@@ -219,7 +219,7 @@ class Daemon:
                         await self._start_ops(self.inventory.http.listen)
                     self.ready.set()
                     log.info(
-                        "gatewayd running",
+                        "daemon.running",
                         sensors=len(self.sampler.sensors),
                         state_dir=str(self.state_dir),
                         pending=outbox.stats.pending,
@@ -295,9 +295,7 @@ class Daemon:
             return
         exc = task.exception()
         if exc is not None:
-            log.error(
-                "internal task failed; stopping", task=task.get_name(), error=f"{type(exc).__name__}: {exc}"
-            )
+            log.error("daemon.task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
             self.fatal = exc
             self._stop.set()
 
@@ -378,15 +376,13 @@ class Daemon:
                     # A reload before the first registration could not check types; now that the
                     # model is known, refuse that reload as any other invalid one: back to the start.
                     log.error(
-                        "reload refused: the new inventory does not fit the Thing+ gateway model; "
-                        "the old one keeps running",
+                        "reload.refused",
+                        effect="the new inventory does not fit the Thing+ gateway model; the old one keeps running",
                         problems=[str(p) for p in exc.problems],
                     )
                     await self._revert_to(self._first_inventory)
                     continue
-                log.error(
-                    "inventory does not fit the Thing+ gateway model", problems=[str(p) for p in exc.problems]
-                )
+                log.error("registration.model_mismatch", problems=[str(p) for p in exc.problems])
                 self.fatal = exc
                 self._stop.set()
                 return
@@ -394,7 +390,7 @@ class Daemon:
                 wait = self.connect_policy.delay(retry, random.random())
                 retry += 1
                 log.warning(
-                    "Thing+ registration not done; retrying",
+                    "registration.retrying",
                     error=exc.message,
                     code=exc.code,
                     status=exc.status,
@@ -432,7 +428,7 @@ class Daemon:
         self.uploader.gateway_id = registered.gateway_id
         self.uploader.sendable = self.registry.registered_sensor_ids()
         log.info(
-            "registered on Thing+",
+            "registration.completed",
             gateway_id=registered.gateway_id,
             site=registered.site_id,
             created=registered.created,
@@ -473,7 +469,7 @@ class Daemon:
         if not first and interval_ms == self.report_interval_ms:
             return
         if not first:
-            log.info("reportInterval changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
+            log.info("reporting.interval_changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
         self.report_interval_ms = interval_ms
         self._interval_changed.set()
         if first and not any(t.get_name() == "heartbeat" and not t.done() for t in self._tasks):
@@ -495,7 +491,7 @@ class Daemon:
             try:
                 await self._heartbeat()
             except Exception:  # a bug in one round must not end the heartbeats; its traceback is logged
-                log.exception("heartbeat failed")
+                log.exception("reporting.heartbeat_failed")
             while not self._stopping:
                 remaining = started + self.report_interval_ms / 1000 - self.mono()
                 if remaining <= 0:
@@ -531,7 +527,7 @@ class Daemon:
         try:
             record = await self.thingplus.gateway(self.registered.gateway_id)
         except CloudError as exc:
-            log.warning("gateway record not read", error=exc.message, code=exc.code)
+            log.warning("reporting.gateway_not_read", error=exc.message, code=exc.code)
             if self._gateway_watch is not None:
                 await self._gateway_watch.keeps_data(exc)  # a 404 may be the gateway deleted
             return
@@ -556,7 +552,7 @@ class Daemon:
                 wait_s = min(UPLOAD_STORAGE_RETRY_MAX_S, UPLOAD_STORAGE_RETRY_S * 2**storage_failures)
                 storage_failures += 1
                 log.error(
-                    "upload cycle failed on the outbox; retried",
+                    "upload.outbox_failed",
                     error=str(exc),
                     failures=storage_failures,
                     retry_in_s=wait_s,
@@ -567,7 +563,7 @@ class Daemon:
             storage_failures = 0
             pending = result.pending
             if pending > max(1000, 2 * last_pending_logged):
-                log.info("backlog growing", pending=pending)
+                log.info("upload.backlog_growing", pending=pending)
                 last_pending_logged = pending
             elif pending == 0:
                 last_pending_logged = 0
@@ -635,7 +631,7 @@ class Daemon:
 
         assert self.sampler is not None
         if not self.inventory_path:
-            log.warning("reload requested but the inventory has no file to re-read")
+            log.warning("reload.no_file", effect="the inventory has no file to re-read")
             return
         path = self.inventory_path
         model = self._model
@@ -654,7 +650,8 @@ class Daemon:
                 check_types(new, self._model, path)
         except ConfigError as exc:
             log.error(
-                "reload refused: the new inventory is invalid; the old one keeps running",
+                "reload.refused",
+                effect="the new inventory is invalid; the old one keeps running",
                 problems=[str(p) for p in exc.problems],
             )
             return
@@ -664,7 +661,7 @@ class Daemon:
             if getattr(new, key) != getattr(self.inventory, key)
         ]
         if needs_restart:
-            log.warning("reload: these sections change only on restart", sections=needs_restart)
+            log.warning("reload.needs_restart", sections=needs_restart)
             new = new.model_copy(update={key: getattr(self.inventory, key) for key in needs_restart})
         before = {(r.device, r.name) for r in self.sampler.sensors}
         after = {(d.name, s.name) for d, s in new.sensors()}
@@ -674,7 +671,7 @@ class Daemon:
             self._start_pollers(new)
         self.inventory = new
         log.info(
-            "inventory reloaded",
+            "reload.applied",
             added=sorted("/".join(k) for k in after - before),
             removed=sorted("/".join(k) for k in before - after),
             sensors=len(after),
@@ -691,7 +688,9 @@ class Daemon:
         self._stopping = True
         if self.hooks.on_stopping:
             self.hooks.on_stopping()
-        log.info("stopping: sampling ends, pending points get a grace period", grace_s=self.grace_s)
+        log.info(
+            "daemon.stopping", effect="sampling ends, pending points get a grace period", grace_s=self.grace_s
+        )
         await self.sampler.stop(grace_s=min(5.0, self.grace_s))
         for job in self.scheduler.get_jobs():
             job.remove()
@@ -724,7 +723,7 @@ class Daemon:
             await self._source_context.close()
         pending = self.outbox.stats.pending if self.outbox else 0
         log.info(
-            "stopped",
+            "daemon.stopped",
             sampled=self.sampler.stats.sampled,
             uploaded=self.uploader.stats.uploaded if self.uploader else 0,
             pending_on_disk=pending,

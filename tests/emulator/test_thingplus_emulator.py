@@ -723,6 +723,6 @@ async def test_accepted_reports_still_reach_structlog_at_debug_level(
         await call(http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/series", auth, {"value": "1", "time": 1})
         await call(http, "PUT", f"/v2/gateways/{gid}/status", auth, {"validDuration": 9, "value": "on"})
     assert [(e["event"], e["log_level"]) for e in logs] == [
-        ("thingplus.series_accepted", "debug"),
-        ("thingplus.status_accepted", "debug"),
+        ("emulator.thingplus.series_accepted", "debug"),
+        ("emulator.thingplus.status_accepted", "debug"),
     ]

@@ -270,8 +270,8 @@ async def test_while_not_writable_a_line_a_minute_with_the_counts() -> None:
             sample(buffer, second, 1)
             await guard.commit()
             clock.advance(1.0)
-    assert logs[0]["event"].startswith("outbox not writable")
-    reports = [e for e in logs if e["event"].startswith("outbox still not writable")]
+    assert logs[0]["event"] == "outbox.not_writable"
+    reports = [e for e in logs if e["event"] == "outbox.still_not_writable"]
     assert len(reports) == 2  # at 60 s and 120 s
     assert reports[0]["in_memory"] == 10
     assert reports[0]["dropped"] + reports[1]["dropped"] == reports[1]["dropped_total"] > 0
@@ -279,7 +279,7 @@ async def test_while_not_writable_a_line_a_minute_with_the_counts() -> None:
     clock.advance(60.0)
     with structlog.testing.capture_logs() as logs:
         await guard.commit()
-    assert logs[-1]["event"].startswith("outbox writable again")
+    assert logs[-1]["event"] == "outbox.writable_again"
 
 
 @contextlib.asynccontextmanager
