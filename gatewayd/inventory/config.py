@@ -199,7 +199,7 @@ class Inventory(Strict):
 
     def without_devices(self) -> Inventory:
         """Every section but ``devices``: what a running daemon keeps once its sensors run and are
-        registered (at 10,000 sensors the device and sensor models are ~17 MB it no longer needs)."""
+        registered (the device and sensor models are most of an inventory's memory, no longer needed)."""
         return self.model_copy(update={"devices": []})
 
     def summary(self) -> dict[str, Any]:
@@ -332,7 +332,7 @@ def parse_inventory(
 def _validate_devices_in_place(data: dict[str, Any]) -> None:
     """Replace each valid device mapping in ``data['devices']`` by its model, one device at a time.
 
-    Why: a 10,000-sensor inventory is ~11 MB as a YAML tree and ~18 MB as models; validated in one
+    Why: a big inventory takes tens of MB as a YAML tree and again as models; validated in one
     go, both are alive at the peak (and the process keeps that peak as its size). Device by device,
     each device's tree is freed as its model is made. A device that does not validate stays a
     mapping, and the whole-inventory validation that follows reports its problems, located as ever

@@ -49,7 +49,8 @@ class Queue(Bounds):
         """``also`` runs in the same transaction, before the commit (see :meth:`requeue_dead_letters`)."""
         db = self._conn
         # Sensors seen for the first time get their numbers in the same transaction as their points
-        # (one multi-row insert, not a commit each: 10,000 new sensors took seconds that way).
+        # (one multi-row insert, not a commit each: a start with thousands of new sensors would wait on as
+        # many commits).
         new_nums = self._number_new_sensors(points)
         nums = {**self._sensor_nums, **new_nums} if new_nums else self._sensor_nums
         rows = [(nums[p.sensor_id], p.time_ms, encode_value(p.value)) for p in points]
@@ -127,8 +128,8 @@ class Queue(Bounds):
         """The oldest ``limit`` points of each sensor, read in one statement per chunk of sensors.
 
         Why one statement: sqlite3 lets go of the GIL at every step (every row), and with the event loop
-        busy each step waits for it; read sensor by sensor, a pass of 64 sensors took hundreds of steps
-        and up to half a second. Here SQLite gathers the chunk into one JSON text (one step), already
+        busy each step waits for it, so reading sensor by sensor costs a wait per row (bench/README.md,
+        History). Here SQLite gathers the chunk into one JSON text (one step), already
         split per sensor into ids, times and values: no object per row, which matters when a backlog
         drains 64 x 500 points a pass.
         """

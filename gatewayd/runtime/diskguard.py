@@ -58,8 +58,8 @@ MEMORY_POINTS_MAX = 1_000_000
 
 def memory_points_for(inventory: Inventory) -> int:
     """``outbox.memory_points``, or when unset: 10 minutes of every sensor sampling at its interval,
-    at least 10,000 and at most 1,000,000 points (about 170 bytes of memory each, measured with
-    tracemalloc on the sampler's own path: 174 for a simulated reading, 166 for a one-digit value)."""
+    at least 10,000 and at most 1,000,000 points (about 170 bytes of memory each: bench/README.md,
+    History)."""
     if inventory.outbox.memory_points is not None:
         return inventory.outbox.memory_points
     per_second = sum(1.0 / sensor.interval for _, sensor in inventory.sensors())
