@@ -15,9 +15,9 @@ from gatewayd.errors import ConfigError, SourceError
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.inventory.sources import SawtoothPattern, SimulateSource, SinePattern, StepPattern
 from gatewayd.sources import thingplus_value
+from gatewayd.sources.replay import load_replay
 from gatewayd.sources.simulate import (
     Simulation,
-    load_replay,
     sawtooth_value,
     sine_value,
     step_value,
@@ -388,7 +388,7 @@ def correlation(xs: list[float], ys: list[float]) -> float:
 
 def test_seeded_random_is_uniform_and_independent_across_seeds() -> None:
     """The small generator behind seeded sources: mean, spread and no correlation between seeds."""
-    from gatewayd.sources.simulate import SeededRandom
+    from gatewayd.sources.randomness import SeededRandom
 
     a, b = SeededRandom(1), SeededRandom(2)
     xs = [a.random() for _ in range(N)]
