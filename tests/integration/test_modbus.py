@@ -31,7 +31,9 @@ from gatewayd.errors import SourceError
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.inventory.sources import ModbusSource
 from gatewayd.sources import SourceContext, build_source
-from gatewayd.sources.modbus import ModbusPool, ModbusReader, encode_registers
+from gatewayd.sources.modbus import ModbusReader
+from gatewayd.sources.modbuslink import ModbusPool
+from gatewayd.sources.modbusvalues import encode_registers
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals and loopback POSIX only")
 
