@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -31,6 +31,7 @@ EXIT_USAGE = 2
 log = structlog.get_logger("gatewayd.cli")
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,34 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser(
+    _command(
+        sub,
         "check",
+        cmd_check,
         help="validate an inventory and print a summary",
         description="Validate an inventory; every problem is printed as FILE:LINE:COL: path: message.",
     )
-    _add_config(p)
-    p.set_defaults(handler=cmd_check)
-
-    p = sub.add_parser(
+    _command(
+        sub,
         "run",
+        cmd_run,
         help="run the daemon (SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the inventory)",
         description="Run the gateway: sample, register on Thing+, report, poll RCMS and loctube. "
         "SIGTERM/SIGINT stop it (pending points get a grace period, the rest stay on disk); "
         "SIGHUP re-reads the inventory.",
+        log_level=True,
     )
-    _add_config(p)
-    _add_log_level(p)
-    p.set_defaults(handler=cmd_run)
-
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "health",
+        cmd_health,
         help="ask a running daemon's /healthz (exit 0 healthy, 1 not): for container HEALTHCHECKs",
         description="GET http://<http.listen>/healthz of the daemon the inventory describes; print its "
         "answer; exit 0 on 200, 1 otherwise (unreachable, 503, no http section).",
     )
-    _add_config(p)
     p.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="S", help="default 5")
-    p.set_defaults(handler=cmd_health)
 
     p = sub.add_parser(
         "demo",
@@ -141,13 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_demo)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "emulator",
+        cmd_emulator,
         help="serve emulated Thing+, RCMS and loctube clouds for an inventory's credentials",
         description="Serve the three clouds on HOST:PORT, accepting exactly the credentials in the "
         "inventory, until SIGTERM/SIGINT. Fault injection and state: /_emulator/...",
+        log_level=True,
     )
-    _add_config(p)
     p.add_argument("--port", "-p", type=_port, required=True, help="TCP port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
@@ -157,32 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="the gateway reportInterval Thing+ hands out, in ms (default 60000, like the real platform)",
     )
-    _add_log_level(p)
-    p.set_defaults(handler=cmd_emulator)
 
     _add_oneshot_parsers(sub)
     add_outbox_parser(sub, _add_config, _add_log_level)
     return parser
 
 
-def _positive_seconds(text: str) -> float:
+def _command(
+    sub: Any, name: str, handler: Any, *, help: str, description: str, log_level: bool = False
+) -> argparse.ArgumentParser:
+    """A subcommand that reads the inventory named by ``--config`` (and takes ``--log-level`` when it
+    logs), run by ``handler``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+    _add_config(p)
+    if log_level:
+        _add_log_level(p)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _number_arg(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bool], bounds: str) -> N:
+    """An option's number: ``kind(text)``, refused as not ``what`` or, unless ``ok``, as out of ``bounds``."""
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text}")
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{bounds}, got {text}")
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    return _number_arg(text, float, "number of seconds", lambda v: v > 0, "must be greater than zero")
+
+
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
-    return port
+    return _number_arg(text, int, "port number", lambda v: 0 <= v < 65536, "port must be 0..65535")
 
 
 def _add_oneshot_parsers(sub: Any) -> None:
@@ -288,25 +299,29 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_thingplus(args: argparse.Namespace) -> int:
     from gatewayd.ops.oneshot import thingplus_call
 
-    inventory = load_config_arg(args)
-    print_json(run_async(thingplus_call(inventory, args.what, getattr(args, "id", None))))
-    return EXIT_OK
+    return _print_call(
+        args, lambda inventory: thingplus_call(inventory, args.what, getattr(args, "id", None))
+    )
 
 
 def cmd_rcms(args: argparse.Namespace) -> int:
     from gatewayd.ops.oneshot import rcms_call
 
-    inventory = load_config_arg(args)
     positional = [a for a in (getattr(args, "sn", None), getattr(args, "group", None)) if a is not None]
-    print_json(run_async(rcms_call(inventory, args.what, positional, getattr(args, "since", None))))
-    return EXIT_OK
+    return _print_call(
+        args, lambda inventory: rcms_call(inventory, args.what, positional, getattr(args, "since", None))
+    )
 
 
 def cmd_loctube(args: argparse.Namespace) -> int:
     from gatewayd.ops.oneshot import loctube_call
 
-    inventory = load_config_arg(args)
-    print_json(run_async(loctube_call(inventory, args.what, getattr(args, "id", None))))
+    return _print_call(args, lambda inventory: loctube_call(inventory, args.what, getattr(args, "id", None)))
+
+
+def _print_call(args: argparse.Namespace, call: Callable[[Inventory], Coroutine[Any, Any, Any]]) -> int:
+    """A one-shot command: the inventory loaded, one API call, its answer as JSON on stdout."""
+    print_json(run_async(call(load_config_arg(args))))
     return EXIT_OK
 
 
