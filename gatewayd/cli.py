@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,8 +18,9 @@ from typing import Any, TypeVar
 import structlog
 
 from gatewayd import __version__, eventloop
+from gatewayd.cliargs import add_config, load_config_arg, require_config
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
-from gatewayd.inventory.config import Inventory, load_inventory
+from gatewayd.inventory.config import Inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
 from gatewayd.ops.outboxcli import add_outbox_parser
 
@@ -40,16 +40,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _add_config(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE",
-        default=os.environ.get("GATEWAYD_CONFIG"),
-        help="inventory YAML (default: $GATEWAYD_CONFIG)" + ("" if required else "; optional"),
-    )
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_oneshot_parsers(sub)
-    add_outbox_parser(sub, _add_config, _add_log_level)
+    add_outbox_parser(sub, add_config, _add_log_level)
     return parser
 
 
@@ -170,7 +160,7 @@ def _command(
     """A subcommand that reads the inventory named by ``--config`` (and takes ``--log-level`` when it
     logs), run by ``handler``."""
     p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
-    _add_config(p)
+    add_config(p)
     if log_level:
         _add_log_level(p)
     p.set_defaults(handler=handler)
@@ -228,20 +218,9 @@ def _add_oneshot_parsers(sub: Any) -> None:
 
 def _finish_oneshot(subparsers: Any, handler: Any) -> None:
     for p in subparsers.choices.values():
-        _add_config(p)
+        add_config(p)
         _add_log_level(p)
         p.set_defaults(handler=handler)
-
-
-def _require_config(args: argparse.Namespace) -> str:
-    if not args.config:
-        raise ConfigError("no inventory given: use --config FILE or set GATEWAYD_CONFIG")
-    return str(args.config)
-
-
-def load_config_arg(args: argparse.Namespace) -> Inventory:
-    """The inventory named by --config / $GATEWAYD_CONFIG, validated (ConfigError otherwise)."""
-    return load_inventory(_require_config(args))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -263,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.runtime.service import run_daemon
 
     inventory = load_config_arg(args)
-    return run_daemon(inventory, _require_config(args))
+    return run_daemon(inventory, require_config(args))
 
 
 def cmd_health(args: argparse.Namespace) -> int:
