@@ -193,28 +193,3 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     finally:
         if subprocess.run(["umount", str(where)], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(where)], capture_output=True, check=False)
-
-
-class Clocks:
-    """A wall clock and a monotonic clock for tests, moved by hand (seconds).
-
-    ``advance`` moves both, as time passing does; ``jump`` moves the wall clock alone, as NTP or a
-    manual date change does.
-    """
-
-    def __init__(self, wall: float, mono: float = 1000.0) -> None:
-        self.wall_s = wall
-        self.mono_s = mono
-
-    def wall(self) -> float:
-        return self.wall_s
-
-    def mono(self) -> float:
-        return self.mono_s
-
-    def advance(self, seconds: float) -> None:
-        self.wall_s += seconds
-        self.mono_s += seconds
-
-    def jump(self, seconds: float) -> None:
-        self.wall_s += seconds

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outbox import Lease, Outbox, Point, bounds, opening, schema, store
-from tests.conftest import Clocks, logs_of
+from tests.conftest import logs_of
+from tests.helpers.clocks import Clocks
 
 T0 = (int(time.time()) - 3600) * 1000  # a sample time in ms, an hour ago (inside the default max_age)
 

@@ -16,7 +16,7 @@ import structlog
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.wallclock import BUILD_EPOCH_MS, TIME_UNKNOWN_REASON, provisional_stamp
-from tests.conftest import Clocks
+from tests.helpers.clocks import Clocks
 
 DAY = 86400.0
 NOW = BUILD_EPOCH_MS / 1000 + 30 * DAY  # a wall clock that is set

@@ -53,19 +53,6 @@ def inventory(text: str = THINGPLUS) -> Inventory:
     return parse_inventory(text, env={})
 
 
-class FakeClock:
-    """Unix seconds (or monotonic seconds) that move only when told."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def new_id() -> str:
     """A reqId as the document makes one: a uuid without dashes, lowercase."""
     return uuid.uuid4().hex

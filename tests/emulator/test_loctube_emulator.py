@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gatewayd.emulator.loctube import LoctubeEmulator
 from gatewayd.inventory.config import LoctubeConfig
+from tests.helpers.clocks import FakeClock
 
 CLIENT_ID = "testId"
 KEY = "testSecure"
@@ -52,14 +53,6 @@ def sign_body(body: bytes, timestamp: str, key: str, algorithm: str = "md5") -> 
     return digest(algorithm, body + timestamp.encode() + key.encode())
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Reply:
     status: int
@@ -72,7 +65,7 @@ class Reply:
 class Env:
     client: Client
     emulator: LoctubeEmulator
-    clock: Clock
+    clock: FakeClock
     key: str
     algorithm: str
     client_id: str
@@ -142,7 +135,7 @@ async def start() -> AsyncIterator[Start]:
     async def _start(
         *, sign: str = "md5", key: str = KEY, client_id: str = CLIENT_ID, now: float = NOW
     ) -> Env:
-        clock = Clock(now)
+        clock = FakeClock(now)
         config = LoctubeConfig(
             endpoint="http://127.0.0.1:1", client_id=client_id, secure_key=key, sign=sign, devices=DEVICES
         )

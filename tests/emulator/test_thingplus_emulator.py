@@ -21,7 +21,6 @@ from tests.emulator import (
     CLIENT_SECRET,
     PASSWORD,
     PASSWORD_MD5,
-    FakeClock,
     call,
     error_code,
     get_token,
@@ -31,6 +30,7 @@ from tests.emulator import (
     sensor_body,
     token_body,
 )
+from tests.helpers.clocks import FakeClock
 
 
 @pytest.fixture

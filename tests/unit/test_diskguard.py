@@ -18,7 +18,7 @@ from gatewayd.inventory.config import parse_inventory
 from gatewayd.outbox import OutboxStats, Point
 from gatewayd.runtime.diskguard import DiskGuard, memory_points_for, retry_delay
 from gatewayd.runtime.sampler import SampleBuffer
-from tests.emulator import FakeClock
+from tests.helpers.clocks import FakeClock
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from gatewayd.runtime.registry import Registry
 from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
 from gatewayd.runtime.sampler import SampleBuffer
 from tests.conftest import VALID, logs_of
-from tests.emulator import FakeClock
+from tests.helpers.clocks import FakeClock
 from tests.unit.test_daemon_parts import MODEL
 from tests.unit.test_diskguard import FakeOutbox, make, sample
 

@@ -24,7 +24,7 @@ from gatewayd.wallclock import (
     restamped,
     sampled_at_mono_ms,
 )
-from tests.conftest import Clocks
+from tests.helpers.clocks import Clocks
 
 BUILD_S = BUILD_EPOCH_MS / 1000
 UTC = timezone(timedelta(0))  # datetime.UTC is Python 3.11+
