@@ -21,7 +21,8 @@ from typing import Any
 
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.outbox import Outbox
-from tests.integration.conftest import SENSORS, THREE_SENSORS, delivered, emulator_env, points_of, until
+from tests.helpers.waiting import until
+from tests.integration.conftest import SENSORS, THREE_SENSORS, delivered, emulator_env, points_of
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAYD = [sys.executable, "-m", "gatewayd"]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import json
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import Point, ThingPlusEmulator
 from gatewayd.inventory.config import HttpConfig, Inventory, load_inventory, parse_inventory
 from gatewayd.runtime.service import Daemon, Hooks
+from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,35 +96,6 @@ def inventory_text(
 
 def make_inventory(endpoint: str, state_dir: Path, **kw: Any) -> Inventory:
     return parse_inventory(inventory_text(endpoint, state_dir, **kw), "<test>", env={})
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick, released at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def until(
-    cond: Callable[[], Any],
-    timeout: float = 10.0,
-    *,
-    every: float = 0.02,
-    what: str = "",
-    explain: Callable[[], str] | None = None,
-) -> None:
-    """Wait until ``cond()`` is true, polling; fail the test with ``what`` when ``timeout`` passes.
-
-    ``explain`` (called only on failure) adds what the test knows about the state, e.g. :func:`describe`.
-    """
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            detail = f"\n{explain()}" if explain is not None else ""
-            pytest.fail(
-                f"timed out after {timeout:g}s waiting for {what or getattr(cond, '__name__', cond)}{detail}"
-            )
-        await asyncio.sleep(every)
 
 
 def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
@@ -297,6 +269,27 @@ class Metrics:
 
     def total(self, name: str, **labels: str) -> float:
         return sum(float(s.value) for s in self.find(name, **labels))
+
+
+async def healthz(base: str) -> tuple[int, dict[str, Any]]:
+    status, text, headers = await get(f"{base}/healthz")
+    assert "application/json" in headers.get("Content-Type", ""), headers
+    return status, json.loads(text)
+
+
+async def until_health(base: str, status: int, limit_s: float = 10.0) -> dict[str, Any]:
+    """Poll /healthz until it answers ``status``; its JSON body then."""
+    deadline = time.monotonic() + limit_s
+    seen: list[tuple[int, str]] = []
+    while True:
+        code, body = await healthz(base)
+        if code == status:
+            return body
+        if not seen or seen[-1] != (code, body["reason"]):
+            seen.append((code, body["reason"]))
+        if time.monotonic() >= deadline:
+            pytest.fail(f"/healthz did not answer {status} within {limit_s:g}s; answers: {seen}")
+        await asyncio.sleep(0.05)
 
 
 async def scrape(base: str) -> Metrics:

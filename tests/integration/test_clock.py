@@ -28,7 +28,8 @@ import pytest
 
 from gatewayd.outbox import Outbox
 from gatewayd.wallclock import BUILD_EPOCH_MS, TIME_UNKNOWN_REASON
-from tests.integration.conftest import Env, delivered, emulator_env, until
+from tests.helpers.waiting import until
+from tests.integration.conftest import Env, delivered, emulator_env
 from tests.test_cli_run import Child, assert_no_duplicates, distinct_points, gatewayd_run
 
 LIBFAKETIME_GLOBS = (

@@ -23,6 +23,7 @@ from gatewayd.inventory.config import load_inventory
 from gatewayd.outbox import Outbox
 from gatewayd.runtime.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
 from tests.conftest import pairwise
+from tests.helpers.waiting import until
 
 from .conftest import (
     SENSORS,
@@ -36,7 +37,6 @@ from .conftest import (
     points_of,
     running,
     times_of,
-    until,
 )
 
 REGISTER_KINDS = ("register_gateway", "register_device", "register_sensor")

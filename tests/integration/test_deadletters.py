@@ -15,18 +15,10 @@ from pathlib import Path
 from gatewayd.outbox import Outbox, Point
 from gatewayd.outbox.refusals import DEFAULT_BUDGET
 from gatewayd.runtime.registry import Registry
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
-from .conftest import (
-    emulator_env,
-    free_port,
-    gatewayd_cli,
-    get,
-    running,
-    scrape,
-    times_of,
-    until,
-    write_with_http,
-)
+from .conftest import emulator_env, gatewayd_cli, get, running, scrape, times_of, write_with_http
 
 
 async def backlog(state_dir: Path, device: str, sensor: str, points: list[tuple[int, str]]) -> str:

@@ -24,6 +24,7 @@ from gatewayd.runtime import registrysaver
 from gatewayd.runtime.registry import Registry
 from gatewayd.runtime.service import Daemon, Hooks
 from tests.conftest import SmallDisk, logs_of
+from tests.helpers.waiting import until
 
 from .conftest import (
     SENSORS,
@@ -32,11 +33,14 @@ from .conftest import (
     delivered,
     describe,
     emulator_env,
+    get,
+    healthz,
     running,
+    scrape,
     times_of,
-    until,
+    until_health,
+    with_http,
 )
-from .test_ops import get, healthz, scrape, until_health, with_http
 
 #: Samples kept in memory while the disk is full: about 2 s of FAST.
 MEMORY = "outbox: {memory_points: 100}\n"

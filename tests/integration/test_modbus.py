@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 import tty
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,8 @@ from gatewayd.sources import SourceContext, build_source
 from gatewayd.sources.modbus import ModbusReader
 from gatewayd.sources.modbuslink import ModbusPool
 from gatewayd.sources.modbusvalues import encode_registers
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals and loopback POSIX only")
 
@@ -131,12 +132,6 @@ def make_server_context(slow: SlowAction) -> Any:
     return ModbusServerContext(slaves=units, single=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TcpPeer:
     """pymodbus's TCP server on 127.0.0.1; can be stopped and started again on the same port."""
 
@@ -170,14 +165,6 @@ class TcpPeer:
         server, self.server = self.server, None
         if server is not None:
             await server.shutdown()
-
-
-async def until(condition: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from gatewayd.inventory.config import Inventory, load_inventory
 from gatewayd.runtime import gatewaywatch, pollers, service
 from gatewayd.runtime.service import Hooks
 from tests.conftest import logs_of, loopback_server
+from tests.helpers.waiting import until
 
-from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until
+from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running
 from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
 
 

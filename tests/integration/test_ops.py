@@ -8,29 +8,29 @@ it received, not against the daemon's belief.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gatewayd import __version__
 from gatewayd.runtime.service import Daemon
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 from .conftest import (
     Metrics,
     delivered,
     emulator_env,
-    free_port,
     gatewayd_cli,
     get,
+    healthz,
     inventory_text,
     running,
     scrape,
-    until,
+    until_health,
     with_http,
     write_with_http,
 )
@@ -53,27 +53,6 @@ loctube:
   poll_interval: 300ms
   devices: [test001]
 """
-
-
-async def healthz(base: str) -> tuple[int, dict[str, Any]]:
-    status, text, headers = await get(f"{base}/healthz")
-    assert "application/json" in headers.get("Content-Type", ""), headers
-    return status, json.loads(text)
-
-
-async def until_health(base: str, status: int, limit_s: float = 10.0) -> dict[str, Any]:
-    """Poll /healthz until it answers ``status``; its JSON body then."""
-    deadline = time.monotonic() + limit_s
-    seen: list[tuple[int, str]] = []
-    while True:
-        code, body = await healthz(base)
-        if code == status:
-            return body
-        if not seen or seen[-1] != (code, body["reason"]):
-            seen.append((code, body["reason"]))
-        if time.monotonic() >= deadline:
-            pytest.fail(f"/healthz did not answer {status} within {limit_s:g}s; answers: {seen}")
-        await asyncio.sleep(0.05)
 
 
 def upload_errors(metrics: Metrics) -> float:
