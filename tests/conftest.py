@@ -22,6 +22,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+from tests.helpers.inventories import inventory_yaml
+
 _structlog_configure = structlog.configure
 
 
@@ -37,24 +39,21 @@ def _configure_without_logger_cache(*args: Any, **kwargs: Any) -> None:
 structlog.configure = _configure_without_logger_cache
 
 
-VALID = textwrap.dedent(
-    """\
-    gateway: {name: "Edge Box 1", model: "52"}
-    state_dir: ./state
-    thingplus:
-      endpoint: https://api.sandbox.thingplus.net
-      client_id: testClientId
-      client_secret: testClientPwd12
-      username: serviceadmin
-      password: hunter2-password
-    devices:
-      - name: Room 1
-        sensors:
-          - name: Temperature
-            type: temperature
-            interval: 10
-            simulate: {pattern: sine, min: 18, max: 26, period: 1h}
-    """
+#: A valid inventory to mutate: tests assert line:column positions in it, so its layout is fixed.
+VALID = inventory_yaml(
+    devices=textwrap.indent(
+        textwrap.dedent(
+            """\
+            - name: Room 1
+              sensors:
+                - name: Temperature
+                  type: temperature
+                  interval: 10
+                  simulate: {pattern: sine, min: 18, max: 26, period: 1h}
+            """
+        ),
+        "  ",
+    )
 )
 
 T = TypeVar("T")

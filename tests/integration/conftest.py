@@ -28,6 +28,7 @@ from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import Point, ThingPlusEmulator
 from gatewayd.inventory.config import HttpConfig, Inventory, load_inventory, parse_inventory
 from gatewayd.runtime.service import Daemon, Hooks
+from tests.helpers.inventories import inventory_yaml, loctube, rcms
 from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,22 +77,23 @@ def inventory_text(
 
     ``extra`` adds top-level sections (rcms, loctube); ``@endpoint@`` in it becomes ``endpoint``.
     """
-    text = textwrap.dedent(
-        f"""\
-        gateway: {{name: "Integration gateway", model: "52"}}
-        state_dir: {state_dir}
-        thingplus:
-          endpoint: {endpoint}
-          client_id: itClient
-          client_secret: itSecret
-          username: it-user
-          password: it-password
-        """
+    return inventory_yaml(
+        endpoint,
+        gateway='{name: "Integration gateway", model: "52"}',
+        state_dir=state_dir,
+        sections=textwrap.dedent(extra).replace("@endpoint@", endpoint),
+        devices=textwrap.indent(textwrap.dedent(devices), "  "),
     )
-    if extra:
-        text += textwrap.dedent(extra).replace("@endpoint@", endpoint)
-    text += "devices:\n" + textwrap.indent(textwrap.dedent(devices), "  ")
-    return text
+
+
+def polled_sections(auth: str, *, rcms_interval: str = "60s") -> str:
+    """RCMS (one router) and loctube (one device) beside Thing+, for ``extra``.
+
+    RCMS keeps one record a minute, so the first poll (one interval back) must span a minute boundary.
+    """
+    return rcms("@endpoint@", poll_interval=rcms_interval, devices=["IT-SN-0001"]) + loctube(
+        "@endpoint@", sign="sha256", auth=auth, poll_interval="300ms", devices=["test001"]
+    )
 
 
 def make_inventory(endpoint: str, state_dir: Path, **kw: Any) -> Inventory:
@@ -269,6 +271,29 @@ class Metrics:
 
     def total(self, name: str, **labels: str) -> float:
         return sum(float(s.value) for s in self.find(name, **labels))
+
+
+def sensor_ids(daemon: Daemon) -> dict[str, str]:
+    """'device/sensor' -> Thing+ sensor id, for the sensors the daemon samples now."""
+    assert daemon.sampler is not None
+    return {s.key: s.sensor_id for s in daemon.sampler.sensors}
+
+
+def every_sensor_has_points_after(tp: ThingPlusEmulator, daemon: Daemon, after_ms: int) -> bool:
+    return all(any(t > after_ms for t in times_of(tp, sid)) for sid in sensor_ids(daemon).values())
+
+
+def assert_delivered_exactly_once(daemon: Daemon, tp: ThingPlusEmulator) -> None:
+    """After a stop: nothing pending, and per sensor every read arrived once, in time order."""
+    assert daemon.outbox is not None and daemon.sampler is not None
+    assert daemon.outbox.stats.pending == 0
+    assert daemon.sampler.stats.sampled > 0
+    for sensor in daemon.sampler.sensors:
+        times = times_of(tp, sensor.sensor_id)
+        assert len(times) == len(set(times)), f"{sensor.key}: duplicate points"
+        assert times == sorted(times), f"{sensor.key}: not received oldest first"
+        assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, received {len(times)}"
+    assert delivered(tp) == daemon.sampler.stats.sampled
 
 
 async def healthz(base: str) -> tuple[int, dict[str, Any]]:

@@ -17,25 +17,28 @@ from typing import Any
 import pytest
 
 from gatewayd.emulator import EmulatorServer
-from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError, StorageError
 from gatewayd.inventory.config import load_inventory
 from gatewayd.outbox import Outbox
 from gatewayd.runtime.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
 from tests.conftest import pairwise
+from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
 
 from .conftest import (
     SENSORS,
     THREE_SENSORS,
     Env,
+    assert_delivered_exactly_once,
     delivered,
     describe,
     emulator_env,
-    free_port,
+    every_sensor_has_points_after,
     make_inventory,
     points_of,
+    polled_sections,
     running,
+    sensor_ids,
     times_of,
 )
 
@@ -55,29 +58,6 @@ ONE_SENSOR = """\
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def sensor_ids(daemon: Daemon) -> dict[str, str]:
-    """'device/sensor' -> Thing+ sensor id, for the sensors the daemon samples now."""
-    assert daemon.sampler is not None
-    return {s.key: s.sensor_id for s in daemon.sampler.sensors}
-
-
-def every_sensor_has_points_after(tp: ThingPlusEmulator, daemon: Daemon, after_ms: int) -> bool:
-    return all(any(t > after_ms for t in times_of(tp, sid)) for sid in sensor_ids(daemon).values())
-
-
-def assert_delivered_exactly_once(daemon: Daemon, tp: ThingPlusEmulator) -> None:
-    """After a stop: nothing pending, and per sensor every read arrived once, in time order."""
-    assert daemon.outbox is not None and daemon.sampler is not None
-    assert daemon.outbox.stats.pending == 0
-    assert daemon.sampler.stats.sampled > 0
-    for sensor in daemon.sampler.sensors:
-        times = times_of(tp, sensor.sensor_id)
-        assert len(times) == len(set(times)), f"{sensor.key}: duplicate points"
-        assert times == sorted(times), f"{sensor.key}: not received oldest first"
-        assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, received {len(times)}"
-    assert delivered(tp) == daemon.sampler.stats.sampled
 
 
 # ------------------------------------------------------------------------------------------------ 1
@@ -565,26 +545,6 @@ async def test_a_failing_source_is_reported_err_and_the_others_keep_delivering(e
 
 
 # ------------------------------------------------------------------------------------------------ 9
-
-
-def polled_sections(auth: str, *, rcms_interval: str = "60s") -> str:
-    # RCMS keeps one record a minute, so the first poll (one interval back) must span a minute boundary.
-    return f"""\
-rcms:
-  endpoint: @endpoint@
-  client_id: it-rcms
-  client_secret: it-rcms-secret
-  poll_interval: {rcms_interval}
-  devices: [IT-SN-0001]
-loctube:
-  endpoint: @endpoint@
-  client_id: it-loctube
-  secure_key: it-loctube-key
-  sign: sha256
-  auth: {auth}
-  poll_interval: 300ms
-  devices: [test001]
-"""
 
 
 @pytest.mark.parametrize("auth", ["signature", "token", "oauth2"])

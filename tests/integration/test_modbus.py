@@ -33,6 +33,7 @@ from gatewayd.sources import SourceContext, build_source
 from gatewayd.sources.modbus import ModbusReader
 from gatewayd.sources.modbuslink import ModbusPool
 from gatewayd.sources.modbusvalues import encode_registers
+from tests.helpers.inventories import inventory_yaml
 from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
 
@@ -425,16 +426,8 @@ async def test_the_last_sensor_of_an_endpoint_closing_closes_its_connection(
 
 
 async def test_inventory_sensors_built_by_the_daemon_share_the_context_pool(peer: TcpPeer) -> None:
-    text = f"""\
-gateway: {{name: "Edge Box 1", model: "52"}}
-state_dir: ./state
-thingplus:
-  endpoint: https://api.sandbox.thingplus.net
-  client_id: testClientId
-  client_secret: testClientPwd12
-  username: serviceadmin
-  password: hunter2-password
-devices:
+    text = inventory_yaml(
+        devices=f"""\
   - name: PLC
     sensors:
       - name: Flow
@@ -450,6 +443,7 @@ devices:
         interval: 10
         modbus: {{host: 127.0.0.1, port: {peer.port}, address: 11, data_type: int16, scale: 0.1}}
 """
+    )
     inventory = parse_inventory(text, "inv.yaml", env={})
     context = SourceContext(clock=time.time)
     try:

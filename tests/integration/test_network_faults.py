@@ -26,8 +26,18 @@ from gatewayd.runtime.service import Hooks
 from tests.conftest import logs_of, loopback_server
 from tests.helpers.waiting import until
 
-from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running
-from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
+from .conftest import (
+    SENSORS,
+    THREE_SENSORS,
+    Env,
+    assert_delivered_exactly_once,
+    delivered,
+    emulator_env,
+    every_sensor_has_points_after,
+    points_of,
+    polled_sections,
+    running,
+)
 
 
 def now_ms() -> int:

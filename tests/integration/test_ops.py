@@ -28,6 +28,7 @@ from .conftest import (
     get,
     healthz,
     inventory_text,
+    polled_sections,
     running,
     scrape,
     until_health,
@@ -35,24 +36,8 @@ from .conftest import (
     write_with_http,
 )
 
-#: RCMS (one router) and loctube (one device) beside Thing+. RCMS keeps one record a minute, so its first
-#: poll (one interval back) must span a minute boundary: hence 60 s.
-POLLED = """\
-rcms:
-  endpoint: @endpoint@
-  client_id: it-rcms
-  client_secret: it-rcms-secret
-  poll_interval: 60s
-  devices: [IT-SN-0001]
-loctube:
-  endpoint: @endpoint@
-  client_id: it-loctube
-  secure_key: it-loctube-key
-  sign: sha256
-  auth: signature
-  poll_interval: 300ms
-  devices: [test001]
-"""
+#: RCMS (one router, first polled a minute back) and loctube (one device) beside Thing+.
+POLLED = polled_sections("signature")
 
 
 def upload_errors(metrics: Metrics) -> float:

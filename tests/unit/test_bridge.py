@@ -10,6 +10,7 @@ from gatewayd.sources.bridge import CloudBridge
 from gatewayd.sources.latest import LatestState
 from gatewayd.sources.pick import pick_path
 from tests.conftest import VALID
+from tests.helpers.inventories import loctube, rcms
 
 RCMS_RECORD = {
     "time": 1_700_000_040_000,
@@ -104,8 +105,8 @@ def _with_bridge(source: str, sections: str = "") -> str:
     return VALID.replace("simulate: {pattern: sine, min: 18, max: 26, period: 1h}", source) + sections
 
 
-RCMS_SECTION = "rcms: {endpoint: https://r.example, client_id: c, client_secret: s, devices: [SN1]}\n"
-LOCTUBE_SECTION = "loctube: {endpoint: https://l.example, client_id: c, secure_key: k, devices: [test001]}\n"
+RCMS_SECTION = rcms("https://r.example", devices=["SN1"])
+LOCTUBE_SECTION = loctube("https://l.example", devices=["test001"])
 
 
 def test_bridge_needs_its_section() -> None:

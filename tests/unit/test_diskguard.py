@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import textwrap
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
@@ -19,6 +18,7 @@ from gatewayd.outbox import OutboxStats, Point
 from gatewayd.runtime.diskguard import DiskGuard, memory_points_for, retry_delay
 from gatewayd.runtime.sampler import SampleBuffer
 from tests.helpers.clocks import FakeClock
+from tests.helpers.inventories import inventory_yaml
 
 T = TypeVar("T")
 
@@ -110,12 +110,7 @@ def sensors_yaml(count: int, interval: str) -> str:
 def test_memory_points_default_is_ten_minutes_of_sampling_within_bounds(
     count: int, interval: str, outbox: str, expected: int
 ) -> None:
-    text = textwrap.dedent(
-        """\
-        gateway: {name: G}
-        thingplus: {endpoint: "http://127.0.0.1:9", client_id: c, client_secret: s, username: u, password: p}
-        """
-    )
+    text = inventory_yaml("http://127.0.0.1:9", gateway="{name: G}", state_dir=None)
     text += outbox + "devices:\n" + (sensors_yaml(count, interval) if count else "  []\n")
     assert memory_points_for(parse_inventory(text, "<test>", env={})) == expected
 
