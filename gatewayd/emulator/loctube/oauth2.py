@@ -29,7 +29,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from gatewayd.emulator.loctube.bodies import Rejected, illegal_argument, unsupported_media_type
+from gatewayd.emulator.loctube.bodies import (
+    Rejected,
+    illegal_argument,
+    json_object,
+    unsupported_media_type,
+)
 from gatewayd.emulator.loctube.signature import FORM, form_pairs
 from gatewayd.emulator.loctube.tokens import TokenStore
 
@@ -76,15 +81,7 @@ def post_params(content_type: str, raw: bytes, *, form_only: bool) -> dict[str, 
         return first_values(form_pairs(raw))
     if form_only:
         raise unsupported_media_type(content_type)
-    if not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise illegal_argument("the token request is neither a form nor a JSON object") from None
-    if not isinstance(parsed, dict):
-        raise illegal_argument("the token request must be a JSON object")
-    return {str(k): _text(v) for k, v in parsed.items() if v is not None}
+    return {str(k): _text(v) for k, v in json_object(raw, required=False).items() if v is not None}
 
 
 def _text(value: Any) -> str:
