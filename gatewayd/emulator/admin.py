@@ -12,7 +12,9 @@ POST     /_emulator/faults/{cloud}               set faults (``{cloud}``: thingp
                                                  cleared), ``failure_rate`` (0..1),
                                                  ``failure_statuses`` ([503, 500]), ``latency_s``,
                                                  ``rate_limit`` (``{"count", "window_s",
-                                                 "retry_after"}``), ``seed`` (reseeds the coin)
+                                                 "retry_after"}``), ``seed`` (reseeds the coin),
+                                                 ``oauth2_form_only`` (loctube: true makes the OAuth2
+                                                 token endpoint answer JSON with 415)
 DELETE   /_emulator/faults/{cloud}               clear faults (``?kinds=outage,latency`` for some)
 DELETE   /_emulator/faults                       clear every fault of every cloud
 POST     /_emulator/tokens/expire                expire every cloud's tokens (``{"cloud": ...}``: one)
@@ -42,7 +44,16 @@ log = structlog.get_logger(__name__)
 PREFIX = "/_emulator"
 
 _FAULT_KEYS = frozenset(
-    {"outage_s", "outage", "failure_rate", "failure_statuses", "latency_s", "rate_limit", "seed"}
+    {
+        "outage_s",
+        "outage",
+        "failure_rate",
+        "failure_statuses",
+        "latency_s",
+        "rate_limit",
+        "seed",
+        "oauth2_form_only",
+    }
 )
 
 
@@ -138,6 +149,7 @@ class AdminApi:
                         failure_statuses=body.get("failure_statuses"),
                         latency_s=body.get("latency_s"),
                         rate_limit=rate_limit,
+                        oauth2_form_only=body.get("oauth2_form_only"),
                     )
                     if outage is False:
                         faults.clear(cloud, "outage")

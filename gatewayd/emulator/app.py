@@ -103,6 +103,7 @@ def build_app(
     ``clock`` (unix seconds) is what the clouds read for timestamps and token expiry; ``faults``
     lets a test bring its own registry (a fake monotonic clock, another seed).
     """
+    registry = faults if faults is not None else Faults()
     clouds: list[CloudEmulator] = [
         ThingPlusEmulator(
             inventory.thingplus,
@@ -118,8 +119,13 @@ def build_app(
     if inventory.loctube is not None:
         from gatewayd.emulator.loctube import LoctubeEmulator
 
-        clouds.append(LoctubeEmulator(inventory.loctube, clock=clock))
-    emulator = Emulator(clouds, faults if faults is not None else Faults())
+        loctube_faults = registry.get("loctube")
+        clouds.append(
+            LoctubeEmulator(
+                inventory.loctube, clock=clock, oauth2_form_only=lambda: loctube_faults.oauth2_form_only
+            )
+        )
+    emulator = Emulator(clouds, registry)
     app = web.Application(middlewares=[emulator.faults.middleware])
     app[EMULATOR_KEY] = emulator
     for cloud in clouds:

@@ -11,10 +11,15 @@ method, so the rules can be tested without a server::
     faults.set("loctube", latency_s=0.5)                   # every request waits half a second first
     faults.set("thingplus", rate_limit=RateLimit(count=3, retry_after=2))   # next 3 requests: 429
     faults.clear("thingplus", "outage")                    # one kind of fault; clear("thingplus"): all
+    faults.set("loctube", oauth2_form_only=True)           # OAuth2 token requests: form only, 415 for JSON
 
 Order for one request: the latency is waited first (faulted answers are slow too), then an outage
 answers 503, then a rate limit 429 with ``Retry-After``, then the failure rate rolls its (seeded) die.
 Fault answers are plain text, as a load balancer in front of the cloud would give them.
+
+``oauth2_form_only`` (loctube only) is no failure but a server setting the loctube emulator reads: its
+OAuth2 token endpoint then takes form-encoded requests only and answers JSON with 415, as a stock
+JetLinks server does, so a client's fallback to the form can be tested.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 #: The kinds of fault :meth:`Faults.clear` accepts.
-KINDS: tuple[str, ...] = ("outage", "failure_rate", "latency", "rate_limit")
+KINDS: tuple[str, ...] = ("outage", "failure_rate", "latency", "rate_limit", "oauth2_form_only")
 
 _REASONS = {
     429: "Too Many Requests",
@@ -134,6 +139,8 @@ class CloudFaults:
     rate_limit_left: int = 0
     rate_limit_until: float | None = None
     retry_after: int | None = None
+    #: loctube: the OAuth2 token endpoint refuses JSON with 415 (read by the emulator, not the middleware).
+    oauth2_form_only: bool = False
     injected: Counter[str] = field(default_factory=Counter)
 
     def armed(self) -> bool:
@@ -172,6 +179,7 @@ class CloudFaults:
             "failure_statuses": list(self.failure_statuses),
             "latency_s": self.latency_s,
             "rate_limit": rate,
+            "oauth2_form_only": self.oauth2_form_only,
             "injected": dict(self.injected),
         }
 
@@ -206,13 +214,15 @@ class Faults:
         failure_statuses: tuple[int, ...] | list[int] | None = None,
         latency_s: float | None = None,
         rate_limit: RateLimit | Mapping[str, Any] | None = None,
+        oauth2_form_only: bool | None = None,
     ) -> None:
         """Set faults for ``cloud``; arguments left None keep what was set before.
 
         ``outage_s``: every request gets 503 for that many seconds (``math.inf``: until cleared).
         ``failure_rate``: probability in [0, 1] that a request gets one of ``failure_statuses``
         (default 503 or 500, chosen at random). ``latency_s``: seconds added before every answer
-        (0 removes it). ``rate_limit``: see :class:`RateLimit`. Everything is checked before anything
+        (0 removes it). ``rate_limit``: see :class:`RateLimit`. ``oauth2_form_only`` (loctube only):
+        the OAuth2 token endpoint answers JSON with 415. Everything is checked before anything
         changes: a ValueError leaves the faults as they were.
         """
         state = self._state(cloud)
@@ -230,6 +240,10 @@ class Faults:
         if latency_s is not None and not (_number(latency_s) and 0.0 <= latency_s < math.inf):
             raise ValueError("latency_s must be a number of seconds, 0 or more")
         limit = RateLimit.from_mapping(rate_limit) if isinstance(rate_limit, Mapping) else rate_limit
+        if oauth2_form_only is not None and not isinstance(oauth2_form_only, bool):
+            raise ValueError("oauth2_form_only must be true or false")
+        if oauth2_form_only and cloud != "loctube":
+            raise ValueError("oauth2_form_only is a loctube setting (its OAuth2 token endpoint)")
 
         now = self._monotonic()
         if outage_s is not None:
@@ -244,6 +258,8 @@ class Faults:
             state.rate_limit_left = limit.count or 0
             state.rate_limit_until = None if limit.window_s is None else now + limit.window_s
             state.retry_after = limit.retry_after
+        if oauth2_form_only is not None:
+            state.oauth2_form_only = oauth2_form_only
         log.info(
             "emulator.faults_set",
             cloud=cloud,
@@ -251,6 +267,7 @@ class Faults:
             failure_rate=failure_rate,
             latency_s=latency_s,
             rate_limit=None if limit is None else vars(limit),
+            oauth2_form_only=oauth2_form_only,
         )
 
     def clear(self, cloud: str | None = None, *kinds: str) -> None:
@@ -273,6 +290,8 @@ class Faults:
                 state.rate_limit_left = 0
                 state.rate_limit_until = None
                 state.retry_after = None
+            if "oauth2_form_only" in wanted:
+                state.oauth2_form_only = False
         log.info("emulator.faults_cleared", cloud=cloud or "all", kinds=list(kinds) or "all")
 
     def reseed(self, seed: int | None) -> None:
@@ -288,7 +307,13 @@ class Faults:
     def active(self, cloud: str) -> bool:
         """Whether any fault is set for ``cloud`` right now."""
         snap = self._state(cloud).snapshot(self._monotonic())
-        return bool(snap["outage"] or snap["failure_rate"] or snap["latency_s"] or snap["rate_limit"])
+        return bool(
+            snap["outage"]
+            or snap["failure_rate"]
+            or snap["latency_s"]
+            or snap["rate_limit"]
+            or snap["oauth2_form_only"]
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able view of every cloud's faults, for ``/_emulator/state``."""
