@@ -65,7 +65,9 @@ class CloudCore:
 
     async def call(self, request: Request) -> Any:
         """Send ``request`` until it succeeds or fails for good; what the parser made of the answer."""
-        renewed = False  # one renewal per call, retries included: a cloud refusing every token is not asked forever
+        renewed = (
+            False  # one renewal per call, retries included: a cloud refusing every token is not asked forever
+        )
 
         async def attempt() -> Any:
             nonlocal renewed
@@ -106,7 +108,9 @@ class CloudCore:
         """``attempt`` under this client's retry policy (for token requests made outside a call)."""
         return await with_retries(attempt, self.policy, sleep=self.sleep, rand=self.rand)
 
-    def failure(self, status: int, message: str, resp: Response, operation: str, code: Any = None) -> CloudError:
+    def failure(
+        self, status: int, message: str, resp: Response, operation: str, code: Any = None
+    ) -> CloudError:
         """The error an HTTP failure ``status`` stands for, with the answer's Retry-After."""
         return error_for_status(
             status,

@@ -6,7 +6,7 @@ Apart from the core and the auth flows so that both can use them without importi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple
 
 
 class Request(NamedTuple):
@@ -22,9 +22,9 @@ class Request(NamedTuple):
     #: The query string, already encoded: sent (and signed) exactly as given.
     query: str = ""
     #: Parameters a signing auth turns into the query it signs (RCMS); None for the others.
-    params: Optional[Mapping[str, Union[str, int]]] = None
+    params: Mapping[str, str | int] | None = None
     #: The body, serialised once: these bytes are signed and sent, on every attempt. Sent as JSON.
-    body: Optional[bytes] = None
+    body: bytes | None = None
     #: False: a 2xx answer is not parsed (heartbeats and series, which nobody reads the answer of).
     want_data: bool = True
 
@@ -34,6 +34,6 @@ class Grant(NamedTuple):
 
     headers: Mapping[str, str]
     #: The query to send instead of the request's own (a signer that canonicalises it); None: unchanged.
-    query: Optional[str] = None
+    query: str | None = None
     #: The credential used (a token), handed back to :meth:`Auth.renew` when the cloud refuses it.
     credential: Any = None

@@ -33,13 +33,17 @@ def encode_series(times: Sequence[int], values_json: Sequence[str]) -> bytes:
     One point goes as the document's single object, several as an array; compact, in the given order.
     """
     if not times or len(times) != len(values_json):
-        raise _refusal(f"needs as many times as values, at least one (got {len(times)} and {len(values_json)})")
+        raise _refusal(
+            f"needs as many times as values, at least one (got {len(times)} and {len(values_json)})"
+        )
     try:
         items = [f'{{"value":{v},"time":{t:d}}}' for t, v in zip(times, values_json)]
     except (TypeError, ValueError):  # a time that is not an int: format code "d" refuses it
         raise _refusal(_first_fault(times, values_json)) from None
     try:
-        valid = min(times) >= MIN_TIME_MS and all(v.startswith(_OPENERS) and v.endswith(_CLOSERS) for v in values_json)
+        valid = min(times) >= MIN_TIME_MS and all(
+            v.startswith(_OPENERS) and v.endswith(_CLOSERS) for v in values_json
+        )
     except (AttributeError, TypeError):  # a value that is not text
         valid = False
     if not valid:
@@ -67,11 +71,13 @@ def _first_fault(times: Sequence[Any], values_json: Sequence[Any]) -> str:
             return f"point {i}: time must be unix milliseconds, {when} looks like seconds"
         if not (isinstance(value, str) and value.startswith(_OPENERS) and value.endswith(_CLOSERS)):
             return (
-                f"point {i}: value must be a JSON string (numbers as strings, e.g. \"36.5\") "
+                f'point {i}: value must be a JSON string (numbers as strings, e.g. "36.5") '
                 f"or object, got {value if isinstance(value, str) else repr(value)}"
             )
     return "times must be integer unix milliseconds and values JSON text"
 
 
 def _refusal(why: str) -> InvalidSeriesError:
-    return InvalidSeriesError(f"series body refused before sending: {why}", cloud="thingplus", operation="series")
+    return InvalidSeriesError(
+        f"series body refused before sending: {why}", cloud="thingplus", operation="series"
+    )

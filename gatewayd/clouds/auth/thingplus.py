@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import structlog
 
@@ -88,9 +88,11 @@ class ThingPlusPassword(TokenAuth[Token]):
     def stale(self, token: Token, now: float) -> bool:
         return token.expired(now)
 
-    async def obtain(self, previous: Optional[Token]) -> Token:
+    async def obtain(self, previous: Token | None) -> Token:
         if previous is not None and previous.expired(self.clock()):
-            log.info("thingplus.token_expiring", age_days=round((self.clock() - previous.obtained_at) / 86400))
+            log.info(
+                "thingplus.token_expiring", age_days=round((self.clock() - previous.obtained_at) / 86400)
+            )
         token = await self.encodings.post(self._request)
         log.info("thingplus.token_obtained", encoding=self.encodings.current, token_type=token.token_type)
         self._save(token)
@@ -125,7 +127,11 @@ class ThingPlusPassword(TokenAuth[Token]):
         return token
 
     def _parse(self, payload: Any) -> Token | None:
-        if isinstance(payload, dict) and isinstance(payload.get("data"), dict) and "access_token" not in payload:
+        if (
+            isinstance(payload, dict)
+            and isinstance(payload.get("data"), dict)
+            and "access_token" not in payload
+        ):
             payload = payload["data"]  # tolerate an enveloped answer
         if not isinstance(payload, dict):
             return None

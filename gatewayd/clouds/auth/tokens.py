@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Generic, Optional, TypeVar
+from typing import Generic, TypeVar
 
 from gatewayd.clouds.http import Response
 from gatewayd.clouds.request import Grant, Request
@@ -32,7 +32,7 @@ class TokenAuth(ABC, Generic[T]):
     # ---- what a scheme provides
 
     @abstractmethod
-    async def obtain(self, previous: Optional[T]) -> T:
+    async def obtain(self, previous: T | None) -> T:
         """A new token from the cloud; ``previous`` is the one it replaces (None: there was none)."""
 
     @abstractmethod
@@ -43,7 +43,7 @@ class TokenAuth(ABC, Generic[T]):
     def stale(self, token: T, now: float) -> bool:
         """True once ``token`` should be renewed before use rather than wait for a 401."""
 
-    def restore(self) -> Optional[T]:
+    def restore(self) -> T | None:
         """A token kept from an earlier run, asked once before the first is obtained (none by default)."""
         return None
 
