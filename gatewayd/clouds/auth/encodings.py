@@ -3,7 +3,8 @@
 Why negotiate: Thing+'s document sends its token request as JSON while its OAuth2 page says form-encoded,
 and stock JetLinks takes only the form (415 for JSON) while the loctube document shows JSON. So: send
 the encoding that worked last (JSON at first), and when the answer says the body was not understood,
-the other one; whichever works is tried first from then on.
+the other one; whichever works is the only one tried from then on: once a server has taken an encoding,
+a 400 is about the request (an expired refresh token), not about its encoding.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class BodyEncodings:
         #: Statuses that mean "I did not understand that body" (a 2xx without a token always does).
         self.refused = refused
         self.current: Encoding = current
+        #: True once the server took ``current`` (in this process: a remembered one is tried first only).
+        self.settled = False
 
     async def post(self, attempt: Callable[[Encoding], Awaitable[T]]) -> T:
         """``attempt`` in the current encoding, then in the other if the first was refused."""
         errors: list[CloudError] = []
-        for encoding in (self.current, OTHER[self.current]):
+        for encoding in (self.current,) if self.settled else (self.current, OTHER[self.current]):
             try:
                 result = await attempt(encoding)
             except CloudError as exc:
@@ -65,6 +68,7 @@ class BodyEncodings:
             if encoding != self.current:
                 log.info("cloud.token_encoding_changed", cloud=self.cloud, encoding=encoding)
                 self.current = encoding
+            self.settled = True
             return result
         raise most_telling(errors)
 
