@@ -125,8 +125,7 @@ class LoctubeApiToken(TokenAuth[str]):
         expires: int,
         clock: Callable[[], float],
     ) -> None:
-        super().__init__(clock)
-        self._transport = transport
+        super().__init__(transport, clock)
         self._signature = signature
         self._envelope = envelope
         self._expires = expires
@@ -147,7 +146,7 @@ class LoctubeApiToken(TokenAuth[str]):
         body = dumps({"expires": self._expires})
         headers = {**self._signature.headers("", body), "Content-Type": "application/json"}
         started = self.clock()
-        resp = await self._transport.send("POST", TOKEN_PATH, operation="token", headers=headers, body=body)
+        resp = await self.transport.send("POST", TOKEN_PATH, operation="token", headers=headers, body=body)
         self._signature.verify(Grant(headers), resp, "token")
         token = self._envelope(resp, "token")
         if not isinstance(token, str) or not token:
@@ -167,8 +166,7 @@ class LoctubeOAuth2(TokenAuth[str]):
         *,
         clock: Callable[[], float],
     ) -> None:
-        super().__init__(clock)
-        self._transport = transport
+        super().__init__(transport, clock)
         self._config = config
         self._error = error
         self._refresh: str | None = None
@@ -206,7 +204,7 @@ class LoctubeOAuth2(TokenAuth[str]):
 
     async def _token_request(self, fields: dict[str, str], encoding: Encoding) -> dict[str, Any]:
         """One token request in one encoding: the OAuth2 answer (a JetLinks envelope around it tolerated)."""
-        resp = await self._transport.send(
+        resp = await self.transport.send(
             "POST",
             OAUTH2_PATH,
             operation="oauth2_token",

@@ -75,8 +75,7 @@ class ThingPlusPassword(TokenAuth[Token]):
         store: StateFile | None,
         clock: Callable[[], float],
     ) -> None:
-        super().__init__(clock)
-        self._transport = transport
+        super().__init__(transport, clock)
         self._config = config
         self._error = error
         self._store = store
@@ -107,7 +106,7 @@ class ThingPlusPassword(TokenAuth[Token]):
             "username": self._config.username,
             "password": self._config.password_hash().reveal(),
         }
-        resp = await self._transport.send(
+        resp = await self.transport.send(
             "POST",
             TOKEN_PATH,
             operation="token",
@@ -120,7 +119,7 @@ class ThingPlusPassword(TokenAuth[Token]):
         if token is None:
             raise PermanentError(
                 "the token answer has no access_token",
-                cloud=self._transport.cloud,
+                cloud=self.transport.cloud,
                 operation="token",
                 status=resp.status,
             )
@@ -203,7 +202,7 @@ class ThingPlusPassword(TokenAuth[Token]):
         """What a stored token must match to be reused."""
         return {
             "version": TOKEN_RECORD_VERSION,
-            "cloud": self._transport.cloud,
+            "cloud": self.transport.cloud,
             "endpoint": self._config.endpoint,
             "client_id": self._config.client_id,
             "username": self._config.username,

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from gatewayd.clouds.http import Response
+from gatewayd.clouds.http import HttpTransport, Response
 from gatewayd.clouds.request import Grant, Request
 
 T = TypeVar("T")
@@ -22,7 +22,9 @@ T = TypeVar("T")
 class TokenAuth(ABC, Generic[T]):
     """The auth flow of a token scheme; subclasses implement :meth:`obtain`, :meth:`headers`, :meth:`stale`."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, transport: HttpTransport, clock: Callable[[], float]) -> None:
+        #: Where the scheme asks for its tokens (the client's own transport: same endpoint, deferral).
+        self.transport = transport
         self.clock = clock
         self._lock = asyncio.Lock()
         #: The current token's grant (headers built once: every request sends them); None: no token yet.
