@@ -17,7 +17,7 @@ from gatewayd.clouds.retry import (
     with_retries,
 )
 from gatewayd.errors import DeferredError, RateLimitedError, TransientError
-from tests.conftest import logs_of
+from tests.conftest import Clocks, logs_of
 
 NOW = 1_700_000_000.0
 
@@ -107,23 +107,13 @@ async def test_a_long_retry_after_or_a_deferral_ends_the_call_at_once(error: Tra
     assert (attempts.calls, attempts.sleeps) == (1, [])
 
 
-class FakeClocks:
-    """A wall clock starting at NOW and a monotonic one at 500, moved together by ``elapsed``."""
-
-    def __init__(self) -> None:
-        self.elapsed = 0.0
-
-    @property
-    def mono(self) -> float:
-        return 500.0 + self.elapsed
-
-    def deferral(self) -> Deferral:
-        return Deferral("thingplus", clock=lambda: NOW + self.elapsed, mono=lambda: self.mono)
+def deferral_on(clocks: Clocks) -> Deferral:
+    return Deferral("thingplus", clock=clocks.wall, mono=clocks.mono)
 
 
 def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None:
-    clocks = FakeClocks()
-    deferral = clocks.deferral()
+    clocks = Clocks(wall=NOW, mono=500.0)
+    deferral = deferral_on(clocks)
     with logs_of(deferral_module) as logs:
         deferral.observe(200, {"Retry-After": "100"}, "series")  # not a refusal: nothing
         deferral.observe(429, {"Retry-After": "3"}, "series")  # waited in the call: nothing
@@ -131,10 +121,10 @@ def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None
         deferral.observe(429, {"Retry-After": "100"}, "series")
         deferral.observe(503, {"Retry-After": "50"}, "sensor_status")  # shorter: changes nothing
         deferral.observe(429, {"Retry-After": "120"}, "series")  # longer: extends, not logged again
-        clocks.elapsed += 119.5
+        clocks.advance(119.5)
         with pytest.raises(DeferredError) as info:
             deferral.check("gateway_status")
-        clocks.elapsed += 0.5
+        clocks.advance(0.5)
         deferral.check("gateway_status")
         deferral.check("gateway_status")
     error = info.value
@@ -150,10 +140,10 @@ def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None
 
 
 def test_an_absurd_retry_after_is_capped_and_the_log_says_so() -> None:
-    clocks = FakeClocks()
-    deferral = clocks.deferral()
+    clocks = Clocks(wall=NOW, mono=500.0)
+    deferral = deferral_on(clocks)
     with logs_of(deferral_module) as logs:
         deferral.observe(429, {"Retry-After": "31536000"}, "series")  # a year
-    assert deferral.until == clocks.mono + MAX_DEFERRAL_S
+    assert deferral.until == clocks.mono() + MAX_DEFERRAL_S
     (line,) = logs
     assert (line["retry_after_s"], line["deferred_s"], line["capped"]) == (31536000, MAX_DEFERRAL_S, True)
