@@ -19,6 +19,10 @@ DELETE   /_emulator/faults/{cloud}               clear faults (``?kinds=outage,l
 DELETE   /_emulator/faults                       clear every fault of every cloud
 POST     /_emulator/tokens/expire                expire every cloud's tokens (``{"cloud": ...}``: one)
 POST     /_emulator/thingplus/report-interval    ``{"ms": 5000}`` (``"gateway": id`` for one gateway)
+POST     /_emulator/thingplus/series-limits      ``{"max_age": "2d", "max_future": "10m"}``, either
+                                                 optional: how old (ahead) a series point Thing+
+                                                 takes, a duration (seconds or ``90s``, ``30m``,
+                                                 ``2d``) or null (no limit); shown in ``state``
 DELETE   /_emulator/thingplus/gateways/{id}      delete a gateway with its devices and sensors, as the
                                                  portal would (404 if unknown); points received stay
                                                  counted
@@ -35,9 +39,11 @@ import structlog
 from aiohttp import web
 
 from gatewayd.emulator.faults import CLOUDS, KINDS
+from gatewayd.inventory.types import parse_duration
 
 if TYPE_CHECKING:
     from gatewayd.emulator.app import Emulator
+    from gatewayd.emulator.thingplus import ThingPlusEmulator
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +81,7 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         web.delete(f"{PREFIX}/faults", api.clear_faults),
         web.post(f"{PREFIX}/tokens/expire", api.expire_tokens),
         web.post(f"{PREFIX}/thingplus/report-interval", api.report_interval),
+        web.post(f"{PREFIX}/thingplus/series-limits", api.series_limits),
         web.delete(f"{PREFIX}/thingplus/gateways/{{id}}", api.delete_gateway),
     ]
 
@@ -101,6 +108,12 @@ class AdminApi:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+
+    def _thingplus(self) -> ThingPlusEmulator:
+        try:
+            return self.emulator.thingplus
+        except LookupError as exc:
+            raise _BadRequest(str(exc), 404) from None
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"ok": True, "clouds": sorted(self.emulator.clouds)})
@@ -206,10 +219,7 @@ class AdminApi:
             gateway = body.get("gateway")
             if gateway is not None and not isinstance(gateway, str):
                 raise _BadRequest("gateway must be a gateway id (string)")
-            try:
-                thingplus = self.emulator.thingplus
-            except LookupError as exc:
-                raise _BadRequest(str(exc), 404) from None
+            thingplus = self._thingplus()
             try:
                 thingplus.set_report_interval(ms, gateway)
             except KeyError:
@@ -218,13 +228,28 @@ class AdminApi:
             return _error(exc)
         return web.json_response({"reportInterval": str(ms), "gateway": gateway})
 
+    async def series_limits(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _body(request)
+            unknown = sorted(set(body) - {"max_age", "max_future"})
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected 'max_age' and/or 'max_future'")
+            limits: dict[str, float | None] = {}
+            for key, value in body.items():
+                try:
+                    limits[f"{key}_s"] = None if value is None else parse_duration(value)
+                except ValueError as exc:
+                    raise _BadRequest(f"{key}: {exc}") from None
+            thingplus = self._thingplus()
+            thingplus.set_series_limits(**limits)
+        except _BadRequest as exc:
+            return _error(exc)
+        return web.json_response(thingplus.series_limits())
+
     async def delete_gateway(self, request: web.Request) -> web.StreamResponse:
         gateway_id = request.match_info["id"]
         try:
-            try:
-                thingplus = self.emulator.thingplus
-            except LookupError as exc:
-                raise _BadRequest(str(exc), 404) from None
+            thingplus = self._thingplus()
             try:
                 removed = thingplus.delete_gateway(gateway_id)
             except KeyError:

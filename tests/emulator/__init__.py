@@ -66,6 +66,10 @@ class FakeClock:
         self.now += seconds
 
 
+#: A point time a minute before :class:`FakeClock`'s default now: well inside the emulator's stale limit.
+RECENT_MS = int(FakeClock().now * 1000) - 60_000
+
+
 def new_id() -> str:
     """A reqId as the document makes one: a uuid without dashes, lowercase."""
     return uuid.uuid4().hex
@@ -104,6 +108,13 @@ async def call(
         if resp.content_type == "application/json":
             return resp.status, await resp.json()
         return resp.status, await resp.text()
+
+
+async def send_json_text(
+    http: aiohttp.ClientSession, method: str, path: str, headers: dict[str, str], text: str
+) -> tuple[int, Any]:
+    """``text`` sent as the JSON body byte for byte (``90.0`` stays ``90.0``), as a client wrote it."""
+    return await call(http, method, path, {**headers, "Content-Type": "application/json"}, data=text.encode())
 
 
 def error_code(body: Any) -> str:
