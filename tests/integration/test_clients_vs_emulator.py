@@ -452,3 +452,16 @@ async def test_loctube_outage_ends_in_transient_error(
     with pytest.raises(TransientError):
         await loctube_client(http, loctube_server, sign, "signature").device_detail("test001")
     assert loctube_server.emulator.faults.get("loctube").injected["outage"] == FAST.attempts
+
+
+async def test_loctube_oauth2_falls_back_to_the_form_when_the_server_refuses_json(
+    http: aiohttp.ClientSession, loctube_server: EmulatorServer, sign: str
+) -> None:
+    """A stock JetLinks token endpoint answers JSON with 415: the client sends the form instead."""
+    loctube_server.emulator.faults.set("loctube", oauth2_form_only=True)
+    client = loctube_client(http, loctube_server, sign, "oauth2")
+    detail = await client.device_detail("test001")
+    assert detail["id"] == "test001"
+    lt = loctube_server.emulator.state()["loctube"]
+    assert lt["tokens_issued"]["oauth2-access"] == 1
+    assert lt["rejections"] == {"unsupported_media_type": 1}  # JSON first, refused once, then the form
