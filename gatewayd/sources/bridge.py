@@ -57,13 +57,18 @@ class CloudBridge:
             raise SourceError(
                 f"{self.cloud} data for {self.device!r} is stale ({age:.0f}s old, limit {self.max_age_s:.0f}s)"
             )
-        value = pick_path(_unwrap(self.cloud, record), self.field)
-        if value is None or isinstance(value, list):
-            raise SourceError(f"field {self.field!r} of {self.device!r} has no usable value")
-        return value
+        return field_value(self.cloud, self.device, self.field, record)
 
     async def close(self) -> None:
         return None
+
+
+def field_value(cloud: str, device: str, field: str, record: Any) -> Any:
+    """``field`` of one record of ``device``; a missing field, a null or a list is a failed read."""
+    value = pick_path(_unwrap(cloud, record), field)
+    if value is None or isinstance(value, list):
+        raise SourceError(f"field {field!r} of {device!r} has no usable value")
+    return value
 
 
 def _unwrap(cloud: str, record: Any) -> Any:
