@@ -1,7 +1,9 @@
-"""RCMS and loctube values as sensors: a field of the latest polled record of a router or tracker.
+"""Cloud values as sensors: a field of the latest polled record of a tracker (loctube), read on the
+sensor's interval. RCMS routers are bridged record by record instead (:mod:`gatewayd.sources.rcmsbridge`),
+with :func:`field_value` picking the field as here.
 
-Why staleness is an error: a dashboard that keeps showing a router's signal from yesterday, because the
-RCMS poll has been failing since, lies. A value older than two poll intervals, or a field the record
+Why staleness is an error: a dashboard that keeps showing a tracker's state from yesterday, because the
+poll has been failing since, lies. A value older than two poll intervals, or a field the record
 does not have, is a failed read, so the sensor reports ``err`` until fresh data arrives. So is any
 read after an answer that was refused as forged (a loctube answer whose signature is missing or wrong):
 the sensor goes ``err`` at once rather than repeating the last trusted value.
