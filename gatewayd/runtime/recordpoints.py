@@ -58,7 +58,8 @@ class RecordBindings:
 
     def rebind(self, sensors: Iterable[SensorRuntime]) -> None:
         """Bind the sources of ``sensors`` not bound yet; unbind those whose sensor is gone."""
-        current = {id(s.source): s for s in sensors if hasattr(s.source, "bind")}
+        # check_now is set for record-driven sources only: no attribute lookup that fails per sensor.
+        current = {id(s.source): s for s in sensors if s.check_now is not None}
         for key in [k for k in self._bound if k not in current]:
             self._bound.pop(key).source.unbind()  # type: ignore[attr-defined]
         for key, sensor in current.items():
