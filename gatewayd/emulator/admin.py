@@ -26,6 +26,8 @@ POST     /_emulator/thingplus/series-limits      ``{"max_age": "2d", "max_future
 DELETE   /_emulator/thingplus/gateways/{id}      delete a gateway with its devices and sensors, as the
                                                  portal would (404 if unknown); points received stay
                                                  counted
+POST     /_emulator/rcms/record-interval         ``{"ms": 10000}``: routers report every ``ms`` from now
+                                                 on (``"sn"``: one router); earlier records stay
 =======  ======================================  ====================================================
 """
 
@@ -83,6 +85,7 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         web.post(f"{PREFIX}/thingplus/report-interval", api.report_interval),
         web.post(f"{PREFIX}/thingplus/series-limits", api.series_limits),
         web.delete(f"{PREFIX}/thingplus/gateways/{{id}}", api.delete_gateway),
+        web.post(f"{PREFIX}/rcms/record-interval", api.rcms_record_interval),
     ]
 
 
@@ -257,3 +260,26 @@ class AdminApi:
         except _BadRequest as exc:
             return _error(exc)
         return web.json_response({"deleted": gateway_id, **removed})
+
+    async def rcms_record_interval(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _body(request)
+            unknown = sorted(set(body) - {"ms", "sn"})
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected 'ms' and optionally 'sn'")
+            ms = body.get("ms")
+            if isinstance(ms, bool) or not isinstance(ms, int) or ms <= 0:
+                raise _BadRequest("ms must be a positive integer of milliseconds")
+            sn = body.get("sn")
+            if sn is not None and not isinstance(sn, str):
+                raise _BadRequest("sn must be a router serial number (string)")
+            rcms = self.emulator.rcms
+            if rcms is None:
+                raise _BadRequest("this emulator serves no RCMS", 404)
+            try:
+                rcms.set_record_interval(ms, sn)
+            except KeyError:
+                raise _BadRequest(f"router {sn} is not in rcms.devices", 404) from None
+        except _BadRequest as exc:
+            return _error(exc)
+        return web.json_response({"ms": ms, "sn": sn})

@@ -105,12 +105,14 @@ def build_source(sensor: SensorConfig, context: SourceContext) -> Source:
 
         return ModbusReader(sensor.modbus, context.modbus_pool())
     if sensor.rcms is not None:
-        return CloudBridge(
-            "rcms",
+        from gatewayd.sources.rcmsbridge import RcmsRecordBridge
+
+        return RcmsRecordBridge(
             sensor.rcms.sn,
             sensor.rcms.field,
             latest=context.latest,
             poll_interval_s=context.rcms_poll_interval,
+            max_age_s=sensor.rcms.max_age,
             clock=context.clock,
         )
     if sensor.loctube is not None:
