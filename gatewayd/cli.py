@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="the gateway reportInterval Thing+ hands out, in ms (default 60000, like the real platform)",
     )
+    p.add_argument(
+        "--series-max-age",
+        type=_duration,
+        default="5d",
+        metavar="D",
+        help="Thing+ refuses series points older than D (400 INVALID_INPUT), e.g. 90s, 30m, 2d (default 5d, "
+        "like the real platform)",
+    )
 
     _add_oneshot_parsers(sub)
     add_outbox_parser(sub, add_config, _add_log_level)
@@ -180,6 +188,16 @@ def _number_arg(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N]
 
 def _positive_seconds(text: str) -> float:
     return _number_arg(text, float, "number of seconds", lambda v: v > 0, "must be greater than zero")
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90s``, ``30m``, ``2d``, ... (the inventory's durations)."""
+    from gatewayd.inventory.types import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -271,7 +289,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     inventory = load_config_arg(args)
     return run_until_signal(
-        serve_forever(inventory, host=args.host, port=args.port, report_interval_ms=args.report_interval)
+        serve_forever(
+            inventory,
+            host=args.host,
+            port=args.port,
+            report_interval_ms=args.report_interval,
+            series_max_age_s=args.series_max_age,
+        )
     )
 
 

@@ -12,7 +12,8 @@
         │   └── DeferredError      not sent at all: the cloud's Retry-After has not run out yet
         ├── AuthError          token missing/expired/refused: refresh once, then retry
         ├── PermanentError     the request itself is wrong (4xx, business codes): never retry
-        │   └── AlreadyExistsError  409 CONFLICT on registration: the object is already there
+        │   ├── AlreadyExistsError  409 CONFLICT on registration: the object is already there
+        │   └── InvalidSeriesError  a series body refused before sending (also a ValueError)
         └── TamperedError      a signed response whose signature does not verify
 
 aiohttp's exceptions are mapped to this tree in exactly one place: ``gatewayd.clouds.http``.
@@ -161,6 +162,11 @@ class AlreadyExistsError(PermanentError):
     """409 CONFLICT for a reqId that exists: for registration this means success."""
 
 
+class InvalidSeriesError(PermanentError, ValueError):
+    """A series body that must not be sent (a time in seconds, a number as value, ...): refused before any
+    request, as the cloud would refuse it. Also a ValueError: the caller passed bad points."""
+
+
 class TamperedError(CloudError):
     """A response's signature does not verify: its content must not be trusted."""
 
@@ -173,5 +179,6 @@ _KIND_BY_CLASS: dict[type[CloudError], str] = {
     AuthError: "auth",
     PermanentError: "permanent",
     AlreadyExistsError: "conflict",
+    InvalidSeriesError: "permanent",
     TamperedError: "tampered",
 }

@@ -89,3 +89,50 @@ def test_emulator_serves_until_signalled_then_exits_0(sig: signal.Signals, tmp_p
     assert proc.returncode == 0, f"exit {proc.returncode}\nstderr: {err}"
     assert "Traceback" not in err
     assert "emulator.stopped" in err
+
+
+def test_series_max_age_is_served_and_shown_in_the_state(tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yaml"
+    config.write_text(INVENTORY.replace("STATE_DIR", str(tmp_path / "state")), encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = ["emulator", "--config", str(config), "--port", str(port), "--series-max-age", "2d"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        wait_healthy(proc, base)
+        status, state = request(f"{base}/_emulator/state")
+        assert status == 200
+        assert state["thingplus"]["series_limits"] == {"max_age_s": 172800.0, "max_future_s": 600.0}
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2x", "argument --series-max-age: cannot parse duration '2x'"),
+        ("0", "argument --series-max-age: must be greater than zero"),
+        ("-5d", "argument --series-max-age: cannot parse duration '-5d'"),
+    ],
+)
+def test_a_bad_series_max_age_is_a_usage_error(value: str, message: str, tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yaml"
+    config.write_text(INVENTORY.replace("STATE_DIR", str(tmp_path / "state")), encoding="utf-8")
+    argv = ["emulator", "--config", str(config), "--port", "0", f"--series-max-age={value}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "gatewayd", *argv], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"gatewayd emulator: error: {message}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -299,15 +299,17 @@ async def test_token_mode_takes_unsigned_answers_but_not_an_unsigned_token(
 # ---- errors
 
 
-async def test_spring_style_400_is_permanent(
+async def test_controller_400_is_permanent(
     cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
-    body = {"status": 400, "error": "Bad Request", "message": "pageSize too big", "path": "/x"}
+    """A controller's refusal comes in JetLinks' envelope (a Spring-style body is the signature filter's:
+    see tests/test_loctube_auth.py)."""
+    body = {"status": 400, "code": "illegal_argument", "message": "pageSize too big", "result": None}
     cloud.api = lambda seen: web.json_response(body, status=400)
     with pytest.raises(PermanentError) as info:
         await make().query_devices(page_size=100000)
     assert info.value.status == 400 and info.value.message == "pageSize too big"
-    assert info.value.code == "Bad Request"
+    assert info.value.code == "illegal_argument"
     assert len(cloud.seen) == 1 and clock.waits == []
 
 

@@ -6,7 +6,13 @@ import hashlib
 
 import pytest
 
-from gatewayd.clouds.loctube import canonical_query, sign_body, sign_query, split_query, verify_response
+from gatewayd.clouds.auth.loctubesign import (
+    canonical_query,
+    sign_body,
+    sign_query,
+    split_query,
+    verify_response,
+)
 
 
 def md5(text: str | bytes) -> str:

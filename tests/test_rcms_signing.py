@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from gatewayd.clouds.rcms import canonical_query, sign_request
+from gatewayd.clouds.auth.rcms import canonical_query, sign_request
 
 CLIENT_ID = "AbCdClient01"
 SECRET = "s3cr3t-Key"

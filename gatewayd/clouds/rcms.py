@@ -1,116 +1,33 @@
-"""RCMS (Robustel router management) open API: a pure request signer and a small polling client.
+"""RCMS (Robustel router management) open API: the three calls gatewayd makes, and its envelope.
 
-Why the signer is separate and pure: it is the part a vendor document pins down byte for byte, so it is
-tested against hand-written strings with no clock, socket or randomness in the way. The client adds what
-the document leaves out: the ``{"code", "msg", "data"}`` envelope (errors may come with HTTP 200),
-retries with a fresh signature per attempt, and paging of status windows.
+The signing is :mod:`gatewayd.clouds.auth.rcms` (pure, pinned by the document); retries and the auth flow
+are the client core's. What stays here is what the document leaves out: the ``{"code", "msg", "data"}``
+envelope (errors may come with HTTP 200) and the paging of status windows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import structlog
 
-from gatewayd.clouds.http import (
-    HttpTransport,
-    Response,
-    RetryPolicy,
-    error_for_status,
-    parse_retry_after,
-    with_retries,
-)
+from gatewayd.clouds.auth.rcms import RcmsSigning
+from gatewayd.clouds.core import CloudCore
+from gatewayd.clouds.http import HttpTransport, Response
+from gatewayd.clouds.jsonbody import dumps
+from gatewayd.clouds.request import Request
+from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.errors import PermanentError
 from gatewayd.inventory.config import RcmsConfig
 
-log = structlog.get_logger(__name__)
-
 CLOUD = "rcms"
-API_VERSION = "1.0"
-SIGNATURE_VERSION = "1.0"
-
-#: The parameters every request carries, in the query and (with ``signature``) as headers.
-PUBLIC_PARAMS = ("apiVersion", "clientId", "signatureVersion", "timestamp", "uniqueCode")
 
 #: A window that pages on past this is a cloud bug, not data: stop instead of looping forever.
 MAX_PAGES = 10_000
-
-
-# --------------------------------------------------------------------------------------------------
-# Signing (pure)
-
-
-@dataclass(frozen=True)
-class SignedRequest:
-    """What a signed request carries: the query string to send and the headers to add."""
-
-    #: The canonical string, sent as the URL query exactly as signed (unencoded, as the document does).
-    query: str
-    #: The five public parameters plus ``signature``.
-    headers: dict[str, str]
-    signature: str
-
-
-def canonical_query(query: Mapping[str, str | int], *, client_id: str, timestamp: str) -> str:
-    """The five public parameters plus ``query``, sorted by key, ``k=v`` joined by ``&``, unencoded.
-
-    A query key that repeats a public parameter is refused: the document would let it override the
-    header value silently, and the server would then see two different timestamps.
-    """
-    clash = sorted(set(query) & set(PUBLIC_PARAMS))
-    if clash:
-        raise ValueError(f"query must not set the public parameters {clash}")
-    params: dict[str, str | int] = {
-        "apiVersion": API_VERSION,
-        "clientId": client_id,
-        "signatureVersion": SIGNATURE_VERSION,
-        "timestamp": timestamp,
-        "uniqueCode": client_id,
-        **query,
-    }
-    return "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-
-
-def sign_request(
-    method: str,
-    path: str,
-    query: Mapping[str, str | int],
-    *,
-    client_id: str,
-    client_secret: str,
-    timestamp: str,
-) -> SignedRequest:
-    """Sign one request as the RCMS document does; the body of a PUT is not part of the signature.
-
-    string to sign = METHOD + path + canonical query + client secret;
-    signature = lowercase hex HMAC-SHA256 keyed with client id + uniqueCode (= client id twice).
-    """
-    canonical = canonical_query(query, client_id=client_id, timestamp=timestamp)
-    to_sign = method.upper() + path + canonical + client_secret
-    key = (client_id + client_id).encode("utf-8")
-    signature = hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest().lower()
-    headers = {
-        "apiVersion": API_VERSION,
-        "signatureVersion": SIGNATURE_VERSION,
-        "uniqueCode": client_id,
-        "clientId": client_id,
-        "timestamp": timestamp,
-        "signature": signature,
-    }
-    return SignedRequest(query=canonical, headers=headers, signature=signature)
-
-
-# --------------------------------------------------------------------------------------------------
-# Client
 
 
 class RcmsError(PermanentError):
@@ -129,18 +46,15 @@ class RcmsClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
-        self._client_id = config.client_id
-        self._secret = config.client_secret
-        self._policy = policy
-        self._clock = clock
-        self._sleep = sleep
+        transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        auth = RcmsSigning(config.client_id, config.client_secret, clock)
+        self._core = CloudCore(transport, auth, self._unwrap, policy=policy, sleep=sleep, clock=clock)
 
     async def device_total(self) -> dict[str, Any]:
         """Dashboard counts: deviceTotal, onlineTotal, offlineTotal, ..."""
         data = await self._call("GET", "/api/link/dashboard/deviceTotal", operation="device_total")
         if not isinstance(data, dict):
-            raise self._unexpected("device_total", f"data is {type(data).__name__}, not an object")
+            raise _unexpected("device_total", f"data is {type(data).__name__}, not an object")
         return data
 
     async def status_data(
@@ -156,19 +70,19 @@ class RcmsClient:
         records: list[dict[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
             query = {"pageNum": page, "pageSize": page_size, "beginTime": begin_ms, "endTime": end_ms}
-            data = await self._call("GET", path, operation="status_data", query=query)
+            data = await self._call("GET", path, operation="status_data", params=query)
             if data is None:
                 data = []
             if not isinstance(data, list):
-                raise self._unexpected("status_data", f"data is {type(data).__name__}, not a list")
+                raise _unexpected("status_data", f"data is {type(data).__name__}, not a list")
             records.extend(data)
             if len(data) < page_size:
                 return records
-        raise self._unexpected("status_data", f"still full pages after {MAX_PAGES} pages")
+        raise _unexpected("status_data", f"still full pages after {MAX_PAGES} pages")
 
     async def set_group(self, sn: str, group_name: str) -> Any:
         """Move router ``sn`` into the group ``group_name``; returns the envelope's ``data``."""
-        body = json.dumps({"groupName": group_name}, ensure_ascii=False).encode("utf-8")
+        body = dumps({"groupName": group_name})
         return await self._call(
             "PUT", f"/api/link/devices/{_segment(sn)}/group", operation="set_group", body=body
         )
@@ -179,48 +93,23 @@ class RcmsClient:
         path: str,
         *,
         operation: str,
-        query: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | None = None,
         body: bytes | None = None,
     ) -> Any:
-        """Sign, send and unwrap one call, retrying transient failures with a new signature each time."""
+        return await self._core.call(Request(method, path, operation, params=params, body=body))
 
-        async def attempt() -> Any:
-            signed = sign_request(
-                method,
-                path,
-                query or {},
-                client_id=self._client_id,
-                client_secret=self._secret.reveal(),
-                timestamp=str(int(self._clock() * 1000)),
-            )
-            headers = dict(signed.headers)
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            resp = await self._transport.send(
-                method, path, operation=operation, query=signed.query, headers=headers, body=body
-            )
-            return self._unwrap(resp, operation)
-
-        return await with_retries(attempt, self._policy, sleep=self._sleep)
-
-    def _unwrap(self, resp: Response, operation: str) -> Any:
+    def _unwrap(self, resp: Response, request: Request) -> Any:
         """The envelope's ``data``, or the error the HTTP status or the envelope's ``code`` stands for."""
+        operation = request.operation
         payload = resp.json()
         envelope = payload if isinstance(payload, dict) else {}
         if not 200 <= resp.status < 300:
             message = str(envelope.get("msg") or resp.text[:200] or f"HTTP {resp.status}")
-            raise error_for_status(
-                resp.status,
-                message,
-                cloud=CLOUD,
-                operation=operation,
-                code=envelope.get("code"),
-                retry_after=parse_retry_after(resp.headers.get("Retry-After"), self._clock()),
-            )
+            raise self._core.failure(resp.status, message, resp, operation, envelope.get("code"))
         if payload is None:
-            raise self._unexpected(operation, f"answered HTTP {resp.status} with a body that is not JSON")
+            raise _unexpected(operation, f"answered HTTP {resp.status} with a body that is not JSON")
         if "code" not in envelope:
-            raise self._unexpected(operation, "answer has no 'code': not the RCMS envelope")
+            raise _unexpected(operation, "answer has no 'code': not the RCMS envelope")
         code = envelope["code"]
         if code not in (0, "0"):
             raise RcmsError(
@@ -232,9 +121,9 @@ class RcmsClient:
             )
         return envelope.get("data")
 
-    @staticmethod
-    def _unexpected(operation: str, message: str) -> PermanentError:
-        return PermanentError(message, cloud=CLOUD, operation=operation)
+
+def _unexpected(operation: str, message: str) -> PermanentError:
+    return PermanentError(message, cloud=CLOUD, operation=operation)
 
 
 def _segment(value: str) -> str:

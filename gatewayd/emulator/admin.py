@@ -12,14 +12,22 @@ POST     /_emulator/faults/{cloud}               set faults (``{cloud}``: thingp
                                                  cleared), ``failure_rate`` (0..1),
                                                  ``failure_statuses`` ([503, 500]), ``latency_s``,
                                                  ``rate_limit`` (``{"count", "window_s",
-                                                 "retry_after"}``), ``seed`` (reseeds the coin)
+                                                 "retry_after"}``), ``seed`` (reseeds the coin),
+                                                 ``oauth2_form_only`` (loctube: true makes the OAuth2
+                                                 token endpoint answer JSON with 415)
 DELETE   /_emulator/faults/{cloud}               clear faults (``?kinds=outage,latency`` for some)
 DELETE   /_emulator/faults                       clear every fault of every cloud
 POST     /_emulator/tokens/expire                expire every cloud's tokens (``{"cloud": ...}``: one)
 POST     /_emulator/thingplus/report-interval    ``{"ms": 5000}`` (``"gateway": id`` for one gateway)
+POST     /_emulator/thingplus/series-limits      ``{"max_age": "2d", "max_future": "10m"}``, either
+                                                 optional: how old (ahead) a series point Thing+
+                                                 takes, a duration (seconds or ``90s``, ``30m``,
+                                                 ``2d``) or null (no limit); shown in ``state``
 DELETE   /_emulator/thingplus/gateways/{id}      delete a gateway with its devices and sensors, as the
                                                  portal would (404 if unknown); points received stay
                                                  counted
+POST     /_emulator/rcms/record-interval         ``{"ms": 10000}``: routers report every ``ms`` from now
+                                                 on (``"sn"``: one router); earlier records stay
 =======  ======================================  ====================================================
 """
 
@@ -33,16 +41,27 @@ import structlog
 from aiohttp import web
 
 from gatewayd.emulator.faults import CLOUDS, KINDS
+from gatewayd.inventory.types import parse_duration
 
 if TYPE_CHECKING:
     from gatewayd.emulator.app import Emulator
+    from gatewayd.emulator.thingplus import ThingPlusEmulator
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "/_emulator"
 
 _FAULT_KEYS = frozenset(
-    {"outage_s", "outage", "failure_rate", "failure_statuses", "latency_s", "rate_limit", "seed"}
+    {
+        "outage_s",
+        "outage",
+        "failure_rate",
+        "failure_statuses",
+        "latency_s",
+        "rate_limit",
+        "seed",
+        "oauth2_form_only",
+    }
 )
 
 
@@ -64,7 +83,9 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         web.delete(f"{PREFIX}/faults", api.clear_faults),
         web.post(f"{PREFIX}/tokens/expire", api.expire_tokens),
         web.post(f"{PREFIX}/thingplus/report-interval", api.report_interval),
+        web.post(f"{PREFIX}/thingplus/series-limits", api.series_limits),
         web.delete(f"{PREFIX}/thingplus/gateways/{{id}}", api.delete_gateway),
+        web.post(f"{PREFIX}/rcms/record-interval", api.rcms_record_interval),
     ]
 
 
@@ -90,6 +111,12 @@ class AdminApi:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+
+    def _thingplus(self) -> ThingPlusEmulator:
+        try:
+            return self.emulator.thingplus
+        except LookupError as exc:
+            raise _BadRequest(str(exc), 404) from None
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"ok": True, "clouds": sorted(self.emulator.clouds)})
@@ -138,6 +165,7 @@ class AdminApi:
                         failure_statuses=body.get("failure_statuses"),
                         latency_s=body.get("latency_s"),
                         rate_limit=rate_limit,
+                        oauth2_form_only=body.get("oauth2_form_only"),
                     )
                     if outage is False:
                         faults.clear(cloud, "outage")
@@ -194,10 +222,7 @@ class AdminApi:
             gateway = body.get("gateway")
             if gateway is not None and not isinstance(gateway, str):
                 raise _BadRequest("gateway must be a gateway id (string)")
-            try:
-                thingplus = self.emulator.thingplus
-            except LookupError as exc:
-                raise _BadRequest(str(exc), 404) from None
+            thingplus = self._thingplus()
             try:
                 thingplus.set_report_interval(ms, gateway)
             except KeyError:
@@ -206,13 +231,28 @@ class AdminApi:
             return _error(exc)
         return web.json_response({"reportInterval": str(ms), "gateway": gateway})
 
+    async def series_limits(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _body(request)
+            unknown = sorted(set(body) - {"max_age", "max_future"})
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected 'max_age' and/or 'max_future'")
+            limits: dict[str, float | None] = {}
+            for key, value in body.items():
+                try:
+                    limits[f"{key}_s"] = None if value is None else parse_duration(value)
+                except ValueError as exc:
+                    raise _BadRequest(f"{key}: {exc}") from None
+            thingplus = self._thingplus()
+            thingplus.set_series_limits(**limits)
+        except _BadRequest as exc:
+            return _error(exc)
+        return web.json_response(thingplus.series_limits())
+
     async def delete_gateway(self, request: web.Request) -> web.StreamResponse:
         gateway_id = request.match_info["id"]
         try:
-            try:
-                thingplus = self.emulator.thingplus
-            except LookupError as exc:
-                raise _BadRequest(str(exc), 404) from None
+            thingplus = self._thingplus()
             try:
                 removed = thingplus.delete_gateway(gateway_id)
             except KeyError:
@@ -220,3 +260,26 @@ class AdminApi:
         except _BadRequest as exc:
             return _error(exc)
         return web.json_response({"deleted": gateway_id, **removed})
+
+    async def rcms_record_interval(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _body(request)
+            unknown = sorted(set(body) - {"ms", "sn"})
+            if unknown:
+                raise _BadRequest(f"unknown key(s) {unknown}: expected 'ms' and optionally 'sn'")
+            ms = body.get("ms")
+            if isinstance(ms, bool) or not isinstance(ms, int) or ms <= 0:
+                raise _BadRequest("ms must be a positive integer of milliseconds")
+            sn = body.get("sn")
+            if sn is not None and not isinstance(sn, str):
+                raise _BadRequest("sn must be a router serial number (string)")
+            rcms = self.emulator.rcms
+            if rcms is None:
+                raise _BadRequest("this emulator serves no RCMS", 404)
+            try:
+                rcms.set_record_interval(ms, sn)
+            except KeyError:
+                raise _BadRequest(f"router {sn} is not in rcms.devices", 404) from None
+        except _BadRequest as exc:
+            return _error(exc)
+        return web.json_response({"ms": ms, "sn": sn})

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from gatewayd.emulator.admin import routes as admin_routes
 from gatewayd.emulator.faults import Faults
-from gatewayd.emulator.thingplus import ThingPlusEmulator
+from gatewayd.emulator.thingplus import DEFAULT_SERIES_MAX_AGE_S, ThingPlusEmulator
 from gatewayd.inventory.config import Inventory
 
 if TYPE_CHECKING:
@@ -97,18 +97,22 @@ def build_app(
     report_interval_ms: int = 60000,
     clock: Callable[[], float] = time.time,
     faults: Faults | None = None,
+    series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
 ) -> tuple[web.Application, Emulator]:
     """The app emulating Thing+ and whichever of RCMS and loctube the inventory has a section for.
 
     ``clock`` (unix seconds) is what the clouds read for timestamps and token expiry; ``faults``
-    lets a test bring its own registry (a fake monotonic clock, another seed).
+    lets a test bring its own registry (a fake monotonic clock, another seed); ``series_max_age_s``
+    is how old a point Thing+ still takes (None: any).
     """
+    registry = faults if faults is not None else Faults()
     clouds: list[CloudEmulator] = [
         ThingPlusEmulator(
             inventory.thingplus,
             report_interval_ms=report_interval_ms,
             clock=clock,
             site_id=inventory.gateway.site or "1",
+            series_max_age_s=series_max_age_s,
         )
     ]
     if inventory.rcms is not None:
@@ -118,8 +122,13 @@ def build_app(
     if inventory.loctube is not None:
         from gatewayd.emulator.loctube import LoctubeEmulator
 
-        clouds.append(LoctubeEmulator(inventory.loctube, clock=clock))
-    emulator = Emulator(clouds, faults if faults is not None else Faults())
+        loctube_faults = registry.get("loctube")
+        clouds.append(
+            LoctubeEmulator(
+                inventory.loctube, clock=clock, oauth2_form_only=lambda: loctube_faults.oauth2_form_only
+            )
+        )
+    emulator = Emulator(clouds, registry)
     app = web.Application(middlewares=[emulator.faults.middleware])
     app[EMULATOR_KEY] = emulator
     for cloud in clouds:
@@ -140,10 +149,15 @@ class EmulatorServer:
         report_interval_ms: int = 60000,
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
+        series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
     ) -> None:
         self.host = host
         self.app, self.emulator = build_app(
-            inventory, report_interval_ms=report_interval_ms, clock=clock, faults=faults
+            inventory,
+            report_interval_ms=report_interval_ms,
+            clock=clock,
+            faults=faults,
+            series_max_age_s=series_max_age_s,
         )
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -195,15 +209,21 @@ async def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8080,
     report_interval_ms: int = 60000,
+    series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
 ) -> None:
     """Serve the emulator until cancelled (``gatewayd emulator``)."""
     async with EmulatorServer(
-        inventory, host=host, port=port, report_interval_ms=report_interval_ms
+        inventory,
+        host=host,
+        port=port,
+        report_interval_ms=report_interval_ms,
+        series_max_age_s=series_max_age_s,
     ) as server:
         log.info(
             "emulator.serving",
             url=server.url,
             clouds=sorted(server.emulator.clouds),
             report_interval_ms=report_interval_ms,
+            series_max_age_s=series_max_age_s,
         )
         await asyncio.Event().wait()

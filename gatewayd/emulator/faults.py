@@ -3,7 +3,8 @@
 Faults are set per cloud (``thingplus``, ``rcms``, ``loctube``) and applied by one aiohttp middleware
 that finds a request's cloud by its path prefix (:func:`cloud_of`). The admin paths (``/_emulator/``)
 are never faulted. What happens to one request is decided by :meth:`Faults.decide`, a plain synchronous
-method, so the rules can be tested without a server::
+method, so the rules can be tested without a server (the faults of one cloud, as data, are in
+:mod:`gatewayd.emulator.faultstate`)::
 
     faults = Faults(seed=1)
     faults.set("thingplus", outage_s=30)                   # 503 for 30 s (monotonic), or until cleared
@@ -11,10 +12,15 @@ method, so the rules can be tested without a server::
     faults.set("loctube", latency_s=0.5)                   # every request waits half a second first
     faults.set("thingplus", rate_limit=RateLimit(count=3, retry_after=2))   # next 3 requests: 429
     faults.clear("thingplus", "outage")                    # one kind of fault; clear("thingplus"): all
+    faults.set("loctube", oauth2_form_only=True)           # OAuth2 token requests: form only, 415 for JSON
 
 Order for one request: the latency is waited first (faulted answers are slow too), then an outage
 answers 503, then a rate limit 429 with ``Retry-After``, then the failure rate rolls its (seeded) die.
 Fault answers are plain text, as a load balancer in front of the cloud would give them.
+
+``oauth2_form_only`` (loctube only) is no failure but a server setting the loctube emulator reads: its
+OAuth2 token endpoint then takes form-encoded requests only and answers JSON with 415, as a stock
+JetLinks server does, so a client's fallback to the form can be tested.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ import asyncio
 import math
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiohttp import web
+
+from gatewayd.emulator.faultstate import PASS, CloudFaults, RateLimit, Verdict, is_number, is_positive_number
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +54,7 @@ PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 #: The kinds of fault :meth:`Faults.clear` accepts.
-KINDS: tuple[str, ...] = ("outage", "failure_rate", "latency", "rate_limit")
+KINDS: tuple[str, ...] = ("outage", "failure_rate", "latency", "rate_limit", "oauth2_form_only")
 
 _REASONS = {
     429: "Too Many Requests",
@@ -64,116 +70,6 @@ def cloud_of(path: str) -> str | None:
         if path.startswith(prefix):
             return cloud
     return None
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """Answer 429 to the next ``count`` requests, or to every request for ``window_s`` seconds (or both).
-
-    ``retry_after`` is the ``Retry-After`` header in whole seconds; without it a window says how much of
-    itself is left (rounded up), and a count says 1.
-    """
-
-    count: int | None = None
-    window_s: float | None = None
-    retry_after: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.count is None and self.window_s is None:
-            raise ValueError("rate_limit needs 'count' (next K requests) or 'window_s' (seconds), or both")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)):
-            raise ValueError("rate_limit.count must be an integer")
-        if self.count is not None and self.count < 1:
-            raise ValueError("rate_limit.count must be at least 1")
-        if self.window_s is not None and not _positive_number(self.window_s):
-            raise ValueError("rate_limit.window_s must be a positive number of seconds")
-        if self.retry_after is not None and (
-            isinstance(self.retry_after, bool)
-            or not isinstance(self.retry_after, int)
-            or self.retry_after < 0
-        ):
-            raise ValueError("rate_limit.retry_after must be a whole number of seconds, 0 or more")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> RateLimit:
-        unknown = set(data) - {"count", "window_s", "retry_after"}
-        if unknown:
-            raise ValueError(f"rate_limit has unknown key(s): {', '.join(sorted(unknown))}")
-        return cls(
-            count=data.get("count"), window_s=data.get("window_s"), retry_after=data.get("retry_after")
-        )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the middleware does with one request: wait ``delay_s``, then answer ``status`` or pass on."""
-
-    delay_s: float = 0.0
-    status: int | None = None
-    reason: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def passes(self) -> bool:
-        return self.status is None
-
-
-#: The verdict for a request nothing happens to (shared: a Verdict is immutable).
-PASS = Verdict()
-
-
-@dataclass
-class CloudFaults:
-    """The faults set for one cloud, and how many answers each kind has produced."""
-
-    #: Monotonic deadline of the outage; ``math.inf`` lasts until cleared; None: no outage.
-    outage_until: float | None = None
-    failure_rate: float = 0.0
-    failure_statuses: tuple[int, ...] = (503, 500)
-    latency_s: float = 0.0
-    rate_limit_left: int = 0
-    rate_limit_until: float | None = None
-    retry_after: int | None = None
-    injected: Counter[str] = field(default_factory=Counter)
-
-    def armed(self) -> bool:
-        """Whether any fault is set, expired or not: checked on every request, so kept to a few reads."""
-        return (
-            self.outage_until is not None
-            or self.rate_limit_left > 0
-            or self.rate_limit_until is not None
-            or self.failure_rate > 0.0
-            or self.latency_s != 0.0
-        )
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        outage: dict[str, Any] | None = None
-        if self.outage_until is not None and self.outage_until > now:
-            forever = math.isinf(self.outage_until)
-            outage = {
-                "until_cleared": forever,
-                "remaining_s": None if forever else round(self.outage_until - now, 3),
-            }
-        rate: dict[str, Any] | None = None
-        window_left = (
-            self.rate_limit_until - now
-            if self.rate_limit_until is not None and self.rate_limit_until > now
-            else None
-        )
-        if self.rate_limit_left > 0 or window_left is not None:
-            rate = {
-                "remaining_count": self.rate_limit_left,
-                "window_remaining_s": None if window_left is None else round(window_left, 3),
-                "retry_after": self.retry_after,
-            }
-        return {
-            "outage": outage,
-            "failure_rate": self.failure_rate,
-            "failure_statuses": list(self.failure_statuses),
-            "latency_s": self.latency_s,
-            "rate_limit": rate,
-            "injected": dict(self.injected),
-        }
 
 
 class Faults:
@@ -206,19 +102,21 @@ class Faults:
         failure_statuses: tuple[int, ...] | list[int] | None = None,
         latency_s: float | None = None,
         rate_limit: RateLimit | Mapping[str, Any] | None = None,
+        oauth2_form_only: bool | None = None,
     ) -> None:
         """Set faults for ``cloud``; arguments left None keep what was set before.
 
         ``outage_s``: every request gets 503 for that many seconds (``math.inf``: until cleared).
         ``failure_rate``: probability in [0, 1] that a request gets one of ``failure_statuses``
         (default 503 or 500, chosen at random). ``latency_s``: seconds added before every answer
-        (0 removes it). ``rate_limit``: see :class:`RateLimit`. Everything is checked before anything
+        (0 removes it). ``rate_limit``: see :class:`RateLimit`. ``oauth2_form_only`` (loctube only):
+        the OAuth2 token endpoint answers JSON with 415. Everything is checked before anything
         changes: a ValueError leaves the faults as they were.
         """
         state = self._state(cloud)
-        if outage_s is not None and not (_positive_number(outage_s) or outage_s == math.inf):
+        if outage_s is not None and not (is_positive_number(outage_s) or outage_s == math.inf):
             raise ValueError("outage_s must be a positive number of seconds (math.inf: until cleared)")
-        if failure_rate is not None and not (_number(failure_rate) and 0.0 <= failure_rate <= 1.0):
+        if failure_rate is not None and not (is_number(failure_rate) and 0.0 <= failure_rate <= 1.0):
             raise ValueError("failure_rate must be a number from 0 to 1")
         statuses: tuple[int, ...] | None = None
         if failure_statuses is not None:
@@ -227,9 +125,13 @@ class Faults:
                 isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in statuses
             ):
                 raise ValueError("failure_statuses must be a non-empty list of HTTP error codes (400-599)")
-        if latency_s is not None and not (_number(latency_s) and 0.0 <= latency_s < math.inf):
+        if latency_s is not None and not (is_number(latency_s) and 0.0 <= latency_s < math.inf):
             raise ValueError("latency_s must be a number of seconds, 0 or more")
         limit = RateLimit.from_mapping(rate_limit) if isinstance(rate_limit, Mapping) else rate_limit
+        if oauth2_form_only is not None and not isinstance(oauth2_form_only, bool):
+            raise ValueError("oauth2_form_only must be true or false")
+        if oauth2_form_only and cloud != "loctube":
+            raise ValueError("oauth2_form_only is a loctube setting (its OAuth2 token endpoint)")
 
         now = self._monotonic()
         if outage_s is not None:
@@ -244,6 +146,8 @@ class Faults:
             state.rate_limit_left = limit.count or 0
             state.rate_limit_until = None if limit.window_s is None else now + limit.window_s
             state.retry_after = limit.retry_after
+        if oauth2_form_only is not None:
+            state.oauth2_form_only = oauth2_form_only
         log.info(
             "emulator.faults_set",
             cloud=cloud,
@@ -251,6 +155,7 @@ class Faults:
             failure_rate=failure_rate,
             latency_s=latency_s,
             rate_limit=None if limit is None else vars(limit),
+            oauth2_form_only=oauth2_form_only,
         )
 
     def clear(self, cloud: str | None = None, *kinds: str) -> None:
@@ -273,6 +178,8 @@ class Faults:
                 state.rate_limit_left = 0
                 state.rate_limit_until = None
                 state.retry_after = None
+            if "oauth2_form_only" in wanted:
+                state.oauth2_form_only = False
         log.info("emulator.faults_cleared", cloud=cloud or "all", kinds=list(kinds) or "all")
 
     def reseed(self, seed: int | None) -> None:
@@ -288,7 +195,13 @@ class Faults:
     def active(self, cloud: str) -> bool:
         """Whether any fault is set for ``cloud`` right now."""
         snap = self._state(cloud).snapshot(self._monotonic())
-        return bool(snap["outage"] or snap["failure_rate"] or snap["latency_s"] or snap["rate_limit"])
+        return bool(
+            snap["outage"]
+            or snap["failure_rate"]
+            or snap["latency_s"]
+            or snap["rate_limit"]
+            or snap["oauth2_form_only"]
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able view of every cloud's faults, for ``/_emulator/state``."""
@@ -368,11 +281,3 @@ class Faults:
             return self._clouds[cloud]
         except KeyError:
             raise ValueError(f"unknown cloud {cloud!r}: expected one of {list(CLOUDS)}") from None
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _positive_number(value: Any) -> bool:
-    return _number(value) and 0.0 < value < math.inf

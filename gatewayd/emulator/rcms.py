@@ -12,6 +12,12 @@ the HMAC-SHA256 of it keyed with ``clientId + uniqueCode`` (the document sets un
 so the key is the client id twice), lowercase hex, which must equal the ``signature`` header. The body of a
 PUT is not signed, as in the document.
 
+Status data is each router's history: records at the router's own reporting interval (one a minute
+unless set otherwise, per router and from a time on: :mod:`gatewayd.emulator.rcmstimeline`), every record
+of a window served whenever it is asked (paged with 1-based ``pageNum``, oldest first), none after now.
+An outage (the fault registry) hides RCMS, not the history: the records of the outage are served after it,
+as the real RCMS keeps what the routers sent.
+
 Answers are the envelope ``{"code", "msg", "data"}`` with HTTP 200 even for errors: 40001 for a missing
 parameter, 40002 for an invalid parameter, signature, client or timestamp (more than 5 minutes away from the
 emulator's clock), 40004 for a business failure (an unknown device serial number).
@@ -34,6 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gatewayd.emulator.rcmstimeline import DEFAULT_INTERVAL_MS, ReportTimeline
 from gatewayd.inventory.config import RcmsConfig
 
 #: Parameters every request carries in its query string, and (but for the signature) in its headers.
@@ -63,7 +70,6 @@ ENDPOINTS: tuple[str, ...] = (DEVICE_TOTAL, STATUS_DATA, SET_GROUP)
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
-MINUTE_MS = 60_000
 
 _MODELS = ("R1520", "R1510", "R2110", "EG5120", "R5020")
 _FIRMWARE = ("5.2.0", "5.2.1", "5.3.0")
@@ -104,7 +110,13 @@ class RcmsEmulator:
 
     cloud = "rcms"
 
-    def __init__(self, config: RcmsConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: RcmsConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        record_interval_ms: int = DEFAULT_INTERVAL_MS,
+    ) -> None:
         self._client_id = config.client_id
         self._client_secret = config.client_secret.reveal()
         self._devices: list[str] = list(dict.fromkeys(config.devices))
@@ -114,6 +126,8 @@ class RcmsEmulator:
         self._rejections: Counter[str] = Counter()
         self._groups: dict[str, str] = {}
         self._group_history: list[dict[str, Any]] = []
+        #: When each router reports: its status records, as history.
+        self.timeline = ReportTimeline(record_interval_ms)
 
     # ----------------------------------------------------------------------------------------------
     # Public interface
@@ -143,7 +157,19 @@ class RcmsEmulator:
             "rejections": dict(sorted(self._rejections.items())),
             "groups": dict(self._groups),
             "group_history": [dict(entry) for entry in self._group_history],
+            "reporting": self.timeline.snapshot(),
         }
+
+    def set_record_interval(
+        self, interval_ms: int, sn: str | None = None, since_ms: int | None = None
+    ) -> None:
+        """Router ``sn`` (or every router) reports every ``interval_ms`` from ``since_ms`` on (default: now;
+        0: its whole history). Records before ``since_ms`` stay as they were. KeyError for an unknown router."""
+        if sn is not None and sn not in self._devices:
+            raise KeyError(sn)
+        start = self._now_ms() if since_ms is None else since_ms
+        for router in [sn] if sn is not None else self._devices:
+            self.timeline.set_interval(router, interval_ms, start)
 
     def expire_tokens(self) -> None:
         """RCMS has no tokens: every request is signed."""
@@ -261,14 +287,11 @@ class RcmsEmulator:
         if begin > end:
             raise RcmsError(CODE_INVALID, "bad_parameter", "Invalid parameter: beginTime is after endTime")
         sn = self._known_device(request)
-        # One record a minute, on the minute, in [beginTime, endTime] and not after now; oldest first.
+        # The router's records in [beginTime, endTime] and not after now, oldest first.
         last = min(end, self._now_ms())
-        first_minute = -(-begin // MINUTE_MS)
-        last_minute = last // MINUTE_MS
-        total = max(0, last_minute - first_minute + 1)
         start = (page_num - 1) * page_size
-        stop = min(total, start + page_size)
-        return [self.status_record(sn, (first_minute + i) * MINUTE_MS) for i in range(start, stop)]
+        times = self.timeline.times(sn, begin, last, start, start + page_size)
+        return [self.status_record(sn, t) for t in times]
 
     async def _set_group(self, request: web.Request) -> None:
         raw = await request.read()
@@ -297,9 +320,9 @@ class RcmsEmulator:
         return (int(now_s) + phase) % _ONLINE_PERIOD_S >= _OFFLINE_S
 
     def status_record(self, sn: str, time_ms: int) -> dict[str, Any]:
-        """The status record of router ``sn`` for the minute at ``time_ms``: same inputs, same record."""
+        """The status record of router ``sn`` at ``time_ms``: same inputs, same record."""
         profile = _digest_int(sn, "profile")
-        rnd = random.Random(_digest_int(sn, time_ms // MINUTE_MS))
+        rnd = random.Random(_digest_int(sn, time_ms))
         t_s = time_ms // 1000
         boot_phase = _digest_int(sn, "boot") % _BOOT_PERIOD_S
         link_phase = _digest_int(sn, "link") % _LINK_PERIOD_S

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from gatewayd.errors import ConfigError, ConfigProblem
 from gatewayd.inventory.fingerprint import fingerprint
 from gatewayd.inventory.models import (
+    MAX_RCMS_HISTORY_S,
     CloudConfig,
     DeviceConfig,
     GatewayConfig,
@@ -35,6 +36,7 @@ from gatewayd.inventory.yamlsource import DataPath, Located, format_path, load_y
 from gatewayd.regularfile import load_ca_bundle
 
 __all__ = [
+    "MAX_RCMS_HISTORY_S",
     "CloudConfig",
     "DeviceConfig",
     "Duration",

@@ -23,7 +23,7 @@ from gatewayd.inventory.sources import (
     RcmsBridge,
     SimulateSource,
 )
-from gatewayd.inventory.types import Duration, Listen, Name, Strict, Url, check_md5
+from gatewayd.inventory.types import Duration, Listen, Name, Strict, Url, at_most, check_md5
 from gatewayd.secret import Secret
 
 
@@ -75,9 +75,19 @@ class PolledCloudConfig(CloudConfig):
     devices: list[Name] = Field(default_factory=list)
 
 
+#: The longest ``rcms.lookback``, and as far back as RCMS history is ever fetched (a day less than the
+#: age at which Thing+ refuses a point: a day for the points to wait in the outbox).
+MAX_RCMS_HISTORY_S = 4 * 86400.0
+_WHY_LOOKBACK_LIMIT = "Thing+ refuses points about 5 days old, so older RCMS history is never fetched"
+RcmsLookback = Annotated[Duration, AfterValidator(at_most(MAX_RCMS_HISTORY_S, "4d", _WHY_LOOKBACK_LIMIT))]
+
+
 class RcmsConfig(PolledCloudConfig):
     client_id: Name
     client_secret: Secret
+    #: How far back the first poll of a router looks (its history since then becomes points), so a
+    #: fresh daemon shows a value at once; later polls go on from the newest record.
+    lookback: RcmsLookback = 3600.0
 
 
 class LoctubeConfig(PolledCloudConfig):

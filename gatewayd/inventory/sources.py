@@ -326,10 +326,14 @@ class ModbusSource(_Scaled):
 
 
 class RcmsBridge(Strict):
-    """A field of the latest RCMS status record of router ``sn``, e.g. ``cellular.rssi``."""
+    """A field of every RCMS status record of router ``sn``, e.g. ``cellular.rssi``: one point per record,
+    stamped with the record's own time (gatewayd.sources.rcmsbridge)."""
 
     sn: Name
     field: Name
+    #: The sensor is 'err' when its newest record is older than this (from the record's time); default
+    #: three of the router's reporting intervals as its records show them, and at least three poll intervals.
+    max_age: Optional[Duration] = None  # noqa: UP045 - pydantic evaluates it on 3.9
 
 
 class LoctubeBridge(Strict):

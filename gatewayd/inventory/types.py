@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
@@ -40,6 +41,18 @@ def parse_duration(value: Any) -> float:
 
 #: Seconds, written as a number or with a unit; always > 0.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def at_most(limit_s: float, limit: str, why: str) -> Callable[[float], float]:
+    """A validator for a Duration that must not exceed ``limit_s`` (written ``limit``, e.g. ``4d``);
+    ``why`` ends the message."""
+
+    def check(value: float) -> float:
+        if value > limit_s:
+            raise ValueError(f"must be at most {limit} (got {value:g}s): {why}")
+        return value
+
+    return check
 
 
 def _check_url(value: str) -> str:

@@ -1,16 +1,19 @@
 """Polling RCMS (router status data) and loctube (tracker details), each on its own interval.
 
-Why the RCMS window is persisted: after a restart or an outage the next poll asks for everything since
-the last successful one (not just the last interval), so no router record is skipped; the first poll
-ever covers one interval. Results become the latest known state per device (``latest``), which sensor
-bridges and ``/status`` read. A failing poll is logged and counted, and simply tried again next time: it
-never touches Thing+ uploads.
+RCMS status data is each router's own time series: every record fetched becomes one point of each
+sensor that bridges the router, stamped with the record's time (:mod:`gatewayd.sources.rcmsbridge`), and
+the window asked for follows the records (:mod:`gatewayd.runtime.rcmshistory`): the first poll looks back
+``rcms.lookback``, later ones go on from the newest record, so after an outage or a restart the gap is
+fetched whole and nothing is sent twice. loctube details are the latest state only. Both feed the
+latest state per device, which ``/status`` (and the loctube bridges) read. A failing poll is logged and
+counted, and simply tried again next time: it never touches Thing+ uploads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,30 +23,24 @@ import structlog
 from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.clouds.rcms import RcmsClient
 from gatewayd.errors import CloudError, StorageError, TamperedError
+from gatewayd.runtime.rcmshistory import (
+    SPACING_SAMPLE,
+    RouterMark,
+    advanced,
+    chunks,
+    fresh_records,
+    poll_window,
+    record_time,
+    reporting_interval_ms,
+)
 from gatewayd.sources.latest import LatestState, PollStats
 from gatewayd.statefile import StateFile
+from gatewayd.wallclock import is_set
 
 log = structlog.get_logger(__name__)
 
-#: An RCMS status window never reaches further back than this, however long the box was offline.
-MAX_RCMS_WINDOW_S = 24 * 3600.0
-
-
-def rcms_window(last_end_ms: int | None, now_ms: int, interval_s: float) -> tuple[int, int]:
-    """The [begin, end] ms window of the next RCMS poll: since the last end (exclusive), else one interval."""
-    begin = now_ms - int(interval_s * 1000) if last_end_ms is None else last_end_ms + 1
-    begin = max(begin, now_ms - int(MAX_RCMS_WINDOW_S * 1000))
-    return min(begin, now_ms), now_ms
-
-
-def latest_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest status record (by its ``time`` when present, else the last one)."""
-    if not records:
-        return None
-    timed = [r for r in records if isinstance(r.get("time"), (int, float))]
-    if timed:
-        return max(timed, key=lambda r: r["time"])
-    return records[-1]
+#: The first poll of a router looks back this far unless the inventory says (rcms.lookback).
+DEFAULT_LOOKBACK_S = 3600.0
 
 
 class RcmsPoller:
@@ -56,49 +53,125 @@ class RcmsPoller:
         stats: PollStats,
         marks_dir: Path,
         *,
+        lookback_s: float = DEFAULT_LOOKBACK_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.devices = devices
         self.interval_s = interval_s
+        self.lookback_s = lookback_s
         self.latest = latest
         self.stats = stats
         self.clock = clock
-        self._marks = StateFile(marks_dir / "rcms-poll.json")
-        self._last_end: dict[str, int] = {
-            str(k): int(v) for k, v in (self._marks.load() or {}).items() if isinstance(v, int)
-        }
+        self._marks_file = StateFile(marks_dir / "rcms-poll.json")
+        self.marks: dict[str, RouterMark] = {}
+        for sn, value in (self._marks_file.load() or {}).items():
+            mark = RouterMark.from_json(value)
+            if mark is not None:
+                self.marks[str(sn)] = mark
+                self._learn_interval(str(sn), mark.interval_ms)
+        #: The newest record times of each router, for its reporting interval.
+        self._times: dict[str, deque[int]] = {}
+        self._clock_unset_logged = False
 
     async def poll(self) -> None:
-        await asyncio.gather(*(self._poll_device(sn) for sn in self.devices))
-        try:
-            self._marks.save(dict(self._last_end))
-        except StorageError as exc:
-            log.warning("rcms.poll_marks_not_saved", error=str(exc))
-
-    async def _poll_device(self, sn: str) -> None:
-        now = self.clock()
-        begin, end = rcms_window(self._last_end.get(sn), int(now * 1000), self.interval_s)
-        try:
-            records = await self.client.status_data(sn, begin, end)
-        except CloudError as exc:
-            self.stats.count("rcms", "error")
-            log.warning("rcms.poll_failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
+        now_ms = int(self.clock() * 1000)
+        if not is_set(now_ms):
+            # RCMS refuses a timestamp minutes off, and the marks must not take a time from 1970.
+            if not self._clock_unset_logged:
+                log.warning("rcms.poll_waits_for_clock", wall_ms=now_ms)
+                self._clock_unset_logged = True
             return
+        self._clock_unset_logged = False
+        await asyncio.gather(*(self._poll_device(sn, now_ms) for sn in self.devices))
+
+    async def _poll_device(self, sn: str, now_ms: int) -> None:
+        begin, end = poll_window(self.marks.get(sn), now_ms, self.lookback_s)
+        fetched = sent = 0
+        for chunk_begin, chunk_end in chunks(begin, end):
+            try:
+                records = await self.client.status_data(sn, chunk_begin, chunk_end)
+            except CloudError as exc:
+                self.stats.count("rcms", "error")
+                log.warning("rcms.poll_failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
+                return
+            fetched += len(records)
+            sent += await self._take(sn, records, chunk_begin, chunk_end, now_ms)
         self.stats.count("rcms", "ok")
-        self.stats.records["rcms"] = self.stats.records.get("rcms", 0) + len(records)
-        self._last_end[sn] = end
-        newest = latest_record(records)
-        if newest is not None:
-            self.latest.put("rcms", sn, now, newest)
+        self.stats.records["rcms"] = self.stats.records.get("rcms", 0) + fetched
+        entry = self.latest.get("rcms", sn)
         log.info(
             "rcms.status_polled",
             sn=sn,
-            records=len(records),
+            records=fetched,
+            new=sent,
             begin_ms=begin,
             end_ms=end,
-            latest=_summary(newest),
+            latest=_summary(entry[1] if entry else None),
         )
+
+    async def _take(self, sn: str, records: list[dict[str, Any]], begin: int, end: int, now_ms: int) -> int:
+        """One window's records: the latest state, points of the new ones (committed), then the mark."""
+        mark = self.marks.get(sn)
+        fresh = fresh_records(records, begin, end, mark.record_ms if mark is not None else -1)
+        if fresh.ignored:
+            log.warning(
+                "rcms.records_ignored",
+                sn=sn,
+                records=fresh.ignored,
+                reason="no 'time' in unix ms, or outside the window asked for",
+                begin_ms=begin,
+                end_ms=end,
+            )
+        if fresh.newest is not None and _newer(fresh.newest, self.latest.get("rcms", sn)):
+            self.latest.put("rcms", sn, now_ms / 1000, fresh.newest)
+        times = self._times.setdefault(sn, deque(maxlen=SPACING_SAMPLE))
+        times.extend(t for t in map(record_time, fresh.records) if t is not None)
+        interval_ms = reporting_interval_ms(times)
+        self._learn_interval(sn, interval_ms)
+        step = asyncio.ensure_future(
+            self._commit(sn, fresh.records, advanced(mark, fresh.records, end, interval_ms))
+        )
+        try:
+            await asyncio.shield(step)
+        except asyncio.CancelledError:
+            # Stopping half-way: the commit and the mark finish together (a commit is short), so the
+            # points are neither lost nor, after the restart, sent twice.
+            await asyncio.wait({step})
+            raise
+        return len(fresh.records)
+
+    async def _commit(self, sn: str, records: list[dict[str, Any]], mark: RouterMark) -> None:
+        """The points of ``records`` into the outbox, then the mark that says they are there (saved only
+        then: another router's poll saving the marks meanwhile must not save this one early)."""
+        try:
+            await self.latest.feed.publish("rcms", sn, records)
+        except StorageError as exc:
+            # The points wait in memory for the disk (the sampler's buffer): the next window goes on
+            # after them, but the mark is not saved, so a restart meanwhile fetches them again.
+            self.marks[sn] = mark
+            log.warning("rcms.points_not_committed", sn=sn, points=len(records), error=str(exc))
+            return
+        self.marks[sn] = mark
+        self._save()
+
+    def _learn_interval(self, sn: str, interval_ms: int | None) -> None:
+        if interval_ms is not None and interval_ms > 0:
+            self.latest.feed.intervals[("rcms", sn)] = interval_ms / 1000
+
+    def _save(self) -> None:
+        try:
+            self._marks_file.save({sn: mark.as_json() for sn, mark in self.marks.items()})
+        except StorageError as exc:
+            log.warning("rcms.poll_marks_not_saved", error=str(exc))
+
+
+def _newer(record: dict[str, Any], entry: tuple[float, Any] | None) -> bool:
+    """Whether ``record`` is newer than the latest state's (a window re-fetched after a restart is not)."""
+    if entry is None:
+        return True
+    known = record_time(entry[1])
+    return known is None or (record_time(record) or 0) >= known
 
 
 class LoctubePoller:

@@ -31,6 +31,7 @@ from gatewayd.errors import GatewaydError, StorageError
 from gatewayd.inventory.sensortypes import numeric_type
 from gatewayd.outbox import Outbox, Point
 from gatewayd.runtime.boundedqueue import BoundedQueue
+from gatewayd.runtime.recordpoints import RecordBindings
 from gatewayd.runtime.triggers import JumpSafeIntervalTrigger
 from gatewayd.sources import Source, Value, thingplus_value
 from gatewayd.wallclock import Stamper
@@ -63,9 +64,13 @@ class SensorRuntime:
     read_now: Callable[[], Value] | None = field(default=None, init=False, repr=False)
     #: ``type`` when it carries only numbers (a text read is then a failed read), else None.
     numeric: str | None = field(default=None, init=False, repr=False)
+    #: For a source whose points come from records (gatewayd.runtime.recordpoints): its newest value,
+    #: checked on the interval for the status, never sampled. Else None.
+    check_now: Callable[[], Value] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.read_now = getattr(self.source, "read_now", None)
+        self.check_now = getattr(self.source, "check_now", None)
         self.numeric = self.type if numeric_type(self.type) else None
 
     @property
@@ -197,10 +202,12 @@ class Sampler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._last_stamp: dict[float, int] = {}  # interval -> the stamp of its latest tick
+        self._records = RecordBindings(self)
 
     def set_sensors(self, sensors: Iterable[SensorRuntime]) -> None:
         """Replace the sensor set; jobs of intervals no longer used are removed, new ones added."""
         self.sensors = list(sensors)
+        self._records.rebind(self.sensors)
         groups: dict[float, list[SensorRuntime]] = {}
         for sensor in self.sensors:
             groups.setdefault(sensor.interval, []).append(sensor)
@@ -235,6 +242,9 @@ class Sampler:
             read_now = sensor.read_now
             if read_now is not None:
                 self._read_inline(sensor, read_now, now_ms)
+                continue
+            if sensor.check_now is not None:
+                self.judge(sensor)
                 continue
             if sensor.in_flight:
                 self.stats.skipped_busy += 1
@@ -273,6 +283,19 @@ class Sampler:
         self.buffer.add(Point(sensor.sensor_id, now_ms, value))
         sensor.reads += 1
         self.stats.sampled += 1
+        self._healthy(sensor)
+
+    def judge(self, sensor: SensorRuntime) -> None:
+        """The status of a sensor whose points come from records: what its newest record says."""
+        assert sensor.check_now is not None
+        try:
+            thingplus_value(sensor.check_now(), sensor.numeric)
+        except Exception as exc:  # a source bug must not stop sampling of this or other sensors
+            self._failed(sensor, _reason(exc))
+            return
+        self._healthy(sensor)
+
+    def _healthy(self, sensor: SensorRuntime) -> None:
         if sensor.ok is not True:
             if sensor.ok is False:
                 log.info("sensor.read_recovered", sensor=sensor.key)

@@ -588,6 +588,7 @@ class Daemon:
                 self.latest,
                 self.poll_stats,
                 self.state_dir,
+                lookback_s=inventory.rcms.lookback,
                 clock=self.clock,
             )
             self._add_poll_job("poll:rcms", rcms.poll, inventory.rcms.poll_interval)

@@ -65,13 +65,6 @@ class SourceContext:
             self._own_session = aiohttp.ClientSession()
         return self._own_session
 
-    def bridge(self, cloud: str, target: str, field: str) -> CloudBridge:
-        """A sensor reading ``field`` of the latest record the ``cloud`` poller keeps for ``target``."""
-        poll_interval = self.rcms_poll_interval if cloud == "rcms" else self.loctube_poll_interval
-        return CloudBridge(
-            cloud, target, field, latest=self.latest, poll_interval_s=poll_interval, clock=self.clock
-        )
-
     def modbus_pool(self) -> Any:
         """One connection per Modbus endpoint, shared by its sensors."""
         if self._modbus is None:
@@ -112,9 +105,25 @@ def build_source(sensor: SensorConfig, context: SourceContext) -> Source:
 
         return ModbusReader(sensor.modbus, context.modbus_pool())
     if sensor.rcms is not None:
-        return context.bridge("rcms", sensor.rcms.sn, sensor.rcms.field)
+        from gatewayd.sources.rcmsbridge import RcmsRecordBridge
+
+        return RcmsRecordBridge(
+            sensor.rcms.sn,
+            sensor.rcms.field,
+            latest=context.latest,
+            poll_interval_s=context.rcms_poll_interval,
+            max_age_s=sensor.rcms.max_age,
+            clock=context.clock,
+        )
     if sensor.loctube is not None:
-        return context.bridge("loctube", sensor.loctube.device, sensor.loctube.field)
+        return CloudBridge(
+            "loctube",
+            sensor.loctube.device,
+            sensor.loctube.field,
+            latest=context.latest,
+            poll_interval_s=context.loctube_poll_interval,
+            clock=context.clock,
+        )
     raise SourceError(f"sensor {sensor.name!r} has no source")  # config validation forbids it
 
 

@@ -1,7 +1,9 @@
-"""RCMS and loctube values as sensors: a field of the latest polled record of a router or tracker.
+"""Cloud values as sensors: a field of the latest polled record of a tracker (loctube), read on the
+sensor's interval. RCMS routers are bridged record by record instead (:mod:`gatewayd.sources.rcmsbridge`),
+with :func:`field_value` picking the field as here.
 
-Why staleness is an error: a dashboard that keeps showing a router's signal from yesterday, because the
-RCMS poll has been failing since, lies. A value older than two poll intervals, or a field the record
+Why staleness is an error: a dashboard that keeps showing a tracker's state from yesterday, because the
+poll has been failing since, lies. A value older than two poll intervals, or a field the record
 does not have, is a failed read, so the sensor reports ``err`` until fresh data arrives. So is any
 read after an answer that was refused as forged (a loctube answer whose signature is missing or wrong):
 the sensor goes ``err`` at once rather than repeating the last trusted value.
@@ -57,13 +59,18 @@ class CloudBridge:
             raise SourceError(
                 f"{self.cloud} data for {self.device!r} is stale ({age:.0f}s old, limit {self.max_age_s:.0f}s)"
             )
-        value = pick_path(_unwrap(self.cloud, record), self.field)
-        if value is None or isinstance(value, list):
-            raise SourceError(f"field {self.field!r} of {self.device!r} has no usable value")
-        return value
+        return field_value(self.cloud, self.device, self.field, record)
 
     async def close(self) -> None:
         return None
+
+
+def field_value(cloud: str, device: str, field: str, record: Any) -> Any:
+    """``field`` of one record of ``device``; a missing field, a null or a list is a failed read."""
+    value = pick_path(_unwrap(cloud, record), field)
+    if value is None or isinstance(value, list):
+        raise SourceError(f"field {field!r} of {device!r} has no usable value")
+    return value
 
 
 def _unwrap(cloud: str, record: Any) -> Any:

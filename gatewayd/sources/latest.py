@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gatewayd.sources.records import RecordFeed
+
 
 class LatestState:
     """cloud -> device -> (wall time of the poll that got it, the record). Shared with the sensor bridges."""
@@ -17,6 +19,8 @@ class LatestState:
         self.by_cloud: dict[str, dict[str, tuple[float, Any]]] = {}
         #: (cloud, device) -> why its last answer was refused (a forged or unsigned loctube answer).
         self.refused: dict[tuple[str, str], str] = {}
+        #: Every polled RCMS record, for the sensors that bridge it (gatewayd.sources.records).
+        self.feed = RecordFeed()
 
     def put(self, cloud: str, device: str, at: float, record: Any) -> None:
         self.by_cloud.setdefault(cloud, {})[device] = (at, record)

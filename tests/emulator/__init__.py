@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from gatewayd.inventory.config import Inventory, parse_inventory
+from tests.helpers.clocks import FakeClock
 from tests.helpers.inventories import THINGPLUS as THINGPLUS_CREDENTIALS
 from tests.helpers.inventories import THINGPLUS_PASSWORD_MD5, inventory_yaml, loctube, rcms
 
@@ -27,6 +28,10 @@ ALL_CLOUDS = THINGPLUS + rcms(ENDPOINT, devices=["SN-0001"]) + loctube(ENDPOINT,
 
 def inventory(text: str = THINGPLUS) -> Inventory:
     return parse_inventory(text, env={})
+
+
+#: A point time a minute before :class:`FakeClock`'s default now: well inside the emulator's stale limit.
+RECENT_MS = int(FakeClock().now * 1000) - 60_000
 
 
 def new_id() -> str:
@@ -67,6 +72,13 @@ async def call(
         if resp.content_type == "application/json":
             return resp.status, await resp.json()
         return resp.status, await resp.text()
+
+
+async def send_json_text(
+    http: aiohttp.ClientSession, method: str, path: str, headers: dict[str, str], text: str
+) -> tuple[int, Any]:
+    """``text`` sent as the JSON body byte for byte (``90.0`` stays ``90.0``), as a client wrote it."""
+    return await call(http, method, path, {**headers, "Content-Type": "application/json"}, data=text.encode())
 
 
 def error_code(body: Any) -> str:

@@ -14,7 +14,7 @@ import pytest
 from gatewayd.emulator import EmulatorServer, Faults, RateLimit, build_app, serve_forever
 from gatewayd.emulator.app import EMULATOR_KEY
 from gatewayd.emulator.faults import CLOUDS, cloud_of
-from tests.emulator import ALL_CLOUDS, call, error_code, get_token, inventory, register
+from tests.emulator import ALL_CLOUDS, call, error_code, inventory, register
 from tests.helpers.clocks import FakeClock
 
 # --------------------------------------------------------------------------------------------------
@@ -190,17 +190,6 @@ async def server(mono: FakeClock) -> AsyncIterator[EmulatorServer]:
         yield srv
 
 
-@pytest.fixture
-async def http(server: EmulatorServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=server.url) as session:
-        yield session
-
-
-@pytest.fixture
-async def auth(http: aiohttp.ClientSession) -> dict[str, str]:
-    return await get_token(http)
-
-
 async def test_server_url_is_loopback_and_closes() -> None:
     async with EmulatorServer(inventory()) as server:
         assert server.url.startswith("http://127.0.0.1:")
@@ -315,13 +304,14 @@ async def test_delete_a_gateway_over_admin(
     gid, did, sid = await register(http, auth)
     other, _, other_sid = await register(http, auth)
     series = f"/v2/gateways/{gid}/sensors/{sid}/series"
-    assert (await call(http, "PUT", series, auth, {"value": "21.5", "time": 1000}))[0] == 200
+    now_ms = int(time.time() * 1000)
+    assert (await call(http, "PUT", series, auth, {"value": "21.5", "time": now_ms}))[0] == 200
     status, body = await call(http, "DELETE", f"/_emulator/thingplus/gateways/{gid}")
     assert (status, body) == (200, {"deleted": gid, "devices": 1, "sensors": 1})
     for method, path, payload in [
         ("GET", f"/v2/gateways/{gid}", None),
         ("PUT", f"/v2/gateways/{gid}/status", {"validDuration": 8, "value": "on"}),
-        ("PUT", series, {"value": "22.0", "time": 2000}),
+        ("PUT", series, {"value": "22.0", "time": now_ms + 1000}),
     ]:
         status, answer = await call(http, method, path, auth, payload)
         assert (status, error_code(answer)) == (404, "NOT_FOUND"), path
@@ -381,8 +371,11 @@ async def test_state_shows_objects_counts_and_faults(
 ) -> None:
     gid, did, sid = await register(http, auth)
     series = f"/v2/gateways/{gid}/sensors/{sid}/series"
-    await call(http, "PUT", series, auth, [{"value": "21.5", "time": 1000}, {"value": "22.0", "time": 2000}])
-    await call(http, "PUT", series, auth, {"value": "22.5", "time": 3000})
+    t = int(time.time() * 1000) - 3000  # the emulator runs on the real clock: recent points
+    await call(
+        http, "PUT", series, auth, [{"value": "21.5", "time": t + 1000}, {"value": "22.0", "time": t + 2000}]
+    )
+    await call(http, "PUT", series, auth, {"value": "22.5", "time": t + 3000})
     await call(
         http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/status", auth, {"validDuration": 8, "value": "on"}
     )
@@ -397,7 +390,7 @@ async def test_state_shows_objects_counts_and_faults(
     assert [d["id"] for d in tp["devices"]] == [did]
     (sensor,) = tp["sensors"]
     assert (sensor["id"], sensor["points"], sensor["statuses"]) == (sid, 3, 1)
-    assert sensor["latest"] == {"time": 3000, "value": "22.5"}
+    assert sensor["latest"] == {"time": t + 3000, "value": "22.5"}
     assert tp["requests"]["series"] == 2
     assert tp["report_interval_ms"] == 5000
     assert state["faults"]["thingplus"]["latency_s"] == 0.001

@@ -15,7 +15,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gatewayd.emulator.admin import routes as admin_routes
+from gatewayd.emulator.app import Emulator
+from gatewayd.emulator.faults import Faults
 from gatewayd.emulator.rcms import RcmsEmulator
+from gatewayd.emulator.rcmstimeline import ReportTimeline
 from gatewayd.inventory.config import RcmsConfig
 from tests.helpers.clocks import FakeClock
 
@@ -419,3 +423,88 @@ async def test_snapshot_counts_requests_and_rejections(
     assert snap["requests"]["GET /api/link/device/devices/{sn}/statusData"] == 1
     assert snap["rejections"] == {"bad_signature": 1, "stale_timestamp": 1, "unknown_device": 1}
     assert "rcms-secret-key" not in repr(snap)
+
+
+# --------------------------------------------------------------------------------------------------
+# History at each router's own reporting interval
+
+
+@pytest.mark.parametrize(
+    ("changes", "begin", "last", "expected"),
+    [
+        ([], 0, 180_000, [0, 60_000, 120_000, 180_000]),  # the default: on the minute
+        ([], 1, 119_999, [60_000]),
+        ([(10_000, 0)], 5_000, 40_000, [10_000, 20_000, 30_000, 40_000]),  # the whole history
+        # from 65 s on every 20 s: the records before stay as they were
+        ([(20_000, 65_000)], 0, 130_000, [0, 60_000, 65_000, 85_000, 105_000, 125_000]),
+        # changed twice; a later change replaces what it overlaps
+        (
+            [(20_000, 65_000), (30_000, 100_000)],
+            60_000,
+            170_000,
+            [60_000, 65_000, 85_000, 100_000, 130_000, 160_000],
+        ),
+        ([(20_000, 65_000), (5_000, 60_000)], 59_000, 75_000, [60_000, 65_000, 70_000, 75_000]),
+        ([], 200, 100, []),
+    ],
+)
+def test_timeline_times(changes: list[tuple[int, int]], begin: int, last: int, expected: list[int]) -> None:
+    timeline = ReportTimeline(MINUTE)
+    for interval, since in changes:
+        timeline.set_interval("SN", interval, since)
+    assert timeline.count("SN", begin, last) == len(expected)
+    assert timeline.times("SN", begin, last, 0, 1000) == expected
+    for start in range(len(expected) + 1):  # any page of it
+        assert timeline.times("SN", begin, last, start, start + 2) == expected[start : start + 2]
+
+
+async def test_each_router_reports_at_its_own_interval_and_keeps_its_history(
+    client: Client, clock: FakeClock, emulator: RcmsEmulator
+) -> None:
+    emulator.set_record_interval(10_000, DEVICES[0], since_ms=0)
+    start = now_ms(clock) // MINUTE * MINUTE
+    clock.now = start / 1000 + 120
+    window = status_params(start, start + 2 * MINUTE, 1, 100)
+    fast = (await fetch_status(client, clock, DEVICES[0], window))["data"]
+    slow = (await fetch_status(client, clock, DEVICES[1], window))["data"]
+    assert [r["time"] for r in fast] == list(range(start, start + 2 * MINUTE + 1, 10_000))
+    assert [r["time"] for r in slow] == [start, start + MINUTE, start + 2 * MINUTE]
+    assert len({r["data"]["cellular"]["rssi"] for r in fast}) > 1, "each record its own signal"
+    # Asked again an hour later (an outage in between), the window holds the same records.
+    clock.now += 3600
+    assert (await fetch_status(client, clock, DEVICES[0], window))["data"] == fast
+    # From now on every 30 s: the history before stays as served.
+    emulator.set_record_interval(30_000, DEVICES[0])
+    clock.now += 65
+    later = (await fetch_status(client, clock, DEVICES[0], status_params(start, now_ms(clock), 1, 1000)))[
+        "data"
+    ]
+    times = [r["time"] for r in later]
+    changed = now_ms(clock) - 65_000
+    assert times[: len(fast)] == [r["time"] for r in fast]
+    assert times[-3:] == [changed, changed + 30_000, changed + 60_000]
+    assert emulator.snapshot()["reporting"]["routers"][DEVICES[0]][-1] == [changed, 30_000]
+
+
+async def test_record_interval_over_admin(emulator: RcmsEmulator, clock: FakeClock) -> None:
+    app = web.Application()
+    app.add_routes(emulator.routes())
+    app.add_routes(admin_routes(Emulator([emulator], Faults())))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+        ok = await http.post("/_emulator/rcms/record-interval", json={"ms": 5000, "sn": DEVICES[2]})
+        assert ok.status == 200 and await ok.json() == {"ms": 5000, "sn": DEVICES[2]}
+        assert emulator.timeline.interval_ms(DEVICES[2], now_ms(clock)) == 5000
+        assert emulator.timeline.interval_ms(DEVICES[1], now_ms(clock)) == MINUTE
+        everyone = await http.post("/_emulator/rcms/record-interval", json={"ms": 2000})
+        assert everyone.status == 200
+        assert {emulator.timeline.interval_ms(sn, now_ms(clock)) for sn in DEVICES} == {2000}
+        for body, status in [
+            ({"ms": 0}, 400),
+            ({"ms": "5000"}, 400),
+            ({"ms": 5000, "every": 1}, 400),
+            ({"ms": 5000, "sn": 7}, 400),
+            ({"ms": 5000, "sn": "NOSUCHSN"}, 404),
+        ]:
+            refused = await http.post("/_emulator/rcms/record-interval", json=body)
+            assert refused.status == status, body
+            assert "error" in await refused.json()

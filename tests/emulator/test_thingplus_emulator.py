@@ -7,58 +7,28 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import SENSOR_TYPES, ThingPlusEmulator
 from tests.emulator import (
     CLIENT_ID,
     CLIENT_SECRET,
     PASSWORD,
     PASSWORD_MD5,
+    RECENT_MS,
     call,
     error_code,
     get_token,
-    inventory,
     new_id,
     register,
     sensor_body,
     token_body,
 )
 from tests.helpers.clocks import FakeClock
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[EmulatorServer]:
-    async with EmulatorServer(inventory(), report_interval_ms=5000, clock=clock) as srv:
-        yield srv
-
-
-@pytest.fixture
-def tp(server: EmulatorServer) -> ThingPlusEmulator:
-    return server.emulator.thingplus
-
-
-@pytest.fixture
-async def http(server: EmulatorServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=server.url) as session:
-        yield session
-
-
-@pytest.fixture
-async def auth(http: aiohttp.ClientSession) -> dict[str, str]:
-    return await get_token(http)
-
 
 # --------------------------------------------------------------------------------------------------
 # Token
@@ -339,7 +309,7 @@ async def test_register_and_list_devices(http: aiohttp.ClientSession, auth: dict
     [
         (_device_body("c" * 32, model="some-other-device"), 400, "INVALID_INPUT"),
         (_device_body("C" * 32), 400, "SCHEMA_VALIDATE"),
-        (_device_body("c" * 32, address="1"), 400, "SCHEMA_VALIDATE"),
+        (_device_body("c" * 32, location="1"), 400, "SCHEMA_VALIDATE"),
         ({"reqId": "c" * 32, "model": "open-api-device-v1.0"}, 400, "SCHEMA_VALIDATE"),
         (_device_body("c" * 32, name=7), 400, "SCHEMA_VALIDATE"),
     ],
@@ -534,34 +504,34 @@ async def test_series_single_point(
 ) -> None:
     gid, did, sid = await register(http, auth)
     path = f"/v2/gateways/{gid}/sensors/{sid}/series"
-    status, body = await call(http, "PUT", path, auth, {"value": "36.5", "time": 1495715734508})
+    status, body = await call(http, "PUT", path, auth, {"value": "36.5", "time": 1699715734508})
     assert status == 200, body
     data = body["data"]
     assert (data["id"], data["owner"], data["deviceId"], data["type"]) == (sid, gid, did, "temperature")
     assert data["series"].startswith("series.sensor.")
-    assert [(p.time, p.value) for p in tp.points[sid]] == [(1495715734508, "36.5")]
+    assert [(p.time, p.value) for p in tp.points[sid]] == [(1699715734508, "36.5")]
     assert tp.points[sid][0].received == int(clock.now * 1000)
 
 
 async def test_series_array(http: aiohttp.ClientSession, tp: ThingPlusEmulator, auth: dict[str, str]) -> None:
     gid, _, sid = await register(http, auth)
     path = f"/v2/gateways/{gid}/sensors/{sid}/series"
-    pack = [{"value": "36.5", "time": 1495716734508}, {"value": "36.3", "time": 1495717184508}]
+    pack = [{"value": "36.5", "time": 1699716734508}, {"value": "36.3", "time": 1699717184508}]
     status, body = await call(http, "PUT", path, auth, pack)
     assert status == 200, body
     data = body["data"]
     assert data["type"] == "series"
     assert data["seriesPack"] == pack
-    assert (data["time"], data["value"], data["sensor"], data["owner"]) == ("1495717184508", "36.3", sid, gid)
+    assert (data["time"], data["value"], data["sensor"], data["owner"]) == ("1699717184508", "36.3", sid, gid)
     # a second batch repeating a time: both receipts recorded, the stored series keeps the last
-    await call(http, "PUT", path, auth, [{"value": "36.4", "time": 1495717184508}])
+    await call(http, "PUT", path, auth, [{"value": "36.4", "time": 1699717184508}])
     assert [(p.time, p.value) for p in tp.points[sid]] == [
-        (1495716734508, "36.5"),
-        (1495717184508, "36.3"),
-        (1495717184508, "36.4"),
+        (1699716734508, "36.5"),
+        (1699717184508, "36.3"),
+        (1699717184508, "36.4"),
     ]
-    assert tp.series(sid) == [(1495716734508, "36.5"), (1495717184508, "36.4")]
-    assert tp.latest(sid) == {"time": 1495717184508, "value": "36.4"}
+    assert tp.series(sid) == [(1699716734508, "36.5"), (1699717184508, "36.4")]
+    assert tp.latest(sid) == {"time": 1699717184508, "value": "36.4"}
     assert tp.requests["series"] == 2
 
 
@@ -569,7 +539,7 @@ async def test_object_value_for_a_location_sensor(
     http: aiohttp.ClientSession, tp: ThingPlusEmulator, auth: dict[str, str]
 ) -> None:
     gid, _, sid = await register(http, auth, sensor_type="location", model="openApiLocation")
-    point = {"value": {"lat": 37.5, "lng": 127.0}, "time": 1495715734508}
+    point = {"value": {"lat": 37.5, "lng": 127.0}, "time": 1699715734508}
     status, body = await call(http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/series", auth, point)
     assert status == 200, body
     assert tp.points[sid][0].value == {"lat": 37.5, "lng": 127.0}
@@ -578,22 +548,22 @@ async def test_object_value_for_a_location_sensor(
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"value": 36.5, "time": 1495715734508}, "SCHEMA_VALIDATE"),  # a JSON number
-        ({"value": True, "time": 1495715734508}, "SCHEMA_VALIDATE"),
-        ({"value": None, "time": 1495715734508}, "SCHEMA_VALIDATE"),
-        ({"value": "36.5", "time": 1495715734508.5}, "SCHEMA_VALIDATE"),  # a float time
-        ({"value": "36.5", "time": "1495715734508"}, "SCHEMA_VALIDATE"),  # a string time
+        ({"value": 36.5, "time": 1699715734508}, "SCHEMA_VALIDATE"),  # a JSON number
+        ({"value": True, "time": 1699715734508}, "SCHEMA_VALIDATE"),
+        ({"value": None, "time": 1699715734508}, "SCHEMA_VALIDATE"),
+        ({"value": "36.5", "time": 1699715734508.5}, "SCHEMA_VALIDATE"),  # a float time
+        ({"value": "36.5", "time": "1699715734508"}, "SCHEMA_VALIDATE"),  # a string time
         ({"value": "36.5", "time": True}, "SCHEMA_VALIDATE"),
         ({"value": "36.5", "time": -1}, "SCHEMA_VALIDATE"),
         ({"value": "36.5"}, "SCHEMA_VALIDATE"),
-        ({"value": "36.5", "time": 1495715734508, "unit": "C"}, "SCHEMA_VALIDATE"),  # an extra key
+        ({"value": "36.5", "time": 1699715734508, "unit": "C"}, "SCHEMA_VALIDATE"),  # an extra key
         ([], "SCHEMA_VALIDATE"),
         ("36.5", "SCHEMA_VALIDATE"),
         # one bad point refuses the whole batch
-        ([{"value": "1", "time": 1495715734508}, {"value": 2, "time": 1495715734509}], "SCHEMA_VALIDATE"),
-        ({"value": "hot", "time": 1495715734508}, "INVALID_INPUT"),  # not proper to a temperature
-        ({"value": "NaN", "time": 1495715734508}, "INVALID_INPUT"),
-        ({"value": {"c": 36.5}, "time": 1495715734508}, "INVALID_INPUT"),
+        ([{"value": "1", "time": 1699715734508}, {"value": 2, "time": 1699715734509}], "SCHEMA_VALIDATE"),
+        ({"value": "hot", "time": 1699715734508}, "INVALID_INPUT"),  # not proper to a temperature
+        ({"value": "NaN", "time": 1699715734508}, "INVALID_INPUT"),
+        ({"value": {"c": 36.5}, "time": 1699715734508}, "INVALID_INPUT"),
     ],
 )
 async def test_series_refusals(
@@ -613,7 +583,7 @@ async def test_series_needs_matching_owner(
 ) -> None:
     _, _, sid = await register(http, auth)
     other = await _gateway(http, auth)
-    point = {"value": "1", "time": 1495715734508}
+    point = {"value": "1", "time": 1699715734508}
     for path in (
         f"/v2/gateways/{other}/sensors/{sid}/series",
         f"/v2/gateways/{other}/sensors/{new_id()}/series",
@@ -656,7 +626,7 @@ async def test_snapshot_counts_points_and_statuses(
         "PUT",
         f"/v2/gateways/{gid}/sensors/{sid}/series",
         auth,
-        [{"value": "1", "time": 10}, {"value": "2", "time": 20}],
+        [{"value": "1", "time": RECENT_MS + 10}, {"value": "2", "time": RECENT_MS + 20}],
     )
     await call(
         http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/status", auth, {"validDuration": 9, "value": "on"}
@@ -668,7 +638,7 @@ async def test_snapshot_counts_points_and_statuses(
     assert [d["id"] for d in snap["devices"]] == [did]
     (sensor,) = snap["sensors"]
     assert (sensor["id"], sensor["points"], sensor["statuses"]) == (sid, 2, 1)
-    assert sensor["latest"] == {"time": 20, "value": "2"}
+    assert sensor["latest"] == {"time": RECENT_MS + 20, "value": "2"}
     assert snap["tokens"]["issued"] == 1
     assert snap["requests"]["series"] == 1
 
@@ -687,7 +657,7 @@ async def test_reporting_answers_are_the_envelope_json_response_writes(
         (f"/v2/gateways/{gid}/sensors/{sid}/status", status_body),
         (
             f"/v2/gateways/{gid}/sensors/{sid}/series",
-            [{"value": "1.5", "time": 10}, {"value": "2", "time": 20}],
+            [{"value": "1.5", "time": RECENT_MS + 10}, {"value": "2", "time": RECENT_MS + 20}],
         ),
     ):
         async with http.put(path, headers=auth, json=body) as resp:
@@ -720,7 +690,8 @@ async def test_accepted_reports_still_reach_structlog_at_debug_level(
 ) -> None:
     gid, _, sid = await register(http, auth)
     with capture_logs() as logs:
-        await call(http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/series", auth, {"value": "1", "time": 1})
+        point = {"value": "1", "time": RECENT_MS}
+        await call(http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/series", auth, point)
         await call(http, "PUT", f"/v2/gateways/{gid}/status", auth, {"validDuration": 9, "value": "on"})
     assert [(e["event"], e["log_level"]) for e in logs] == [
         ("emulator.thingplus.series_accepted", "debug"),

@@ -394,7 +394,8 @@ async def test_loctube_wrong_secure_key_is_an_auth_error_not_tampering(
     wrong = config.model_copy(update={"secure_key": Secret("not-the-key")})
     with pytest.raises(AuthError) as info:
         await LoctubeClient(http, wrong, policy=FAST).device_detail("test001")
-    assert info.value.status == 403
+    # the JetLinks signature filter answers a wrong signature with an unsigned 400
+    assert info.value.status == 400
     assert "secure_key" in info.value.message
 
 
@@ -435,3 +436,16 @@ async def test_loctube_outage_ends_in_transient_error(
     with pytest.raises(TransientError):
         await loctube_client(http, loctube_server, sign, "signature").device_detail("test001")
     assert loctube_server.emulator.faults.get("loctube").injected["outage"] == FAST.attempts
+
+
+async def test_loctube_oauth2_falls_back_to_the_form_when_the_server_refuses_json(
+    http: aiohttp.ClientSession, loctube_server: EmulatorServer, sign: str
+) -> None:
+    """A stock JetLinks token endpoint answers JSON with 415: the client sends the form instead."""
+    loctube_server.emulator.faults.set("loctube", oauth2_form_only=True)
+    client = loctube_client(http, loctube_server, sign, "oauth2")
+    detail = await client.device_detail("test001")
+    assert detail["id"] == "test001"
+    lt = loctube_server.emulator.state()["loctube"]
+    assert lt["tokens_issued"]["oauth2-access"] == 1
+    assert lt["rejections"] == {"unsupported_media_type": 1}  # JSON first, refused once, then the form

@@ -12,13 +12,24 @@ import os
 import time
 from pathlib import Path
 
+import aiohttp
+
 from gatewayd.outbox import Outbox, Point
 from gatewayd.outbox.refusals import DEFAULT_BUDGET
 from gatewayd.runtime.registry import Registry
 from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
 
-from .conftest import emulator_env, gatewayd_cli, get, running, scrape, times_of, write_with_http
+from .conftest import (
+    describe,
+    emulator_env,
+    gatewayd_cli,
+    get,
+    running,
+    scrape,
+    times_of,
+    write_with_http,
+)
 
 
 async def backlog(state_dir: Path, device: str, sensor: str, points: list[tuple[int, str]]) -> str:
@@ -128,3 +139,58 @@ async def test_requeue_sends_points_once_the_cause_of_their_refusal_is_gone(tmp_
         assert len(received) == len(set(received)), "no point delivered twice"
         rc, out, _ = await gatewayd_cli("outbox", "stats", "--config", str(config), "--json")
         assert json.loads(out)["dead_letters"] == 0
+
+
+async def test_a_backlog_older_than_the_platform_keeps_loses_only_its_stale_points(tmp_path: Path) -> None:
+    """Issue 17: the emulated Thing+ refuses points older than it keeps (5 days on the real platform, 30 s
+    here, set over the admin API); the daemon delivers every other point and dead-letters the stale ones
+    with the platform's reason, which ``gatewayd outbox dead-letters`` shows after the daemon stopped."""
+    async with emulator_env(tmp_path) as env:
+        config = env.write_inventory()
+        limits = f"{env.server.url}/_emulator/thingplus/series-limits"
+        async with aiohttp.ClientSession() as http, http.post(limits, json={"max_age": "30s"}) as answer:
+            assert answer.status == 200, await answer.text()
+        now_ms = int(time.time() * 1000)
+        stale = [(now_ms - 300_000 + i * 2000, f"{20 + i % 5}.5") for i in range(60)]  # 5 to 3 minutes old
+        fresh = [(now_ms - 10_000 + i * 100, f"{21 + i % 3}.25") for i in range(60)]  # 10 to 4 s old
+        temperature = await backlog(env.state_dir, "Room", "Temperature", stale + fresh)
+        stale_times, fresh_times = {t for t, _ in stale}, {t for t, _ in fresh}
+
+        async with running(env.load(config), inventory_path=config) as run:
+            assert run.daemon.outbox is not None
+            outbox = run.daemon.outbox
+            await until(
+                lambda: (
+                    outbox.stats.dead_lettered >= len(stale)
+                    and fresh_times <= set(times_of(env.tp, temperature))
+                ),
+                what="the deliverable backlog delivered and the stale points dead-lettered",
+                explain=lambda: describe(run.daemon, env.tp),
+            )
+            await until(
+                lambda: len(times_of(env.tp, temperature)) > len(fresh) + 5, what="new samples delivered"
+            )
+            await run.stop()
+        received = times_of(env.tp, temperature)
+        assert not stale_times & set(received)
+        assert len(received) == len(set(received)), "no point delivered twice"
+        assert env.tp.rejections["series:INVALID_INPUT"] >= 1
+
+        rc, out, err = await gatewayd_cli(
+            "outbox", "dead-letters", "--config", str(config), "--json", "--limit", "500"
+        )
+        assert rc == 0, err
+        letters = json.loads(out)
+        assert sorted((d["time_ms"], d["value"]) for d in letters) == stale
+        assert {d["sensor"] for d in letters} == {"Room/Temperature"}
+        for letter in letters:  # the platform's reason for the point, sent alone by the bisection
+            reason = (
+                f"400 INVALID_INPUT: body.time {letter['time_ms']} is too far in the past (older than 30 s)"
+            )
+            assert letter["reason"] == reason
+        rc, out, err = await gatewayd_cli("outbox", "dead-letters", "--config", str(config), "--limit", "500")
+        assert rc == 0, err
+        assert out.count("too far in the past") == len(stale)
+        rc, out, err = await gatewayd_cli("outbox", "stats", "--config", str(config), "--json")
+        assert rc == 0, err
+        assert json.loads(out)["dead_letters_by_reason"] == {"400 INVALID_INPUT": len(stale)}

@@ -138,3 +138,54 @@ def test_valid_bridges() -> None:
     sensor = parse_inventory(text, env={}).devices[0].sensors[0]
     assert sensor.source_kind == "loctube"
     assert sensor.loctube is not None and sensor.loctube.field == "state.value"
+
+
+def test_rcms_lookback_and_max_age_keys() -> None:
+    text = _with_bridge(
+        "rcms: {sn: SN1, field: cellular.rssi, max_age: 10m}",
+        RCMS_SECTION.replace("devices: [SN1]", "devices: [SN1], lookback: 2h"),
+    )
+    inventory = parse_inventory(text, env={})
+    assert inventory.rcms is not None and inventory.rcms.lookback == 7200
+    sensor = inventory.devices[0].sensors[0]
+    assert sensor.rcms is not None and sensor.rcms.max_age == 600
+    defaults = parse_inventory(_with_bridge("rcms: {sn: SN1, field: cellular.rssi}", RCMS_SECTION), env={})
+    assert defaults.rcms is not None and defaults.rcms.lookback == 3600
+    assert defaults.devices[0].sensors[0].rcms is not None
+    assert defaults.devices[0].sensors[0].rcms.max_age is None
+
+
+@pytest.mark.parametrize(
+    ("bridge", "lookback", "expected"),
+    [
+        (
+            "rcms: {sn: SN1, field: cellular.rssi}",
+            "5d",
+            "inv.yaml:16:85: rcms.lookback: must be at most 4d (got 432000s): Thing+ refuses points about "
+            "5 days old, so older RCMS history is never fetched",
+        ),
+        (
+            "rcms: {sn: SN1, field: cellular.rssi}",
+            "0",
+            "inv.yaml:16:85: rcms.lookback: must be greater than zero (got 0)",
+        ),
+        (
+            "rcms: {sn: SN1, field: cellular.rssi, max_age: -5s}",
+            "1h",
+            "inv.yaml:15:47: devices[0].sensors[0].rcms.max_age: cannot parse duration '-5s': use a number "
+            "of seconds or '500ms', '10s', '5m', '1h', '1d'",
+        ),
+        (
+            "rcms: {sn: SN1, field: cellular.rssi, maxage: 5m}",
+            "1h",
+            "inv.yaml:15:47: devices[0].sensors[0].rcms.maxage: unknown key",
+        ),
+    ],
+)
+def test_rcms_history_keys_are_checked_with_their_place(bridge: str, lookback: str, expected: str) -> None:
+    text = _with_bridge(
+        bridge, RCMS_SECTION.replace("devices: [SN1]", f"devices: [SN1], lookback: {lookback}")
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_inventory(text, "inv.yaml", env={})
+    assert [str(p) for p in info.value.problems] == [expected]

@@ -12,7 +12,6 @@ import pytest
 
 from gatewayd.errors import ConfigError, SourceError
 from gatewayd.inventory.config import parse_inventory
-from gatewayd.runtime.pollers import MAX_RCMS_WINDOW_S, latest_record, rcms_window
 from gatewayd.runtime.registrar import GatewayModel, check_types
 from gatewayd.runtime.registry import Registry
 from gatewayd.runtime.sampler import ClockJumpGuard
@@ -70,27 +69,6 @@ def test_registry_saves_new_ids_before_returning_them(tmp_path: Path) -> None:
     assert set(saved["sensors"]) == {"A/t", "A/h", "B/t"}
     assert set(saved["devices"]) == {"A", "B"}
     assert saved["gateway"]["registered"] is False
-
-
-def test_rcms_window_first_poll_covers_one_interval() -> None:
-    assert rcms_window(None, 1_000_000, 60) == (940_000, 1_000_000)
-
-
-def test_rcms_window_continues_after_the_last_end() -> None:
-    assert rcms_window(990_000, 1_000_000, 60) == (990_001, 1_000_000)
-
-
-def test_rcms_window_is_capped_after_a_long_outage() -> None:
-    now = 10 * 86_400_000
-    begin, end = rcms_window(0, now, 60)
-    assert end - begin == MAX_RCMS_WINDOW_S * 1000
-
-
-def test_latest_record_by_time() -> None:
-    records = [{"time": 3, "n": "c"}, {"time": 9, "n": "a"}, {"time": 5, "n": "b"}]
-    assert latest_record(records) == {"time": 9, "n": "a"}
-    assert latest_record([{"n": 1}, {"n": 2}]) == {"n": 2}
-    assert latest_record([]) is None
 
 
 def test_gateway_model_parse_keeps_sensors_only() -> None:

@@ -108,9 +108,13 @@ async def test_a_long_retry_after_or_a_deferral_ends_the_call_at_once(error: Tra
     assert (attempts.calls, attempts.sleeps) == (1, [])
 
 
+def deferral_on(clocks: Clocks) -> Deferral:
+    return Deferral("thingplus", clock=clocks.wall, mono=clocks.mono)
+
+
 def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None:
     clocks = Clocks(wall=NOW, mono=500.0)
-    deferral = Deferral("thingplus", clock=clocks.wall, mono=clocks.mono)
+    deferral = deferral_on(clocks)
     with logs_of(deferral_module) as logs:
         deferral.observe(200, {"Retry-After": "100"}, "series")  # not a refusal: nothing
         deferral.observe(429, {"Retry-After": "3"}, "series")  # waited in the call: nothing
@@ -138,7 +142,7 @@ def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None
 
 def test_an_absurd_retry_after_is_capped_and_the_log_says_so() -> None:
     clocks = Clocks(wall=NOW, mono=500.0)
-    deferral = Deferral("thingplus", clock=clocks.wall, mono=clocks.mono)
+    deferral = deferral_on(clocks)
     with logs_of(deferral_module) as logs:
         deferral.observe(429, {"Retry-After": "31536000"}, "series")  # a year
     assert deferral.until == clocks.mono() + MAX_DEFERRAL_S
