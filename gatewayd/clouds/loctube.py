@@ -26,6 +26,7 @@ import structlog
 
 from gatewayd.clouds.http import (
     HttpTransport,
+    RequestObserver,
     Response,
     RetryPolicy,
     error_for_status,
@@ -236,8 +237,9 @@ class LoctubeClient:
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: RequestObserver | None = None,
     ) -> None:
-        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock, observer)
         self._config = config
         self._policy = policy
         self._clock = clock

@@ -23,6 +23,7 @@ import structlog
 
 from gatewayd.clouds.http import (
     HttpTransport,
+    RequestObserver,
     Response,
     RetryPolicy,
     error_for_status,
@@ -128,8 +129,9 @@ class RcmsClient:
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: RequestObserver | None = None,
     ) -> None:
-        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock, observer)
         self._client_id = config.client_id
         self._secret = config.client_secret
         self._policy = policy

@@ -37,6 +37,7 @@ import structlog
 
 from gatewayd.clouds.http import (
     HttpTransport,
+    RequestObserver,
     Response,
     RetryPolicy,
     error_for_status,
@@ -146,9 +147,10 @@ class ThingPlusClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        observer: RequestObserver | None = None,
     ) -> None:
         self._config = config
-        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        self._transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock, observer)
         self._store = token_store
         self._policy = policy
         self._sleep = sleep

@@ -21,7 +21,8 @@ from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError, StorageError
 from gatewayd.inventory.config import load_inventory
 from gatewayd.outbox import Outbox
-from gatewayd.runtime.service import REPORT_INTERVAL_REFRESH_EVERY, Daemon, Hooks
+from gatewayd.runtime.schedule import REPORT_INTERVAL_REFRESH_EVERY
+from gatewayd.runtime.service import Daemon, Hooks
 from tests.conftest import pairwise
 
 from .conftest import (
@@ -344,7 +345,7 @@ async def test_stop_sends_pending_points_within_the_grace_period(tmp_path: Path)
         await run.stop()
         took = time.monotonic() - started
         assert delivered(env.tp) > before
-        assert took < daemon.grace_s
+        assert took < daemon.supervisor.grace_s
         assert_delivered_exactly_once(daemon, env.tp)
 
 
@@ -421,8 +422,7 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
 
     def on_settled() -> None:
         assert daemon.sampler is not None
-        closing = [t for t in daemon._tasks if t.get_name().startswith("close ") and not t.done()]
-        assert not closing, "settled while sources let go of were still closing"
+        assert not daemon.sensors.closing(), "settled while sources let go of were still closing"
         settled.append(len(daemon.sampler.sensors))
 
     hooks = Hooks(on_settled=on_settled)
@@ -435,8 +435,8 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
 
         async def reload_and_wait() -> None:
             daemon.reload()
-            # _reload runs without awaiting once the request is taken: cleared means done.
-            await until(lambda: not daemon._reload_requested.is_set(), what="the reload to be handled")
+            # The reload runs without awaiting once the request is taken: taken up means done.
+            await until(lambda: not daemon.supervisor.reload_pending, what="the reload to be handled")
 
         # Add a sensor: it is registered, its points arrive, the old ones keep flowing (same runtimes).
         env.write_inventory(devices=THREE_SENSORS)
@@ -482,7 +482,7 @@ async def test_reload_adds_refuses_and_removes_sensors(env: Env) -> None:
         env.write_inventory(devices=ONE_SENSOR)
         await reload_and_wait()
         assert set(sensor_ids(daemon)) == {"Room/Temperature"}
-        # the refused reloads changed nothing; the removed sources were closed before (see Daemon._settle)
+        # the refused reloads changed nothing; the removed sources were closed before (see InventoryControl.settle)
         await until(lambda: settled == [2, 3, 3, 1], what="settled after the removal")
         gone = [new["Room/Humidity"], new["Cellar/Level"]]
         assert daemon.registered is not None
