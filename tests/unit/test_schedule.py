@@ -85,8 +85,14 @@ def test_storage_retry_backoff(failures: int, retry_s: float) -> None:
 
 @pytest.mark.parametrize(
     ("rounds", "due"),
-    [(0, False), (1, False), (REPORT_INTERVAL_REFRESH_EVERY - 1, False), (REPORT_INTERVAL_REFRESH_EVERY, True)]
-    + [(REPORT_INTERVAL_REFRESH_EVERY + 1, False), (3 * REPORT_INTERVAL_REFRESH_EVERY, True)],
+    [
+        (0, False),
+        (1, False),
+        (REPORT_INTERVAL_REFRESH_EVERY - 1, False),
+        (REPORT_INTERVAL_REFRESH_EVERY, True),
+        (REPORT_INTERVAL_REFRESH_EVERY + 1, False),
+        (3 * REPORT_INTERVAL_REFRESH_EVERY, True),
+    ],
 )
 def test_the_gateway_record_is_read_again_every_few_rounds(rounds: int, due: bool) -> None:
     assert refresh_due(rounds) is due
@@ -94,7 +100,14 @@ def test_the_gateway_record_is_read_again_every_few_rounds(rounds: int, due: boo
 
 @pytest.mark.parametrize(
     ("pending", "last_logged", "growing"),
-    [(0, 0, False), (1000, 0, False), (1001, 0, True), (1500, 1001, False), (2003, 1001, True), (5000, 4000, False)],
+    [
+        (0, 0, False),
+        (1000, 0, False),
+        (1001, 0, True),
+        (1500, 1001, False),
+        (2003, 1001, True),
+        (5000, 4000, False),
+    ],
 )
 def test_a_growing_backlog_is_told_in_few_lines(pending: int, last_logged: int, growing: bool) -> None:
     assert backlog_growing(pending, last_logged) is growing
