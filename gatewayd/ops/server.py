@@ -66,7 +66,7 @@ def assess(snapshot: DaemonSnapshot, now: float) -> Health:
     }
     sensors = snapshot.sensors
     if sensors.waiting_problem is not None:
-        detail["waiting_sensors"] = {w.key: w.reason for w in sensors.waiting}
+        detail["waiting_sensors"] = {w.key: sensors.waiting_reason for w in sensors.waiting}
     if snapshot.storage.problem is not None:  # samples are being dropped, or soon will be: first thing to say
         return Health(False, snapshot.storage.problem, detail)
     if sensors.waiting_problem is not None:  # sensors not sampled at all
@@ -249,7 +249,7 @@ class OpsServer:
                 "id": None,  # made, but not on disk yet: nothing is keyed by it
                 "type": w.type,
                 "status": "waiting",
-                "reason": w.reason,
+                "reason": d.sensors.waiting_reason,
                 "reads": 0,
                 "failures": 0,
                 "last_error": None,

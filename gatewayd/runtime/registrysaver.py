@@ -25,7 +25,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -33,23 +32,11 @@ import structlog
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outbox import Outbox
 from gatewayd.runtime.diskguard import DiskGuard
-from gatewayd.runtime.registry import Registry, Snapshot, sensor_key
+from gatewayd.runtime.registry import Registry, Snapshot
 from gatewayd.runtime.retryepisode import RETRY_MAX_S, RETRY_S, RetryEpisode
+from gatewayd.runtime.snapshots import WaitingSensor
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class WaitingSensor:
-    """An inventory sensor not started because its id is not on disk yet."""
-
-    device: str
-    name: str
-    type: str
-
-    @property
-    def key(self) -> str:
-        return sensor_key(self.device, self.name)
 
 
 class RegistrySaver:

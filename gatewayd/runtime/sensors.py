@@ -19,9 +19,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gatewayd.inventory.config import Inventory, SensorConfig, fingerprint
 from gatewayd.runtime.registry import Registry
-from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
+from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
-from gatewayd.runtime.snapshots import SensorRow, SensorsSnapshot, WaitingRow
+from gatewayd.runtime.snapshots import SensorRow, SensorsSnapshot, WaitingSensor
 from gatewayd.runtime.supervisor import Supervisor
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.sources.latest import LatestState
@@ -179,13 +179,13 @@ class Sensors:
                 SensorRow(s.device, s.name, s.sensor_id, s.type, s.status, s.reads, s.failures, s.last_error)
                 for s in self.running
             )
-        reason = self.saver.reason()
         return SensorsSnapshot(
             count=len(self.running),
             sampled=stats.sampled if stats else 0,
             read_errors=stats.read_errors if stats else 0,
             rows=rows,
-            waiting=tuple(WaitingRow(w.device, w.name, w.type, reason) for w in self.saver.waiting),
+            waiting=tuple(self.saver.waiting),
+            waiting_reason=self.saver.reason(),
             waiting_problem=self.saver.problem(),
             registry=MappingProxyType(self.saver.as_json()),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gatewayd.runtime.requestmetrics import LatencySnapshot
 from gatewayd.runtime.schedule import DEFAULT_REPORT_INTERVAL_MS
@@ -38,14 +38,12 @@ class SensorRow:
         return f"{self.device}/{self.name}"
 
 
-@dataclass(frozen=True)
-class WaitingRow:
-    """A sensor not started: its id is not on disk yet (gatewayd.runtime.registrysaver)."""
+class WaitingSensor(NamedTuple):
+    """An inventory sensor not started: its id is not on disk yet (gatewayd.runtime.registrysaver)."""
 
     device: str
     name: str
     type: str
-    reason: str
 
     @property
     def key(self) -> str:
@@ -59,7 +57,9 @@ class SensorsSnapshot:
     read_errors: int
     #: The running sensors, one row each: only in a detailed snapshot (10,000 rows cost a scrape).
     rows: tuple[SensorRow, ...]
-    waiting: tuple[WaitingRow, ...]
+    waiting: tuple[WaitingSensor, ...]
+    #: Why the waiting sensors wait (the same for each).
+    waiting_reason: str
     #: The waiting sensors in one line, or None when none waits.
     waiting_problem: str | None
     #: The registry's save state (``/status``'s ``registry``).

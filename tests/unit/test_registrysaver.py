@@ -20,8 +20,9 @@ from gatewayd.runtime import registrysaver
 from gatewayd.runtime.diskguard import DiskGuard
 from gatewayd.runtime.registrar import register
 from gatewayd.runtime.registry import Registry
-from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
+from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.sampler import SampleBuffer
+from gatewayd.runtime.snapshots import WaitingSensor
 from tests.conftest import VALID, logs_of
 from tests.emulator import FakeClock
 from tests.unit.test_daemon_parts import MODEL
