@@ -132,8 +132,6 @@ class Daemon:
 
         A full disk does not stop it, even at start-up: samples wait in memory (see gatewayd.runtime.diskguard).
         """
-        from gatewayd.clouds.session import http_session
-
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         async with self.supervisor as sup:
             sup.stack.enter_context(StateLock(self.state_dir))  # one daemon per state directory
@@ -148,6 +146,8 @@ class Daemon:
             if sup.hooks.on_ready:
                 sup.hooks.on_ready()
             self._status()
+            from gatewayd.clouds.session import http_session  # the HTTP stack: after READY (see above)
+
             session = await sup.stack.enter_async_context(http_session())
             try:
                 self._start_network(session, scheduler)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,20 @@ from gatewayd.runtime import gatewaywatch, inventorycontrol, pollers
 from gatewayd.runtime.service import Hooks
 from tests.conftest import logs_of, loopback_server
 
-from .conftest import SENSORS, THREE_SENSORS, Env, delivered, emulator_env, points_of, running, until
-from .test_daemon import assert_delivered_exactly_once, every_sensor_has_points_after, polled_sections
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from .conftest import (
+    SENSORS,
+    THREE_SENSORS,
+    Env,
+    assert_delivered_exactly_once,
+    delivered,
+    emulator_env,
+    every_sensor_has_points_after,
+    now_ms,
+    points_of,
+    polled_sections,
+    running,
+    until,
+)
 
 
 async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_after_it(tmp_path: Path) -> None:
