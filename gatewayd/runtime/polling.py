@@ -52,6 +52,7 @@ class Polling:
         self.state_dir = state_dir
         self.observer = observer
         self.clock = clock
+        supervisor.add(self)
 
     def apply(self, inventory: Inventory) -> None:
         """The pollers of ``inventory``, polling at once and then every poll interval."""

@@ -205,7 +205,6 @@ class Daemon:
         self.polling = Polling(
             sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
         )
-        sup.add(self.polling)
         self.inventories.poll_with(self.polling)
         self.registration = Registration(
             sup,
