@@ -128,7 +128,8 @@ async def until(
 
 def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
     """The daemon's (and the emulated Thing+'s) state in a few lines, for a failure message."""
-    lines = [f"registered={daemon.registered is not None} report_interval_ms={daemon.report_interval_ms}"]
+    snapshot = daemon.snapshot()
+    lines = [f"registration: {snapshot.registration} reporting: {snapshot.reporting}"]
     if daemon.sampler is not None:
         lines.append(f"sampler: {daemon.sampler.stats}")
         lines.extend(f"  {s.key} {s.sensor_id} reads={s.reads} ok={s.ok}" for s in daemon.sampler.sensors)
@@ -140,9 +141,7 @@ def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
         lines.append(f"storage: {daemon.disk_guard.as_json()}")
     if daemon.uploader is not None:
         lines.append(f"uploader: {daemon.uploader.stats} sendable={len(daemon.uploader.sendable)}")
-    if daemon.scheduler is not None:
-        lines.extend(f"job {job.id} next={job.next_run_time}" for job in daemon.scheduler.get_jobs())
-    lines.extend(f"task {t.get_name()} done={t.done()}" for t in daemon._tasks)
+    lines.extend(f"task {t.get_name()} running" for t in daemon.supervisor.tasks())
     if tp is not None:
         lines.append(f"thingplus requests: {dict(tp.requests)} rejections: {dict(tp.rejections)}")
         for sid, points in tp.points.items():
@@ -162,6 +161,53 @@ def times_of(tp: ThingPlusEmulator, sensor_id: str) -> list[int]:
 
 def delivered(tp: ThingPlusEmulator) -> int:
     return sum(len(points) for points in tp.points.values())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def sensor_ids(daemon: Daemon) -> dict[str, str]:
+    """'device/sensor' -> Thing+ sensor id, for the sensors the daemon samples now."""
+    assert daemon.sampler is not None
+    return {s.key: s.sensor_id for s in daemon.sampler.sensors}
+
+
+def every_sensor_has_points_after(tp: ThingPlusEmulator, daemon: Daemon, after_ms: int) -> bool:
+    return all(any(t > after_ms for t in times_of(tp, sid)) for sid in sensor_ids(daemon).values())
+
+
+def assert_delivered_exactly_once(daemon: Daemon, tp: ThingPlusEmulator) -> None:
+    """After a stop: nothing pending, and per sensor every read arrived once, in time order."""
+    assert daemon.outbox is not None and daemon.sampler is not None
+    assert daemon.outbox.stats.pending == 0
+    assert daemon.sampler.stats.sampled > 0
+    for sensor in daemon.sampler.sensors:
+        times = times_of(tp, sensor.sensor_id)
+        assert len(times) == len(set(times)), f"{sensor.key}: duplicate points"
+        assert times == sorted(times), f"{sensor.key}: not received oldest first"
+        assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, received {len(times)}"
+    assert delivered(tp) == daemon.sampler.stats.sampled
+
+
+def polled_sections(auth: str, *, rcms_interval: str = "60s") -> str:
+    # RCMS keeps one record a minute, so the first poll (one interval back) must span a minute boundary.
+    return f"""\
+rcms:
+  endpoint: @endpoint@
+  client_id: it-rcms
+  client_secret: it-rcms-secret
+  poll_interval: {rcms_interval}
+  devices: [IT-SN-0001]
+loctube:
+  endpoint: @endpoint@
+  client_id: it-loctube
+  secure_key: it-loctube-key
+  sign: sha256
+  auth: {auth}
+  poll_interval: 300ms
+  devices: [test001]
+"""
 
 
 @dataclass
