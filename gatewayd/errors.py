@@ -118,6 +118,10 @@ class CloudError(GatewaydError):
         tail = f" ({', '.join(detail)})" if detail else ""
         return f"{head}: {self.message}{tail}" if head else f"{self.message}{tail}"
 
+    def log_fields(self) -> dict[str, object]:
+        """What a log line says of the failure (as key-values)."""
+        return {"error": self.message, "code": self.code, "status": self.status, "kind": self.kind}
+
     def to_dict(self) -> dict[str, object]:
         """What the one-shot CLI commands print on failure."""
         return {

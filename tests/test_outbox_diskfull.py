@@ -134,7 +134,7 @@ async def test_on_a_full_disk_samples_in_memory_fill_what_acks_freed_even_when_m
         for point in waiting:
             buffer.add(point)
         await guard.commit()
-        assert not guard.writable and guard.disk_full
+        assert not guard.writable and guard.episode.disk_full
         before = buffer.committed  # what the pages free at the fill took, if any
 
         lease = await ob.lease("a", 3_000)

@@ -14,7 +14,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
 import structlog
@@ -34,6 +34,7 @@ from gatewayd.regularfile import load_ca_bundle
 
 __all__ = [
     "HttpTransport",
+    "RequestObserver",
     "Response",
     "RetryPolicy",
     "error_for_status",
@@ -54,6 +55,13 @@ USER_AGENT = "gatewayd"
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 #: Sent with every request (aiohttp copies what it is given: this dict is never changed).
 _BASE_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+
+class RequestObserver(Protocol):
+    """Told of every attempt a transport makes (metrics): which cloud and operation, the HTTP status
+    (None when no answer came) and the seconds it took. Called on the event loop: keep it quick."""
+
+    def on_response(self, cloud: str, operation: str, status: int | None, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ class HttpTransport:
     retry_after_in_call: float = IN_CALL_RETRY_AFTER_S
     #: Wall clock, for HTTP-date Retry-After values and the deferral's log lines.
     clock: Callable[[], float] = time.time
+    #: Told of every attempt (the daemon's request metrics); None: nobody listens.
+    observer: RequestObserver | None = None
     deferral: Deferral = field(init=False, repr=False)
     _ssl: ssl.SSLContext | bool = field(init=False, repr=False, default=True)
     _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, default=aiohttp.ClientTimeout())
@@ -118,9 +128,10 @@ class HttpTransport:
         cloud: str,
         policy: RetryPolicy,
         clock: Callable[[], float] = time.time,
+        observer: RequestObserver | None = None,
     ) -> HttpTransport:
         """The transport of one client: its section's endpoint, timeout and CA, its policy's
-        Retry-After bound, its clock."""
+        Retry-After bound, its clock, and who is told of each attempt."""
         return cls(
             session,
             config.endpoint,
@@ -129,6 +140,7 @@ class HttpTransport:
             ca_file=config.ca_file,
             retry_after_in_call=policy.max_retry_after,
             clock=clock,
+            observer=observer,
         )
 
     def _too_large(self, operation: str, status: int) -> Callable[[str], CloudError]:
@@ -163,6 +175,7 @@ class HttpTransport:
         self.deferral.check(operation)
         all_headers = {**_BASE_HEADERS, **headers} if headers else _BASE_HEADERS
         started = time.monotonic()
+        status: int | None = None
         try:
             async with self.session.request(
                 method,
@@ -173,6 +186,7 @@ class HttpTransport:
                 ssl=self._ssl,
                 allow_redirects=False,
             ) as resp:
+                status = resp.status
                 data = await read_capped(resp, self.max_body, self._too_large(operation, resp.status))
                 result = Response(status=resp.status, headers=resp.headers, body=data)
         except asyncio.TimeoutError as exc:
@@ -188,16 +202,11 @@ class HttpTransport:
                 f"{type(exc).__name__}: {exc}", cloud=self.cloud, operation=operation
             ) from exc
         finally:
-            elapsed = time.monotonic() - started
-            for hook in REQUEST_HOOKS:
-                hook(self.cloud, operation, elapsed)
+            if self.observer is not None:
+                self.observer.on_response(self.cloud, operation, status, time.monotonic() - started)
         if result.status in DEFERRING_STATUSES:
             self.deferral.observe(result.status, result.headers, operation)
         return result
-
-
-#: Callables ``(cloud, operation, seconds)`` told of every attempt; metrics register here.
-REQUEST_HOOKS: list[Callable[[str, str, float], None]] = []
 
 
 def error_for_status(

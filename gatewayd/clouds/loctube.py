@@ -21,7 +21,7 @@ from gatewayd.clouds.auth import Auth
 from gatewayd.clouds.auth.loctube import LoctubeApiToken, LoctubeOAuth2, LoctubeSignature
 from gatewayd.clouds.auth.tokens import TokenAuth
 from gatewayd.clouds.core import CloudCore
-from gatewayd.clouds.http import HttpTransport, Response
+from gatewayd.clouds.http import HttpTransport, RequestObserver, Response
 from gatewayd.clouds.jsonbody import dumps
 from gatewayd.clouds.request import Request
 from gatewayd.clouds.retry import RetryPolicy
@@ -42,8 +42,9 @@ class LoctubeClient:
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: RequestObserver | None = None,
     ) -> None:
-        transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock, observer)
         signature = LoctubeSignature(config, clock)
         auth: Auth = signature
         self._tokens: TokenAuth[str] | None = None

@@ -17,7 +17,7 @@ import aiohttp
 
 from gatewayd.clouds.auth.rcms import RcmsSigning
 from gatewayd.clouds.core import CloudCore
-from gatewayd.clouds.http import HttpTransport, Response
+from gatewayd.clouds.http import HttpTransport, RequestObserver, Response
 from gatewayd.clouds.jsonbody import dumps
 from gatewayd.clouds.request import Request
 from gatewayd.clouds.retry import RetryPolicy
@@ -45,8 +45,9 @@ class RcmsClient:
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: RequestObserver | None = None,
     ) -> None:
-        transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock, observer)
         auth = RcmsSigning(config.client_id, config.client_secret, clock)
         self._core = CloudCore(transport, auth, self._unwrap, policy=policy, sleep=sleep, clock=clock)
 

@@ -29,7 +29,7 @@ import structlog
 
 from gatewayd.clouds.auth.thingplus import ThingPlusPassword
 from gatewayd.clouds.core import CloudCore
-from gatewayd.clouds.http import HttpTransport, Response
+from gatewayd.clouds.http import HttpTransport, RequestObserver, Response
 from gatewayd.clouds.jsonbody import dumps
 from gatewayd.clouds.request import Request
 from gatewayd.clouds.retry import RetryPolicy
@@ -91,8 +91,9 @@ class ThingPlusClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        observer: RequestObserver | None = None,
     ) -> None:
-        self._transport = transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock)
+        self._transport = transport = HttpTransport.for_cloud(session, config, CLOUD, policy, clock, observer)
         self._auth = ThingPlusPassword(transport, config, self._error, store=token_store, clock=clock)
         self._core = CloudCore(
             transport, self._auth, self._unwrap, policy=policy, sleep=sleep, rand=rand, clock=clock

@@ -8,22 +8,11 @@ into exit 1 with the cloud's code and message.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
-
+from gatewayd.clouds.session import http_session
 from gatewayd.errors import ConfigError
 from gatewayd.inventory.config import Inventory, parse_duration
-
-
-@asynccontextmanager
-async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
-    """The one ClientSession a process uses for all three clouds."""
-    connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        yield session
 
 
 async def thingplus_call(inventory: Inventory, what: str, arg: str | None) -> Any:

@@ -36,13 +36,11 @@ import structlog
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.inventory.config import Inventory
 from gatewayd.outbox import Outbox
+from gatewayd.runtime.retryepisode import RETRY_MAX_S, RETRY_S, RetryEpisode
 from gatewayd.runtime.sampler import COMMIT_CHUNK, SampleBuffer
 
 log = structlog.get_logger(__name__)
 
-#: Backoff of the retries while the outbox cannot be written: from 1 s, doubling, up to 1 min.
-RETRY_S = 1.0
-RETRY_MAX_S = 60.0
 #: How often the disk is checked for room to take the reserve back.
 ROOM_CHECK_S = 1.0
 #: Least time between two log lines about samples waiting in memory.
@@ -66,11 +64,6 @@ def memory_points_for(inventory: Inventory) -> int:
     return max(MEMORY_POINTS_MIN, min(MEMORY_POINTS_MAX, math.ceil(per_second * MEMORY_SECONDS)))
 
 
-def retry_delay(failures: int, base_s: float = RETRY_S, cap_s: float = RETRY_MAX_S) -> float:
-    """Seconds before the next try after ``failures`` failures in a row (1 or more)."""
-    return min(cap_s, base_s * 2 ** min(failures - 1, 32))
-
-
 class DiskGuard:
     """Runs the flushes of ``buffer`` into ``outbox``, and keeps sampling alive when they cannot be done."""
 
@@ -86,21 +79,16 @@ class DiskGuard:
         self.outbox = outbox
         self.buffer = buffer
         self.mono = mono
-        self.retry_s = retry_s
-        self.retry_max_s = retry_max_s
         #: False from a failed open or commit until a commit succeeds again.
         self.writable = False
-        self.error: str | None = None
-        self.disk_full = False
-        self.failures = 0  # in a row
-        self.since: float | None = None  # monotonic time writing last stopped working
+        #: The failures of the outbox's writes, while they last.
+        self.episode = RetryEpisode(mono, retry_s=retry_s, retry_max_s=retry_max_s)
         #: Samples in memory that the stop could not write.
         self.dropped_at_stop = 0
         #: Times writing worked again after failing: a moment when the disk had room.
         self.recoveries = 0
         #: Called after each pass of :meth:`run`: other writes that wait for room retry on its rhythm.
         self.followers: list[Callable[[], Awaitable[None]]] = []
-        self._next_try = 0.0
         self._next_room_check = 0.0
         self._removed_at_failure = 0
         self._last_report = float("-inf")
@@ -184,7 +172,7 @@ class DiskGuard:
         """Why the daemon is unhealthy on the storage side, or None when the outbox takes writes."""
         if self.writable:
             return None
-        cause = "disk full" if self.disk_full else self.error
+        cause = "disk full" if self.episode.disk_full else self.episode.error
         return (
             f"outbox not writable ({cause}): {len(self.buffer)} points waiting in memory, "
             f"{self.buffer.dropped} dropped"
@@ -198,9 +186,9 @@ class DiskGuard:
         """The storage side of ``/status``."""
         return {
             "writable": self.writable,
-            "error": self.error,
-            "disk_full": self.disk_full,
-            "not_writable_for_s": None if self.since is None else round(self.mono() - self.since, 3),
+            "error": self.episode.error,
+            "disk_full": self.episode.disk_full,
+            "not_writable_for_s": self.episode.for_s(),
             "reserve_held": self.outbox.reserve_held,
             "memory_points": len(self.buffer),
             "memory_limit": self.buffer.limit,
@@ -211,7 +199,7 @@ class DiskGuard:
 
     async def _retry_due(self) -> bool:
         now = self.mono()
-        if now >= self._next_try:
+        if self.episode.due():
             return True
         if self.outbox.is_open and self._removed() != self._removed_at_failure:
             return True  # points left the outbox: their pages can take the waiting ones
@@ -228,21 +216,16 @@ class DiskGuard:
         return stats.acked + stats.dead_lettered + stats.dropped
 
     def _failed(self, exc: StorageError) -> None:
-        self.failures += 1
-        delay = retry_delay(self.failures, self.retry_s, self.retry_max_s)
-        self._next_try = self.mono() + delay
+        first, delay = self.episode.failed(exc)
         self._removed_at_failure = self._removed()
-        first = self.since is None
         self.writable = False
-        self.error = str(exc)
-        self.disk_full = isinstance(exc, DiskFullError)
         if first:
-            self.since = self._last_report = self.mono()
+            self._last_report = self.mono()
             log.error(
                 "outbox.not_writable",
                 effect="sampling goes on into memory (the oldest dropped past outbox.memory_points), the outbox is retried",
-                error=self.error,
-                disk_full=self.disk_full,
+                error=self.episode.error,
+                disk_full=self.episode.disk_full,
                 in_memory=len(self.buffer),
                 memory_points=self.buffer.limit,
                 retry_in_s=delay,
@@ -257,28 +240,24 @@ class DiskGuard:
         dropped = self.buffer.dropped
         log.warning(
             "outbox.still_not_writable",
-            error=self.error,
+            error=self.episode.error,
             in_memory=len(self.buffer),
             memory_points=self.buffer.limit,
             dropped=dropped - self._dropped_reported,
             dropped_total=dropped,
-            failures=self.failures,
+            failures=self.episode.failures,
         )
         self._dropped_reported = dropped
 
     def _recovered(self) -> None:
-        took = None if self.since is None else round(self.mono() - self.since, 1)
         log.info(
             "outbox.writable_again",
             effect="the samples kept in memory are committed",
-            not_writable_for_s=took,
+            not_writable_for_s=self.episode.for_s(1),
             dropped_total=self.buffer.dropped,
             reserve_held=self.outbox.reserve_held,
         )
         self.writable = True
-        self.error = None
-        self.disk_full = False
-        self.failures = 0
-        self.since = None
+        self.episode.ended()
         self._last_report = float("-inf")
         self.recoveries += 1

@@ -25,30 +25,18 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.outbox import Outbox
-from gatewayd.runtime.diskguard import RETRY_MAX_S, RETRY_S, DiskGuard, retry_delay
-from gatewayd.runtime.registry import Registry, Snapshot, sensor_key
+from gatewayd.runtime.diskguard import DiskGuard
+from gatewayd.runtime.registry import Registry, Snapshot
+from gatewayd.runtime.retryepisode import RETRY_MAX_S, RETRY_S, RetryEpisode
+from gatewayd.runtime.snapshots import WaitingSensor
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class WaitingSensor:
-    """An inventory sensor not started because its id is not on disk yet."""
-
-    device: str
-    name: str
-    type: str
-
-    @property
-    def key(self) -> str:
-        return sensor_key(self.device, self.name)
 
 
 class RegistrySaver:
@@ -71,16 +59,10 @@ class RegistrySaver:
         self.guard = guard
         self.on_ids_saved = on_ids_saved
         self.mono = mono
-        self.retry_s = retry_s
-        self.retry_max_s = retry_max_s
         #: Sensors not started for want of their ids on disk (set by the daemon as it applies sensors).
         self.waiting: list[WaitingSensor] = []
-        #: Why the last save failed, until one succeeds.
-        self.error: str | None = None
-        self.disk_full = False
-        self.failures = 0  # in a row
-        self.since: float | None = None  # monotonic time saving last stopped working
-        self._next_try = 0.0
+        #: The failures of the saves, while they last.
+        self.episode = RetryEpisode(mono, retry_s=retry_s, retry_max_s=retry_max_s)
         self._recoveries_at_failure = 0
         self._reserve_at_failure = True
         self._lock = asyncio.Lock()  # one save at a time: each writes all that is not on disk
@@ -111,7 +93,7 @@ class RegistrySaver:
     async def retry(self) -> None:
         """The saver's turn after each pass of the disk guard: a failed save is tried again when due,
         and sensors that waited start once their ids are saved."""
-        if self.failures and (not self.registry.dirty or self._due()):
+        if self.episode.failures and (not self.registry.dirty or self._due()):
             await self.save()
         if self.waiting and not self.registry.unsaved_ids and self.on_ids_saved is not None:
             await self.on_ids_saved()
@@ -136,8 +118,8 @@ class RegistrySaver:
                 effect="their new ids cannot be saved; the other sensors run on, and these start once their ids "
                 "are saved (retried from 1 s doubling to 1 min, at once when the disk has room)",
                 sensors=new,
-                error=self.error,
-                disk_full=self.disk_full,
+                error=self.episode.error,
+                disk_full=self.episode.disk_full,
             )
         self.waiting = waiting
 
@@ -146,9 +128,10 @@ class RegistrySaver:
     def reason(self, count: int = 1) -> str:
         """Why ``count`` waiting sensors wait, as ``/status``, ``/healthz`` and ``STATUS=`` say it."""
         ids = "its id" if count == 1 else "their ids"
-        if self.disk_full:
+        if self.episode.disk_full:
             return f"waiting for disk space to save {ids}"
-        return f"waiting to save {ids}" + (f" ({self.error})" if self.error else "")
+        error = self.episode.error
+        return f"waiting to save {ids}" + (f" ({error})" if error else "")
 
     def problem(self) -> str | None:
         """The sensors waiting in one line, or None when none waits."""
@@ -161,34 +144,27 @@ class RegistrySaver:
         """The registry's part of ``/status``."""
         return {
             "saved": not self.registry.dirty,
-            "error": self.error,
-            "disk_full": self.disk_full,
-            "not_saved_for_s": None if self.since is None else round(self.mono() - self.since, 3),
+            "error": self.episode.error,
+            "disk_full": self.episode.disk_full,
+            "not_saved_for_s": self.episode.for_s(),
             "waiting_sensors": [w.key for w in self.waiting],
         }
 
     # ------------------------------------------------------------------ internals
 
     def _due(self) -> bool:
-        if self.mono() >= self._next_try:
+        if self.episode.due():
             return True
         if self.guard.recoveries != self._recoveries_at_failure:
             return True  # the outbox takes writes again: the disk had room
         return self.outbox.reserve_held and not self._reserve_at_failure  # room for the reserve again
 
     def _failed(self, exc: StorageError, snapshot: Snapshot) -> None:
-        self.failures += 1
-        now = self.mono()
-        delay = retry_delay(self.failures, self.retry_s, self.retry_max_s)
-        self._next_try = now + delay
+        first, delay = self.episode.failed(exc)
         self._recoveries_at_failure = self.guard.recoveries
         self._reserve_at_failure = self.outbox.reserve_held
-        first = self.error is None
-        self.error = str(exc)
-        self.disk_full = isinstance(exc, DiskFullError)
         if not first:
             return
-        self.since = now
         if snapshot.new_ids:
             event, effect = "registry.not_saved", "what its new ids are for waits, and the save is retried"
         else:
@@ -197,24 +173,22 @@ class RegistrySaver:
                 "the daemon runs on and saves them later (a lost mark only costs a 409 'already exists' at "
                 "the next registration)",
             )
+        episode = self.episode
         log.warning(
             event,
             effect=effect,
-            error=self.error,
-            disk_full=self.disk_full,
+            error=episode.error,
+            disk_full=episode.disk_full,
             new_ids=len(snapshot.new_ids),
             retry_in_s=delay,
         )
 
     def _succeeded(self) -> None:
-        if self.error is not None:
+        if self.episode.failing:
             log.info(
                 "registry.saved_again",
-                failures=self.failures,
-                not_saved_for_s=None if self.since is None else round(self.mono() - self.since, 1),
+                failures=self.episode.failures,
+                not_saved_for_s=self.episode.for_s(1),
             )
-        self.error = None
-        self.disk_full = False
-        self.failures = 0
-        self.since = None
+        self.episode.ended()
         self._saved.set()

@@ -1,44 +1,50 @@
-"""The daemon: lifecycle, scheduler jobs, reload, and the two-phase shutdown.
+"""The daemon: the supervisor and its controllers, put together; :func:`run_daemon` for ``gatewayd run``.
 
 Start-up order matters on an edge box: the outbox opens and sampling starts at once (ids are made
 locally, so samples are keyed from the first second), then registration on Thing+ is retried with
-backoff for as long as it takes, and only then do heartbeats and uploads begin, with the backlog first.
+backoff for as long as it takes, and only then do statuses and uploads begin, with the backlog first.
 A sensor whose new id cannot be saved (a full disk) waits until it is: see gatewayd.runtime.registrysaver.
 
-Shutdown is two-phased: stop sampling and commit what was read; then send what is pending within a
-bounded grace period; what could not be sent stays in the outbox for the next start.
+Who does what: gatewayd.runtime.supervisor (lifecycle, tasks, the two-phase stop), storage (the outbox),
+sensors (the set that samples), inventorycontrol (reloads), registration, reporting (statuses and
+uploads), polling (RCMS, loctube). This module only builds them in order and wires them together; what
+it shows of them is a snapshot (gatewayd.runtime.snapshots).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
-from gatewayd.errors import CloudError, ConfigError, GatewaydError, StorageError
-from gatewayd.inventory.config import Inventory, SensorConfig, fingerprint, load_inventory
-from gatewayd.outbox import Outbox
-from gatewayd.runtime.diskguard import DiskGuard, memory_points_for
+from gatewayd.errors import GatewaydError
+from gatewayd.inventory.config import Inventory
+from gatewayd.runtime.inventorycontrol import InventoryControl
+from gatewayd.runtime.registration import CONNECT_POLICY
 from gatewayd.runtime.registry import Registry
-from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
-from gatewayd.runtime.sampler import ClockJumpGuard, SampleBuffer, Sampler, SensorRuntime
-from gatewayd.runtime.triggers import JumpSafeIntervalTrigger
-from gatewayd.sources import SourceContext, build_source
+from gatewayd.runtime.registrysaver import RegistrySaver
+from gatewayd.runtime.requestmetrics import RequestMetrics
+from gatewayd.runtime.sensors import Sensors
+from gatewayd.runtime.snapshots import (
+    NOT_POLLING,
+    NOT_REGISTERED,
+    NOT_REPORTING,
+    DaemonSnapshot,
+    summary_line,
+)
+from gatewayd.runtime.storage import Storage
+from gatewayd.runtime.supervisor import Hooks, Supervisor, run_under_systemd
 from gatewayd.sources.latest import LatestState, PollStats
 from gatewayd.statefile import StateFile
 from gatewayd.statelock import StateLock
-from gatewayd.wallclock import RestampOnClockSet, Stamper
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
 # first used, after READY: importing the HTTP stack alone takes a few tenths of a second, and sampling
@@ -46,43 +52,26 @@ from gatewayd.wallclock import RestampOnClockSet, Stamper
 if TYPE_CHECKING:
     import aiohttp
 
-    from gatewayd.clouds.thingplus import ThingPlusClient
-    from gatewayd.runtime.gatewaywatch import GatewayWatch
-    from gatewayd.runtime.registrar import GatewayModel, Registered
+    from gatewayd.outbox import Outbox
+    from gatewayd.runtime.diskguard import DiskGuard
+    from gatewayd.runtime.polling import Polling
+    from gatewayd.runtime.registrar import Registered
+    from gatewayd.runtime.registration import Registration
+    from gatewayd.runtime.reporting import Reporting
+    from gatewayd.runtime.sampler import SampleBuffer, Sampler
     from gatewayd.runtime.uploader import Uploader
+
+__all__ = ["CALL_POLICY", "CONNECT_POLICY", "Daemon", "Hooks", "run_daemon"]
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_REPORT_INTERVAL_MS = 60_000
-#: Seconds before an upload cycle that failed on the outbox (disk full, I/O error) is tried again,
-#: doubling with each failure in a row up to the maximum.
-UPLOAD_STORAGE_RETRY_S = 1.0
-UPLOAD_STORAGE_RETRY_MAX_S = 60.0
-#: Longest wait for the sources a reload let go of to close before the heap is settled anyway.
-SETTLE_WAIT_S = 10.0
-#: Re-read the gateway record (reportInterval may be changed in the portal) every this many heartbeats.
-REPORT_INTERVAL_REFRESH_EVERY = 5
-#: Backoff while Thing+ cannot be reached for registration: from 1 s up to 1 min, with full jitter (an
-#: uplink that comes back is used within a minute; one attempt a minute costs nothing).
-CONNECT_POLICY = RetryPolicy(attempts=1_000_000_000, base=1.0, cap=60.0)
 #: Per-call retries inside one upload/heartbeat: short, since the outbox keeps everything for later.
 CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 
 
-@dataclass
-class Hooks:
-    """What the operations side (systemd notify, health) is told about; each optional."""
-
-    on_ready: Callable[[], object] | None = None
-    on_status: Callable[[str], object] | None = None
-    on_stopping: Callable[[], object] | None = None
-    #: Registered and running with every sensor (after start-up, after a reload): long-lived state is
-    #: built, so the daemon process freezes it out of the garbage collector's way (gatewayd.runtime.heap).
-    on_settled: Callable[[], object] | None = None
-
-
 class Daemon:
-    """``await Daemon(inventory).run()`` runs until :meth:`stop`; :meth:`reload` re-reads the inventory."""
+    """``await Daemon(inventory).run()`` runs until :meth:`stop`; :meth:`reload` re-reads the inventory;
+    :meth:`snapshot` shows its state."""
 
     def __init__(
         self,
@@ -96,60 +85,45 @@ class Daemon:
         connect_policy: RetryPolicy = CONNECT_POLICY,
         call_policy: RetryPolicy = CALL_POLICY,
     ) -> None:
-        self.inventory = inventory
-        #: The inventory the daemon started with, until registration proves it fits the gateway model.
-        self._first_inventory: Inventory | None = inventory
-        self.inventory_path = str(inventory_path) if inventory_path else None
-        self.hooks = hooks or Hooks()
         self.clock = clock
         self.mono = mono
-        self.grace_s = grace_s
         self.connect_policy = connect_policy
         self.call_policy = call_policy
-
         self.state_dir = inventory.state_dir
+        self.supervisor = Supervisor(grace_s=grace_s, mono=mono, hooks=hooks)
         self.registry = Registry(self.state_dir)
         self.latest = LatestState()
-        self.poll_stats = PollStats()
-        self.registered: Registered | None = None
-        #: The Thing+ gateway model, known from the first registration on (kept while the gateway is
-        #: registered again after a loss): every reload is checked against it.
-        self._model: GatewayModel | None = None
-        self.report_interval_ms = DEFAULT_REPORT_INTERVAL_MS
+        self.requests = RequestMetrics()
+        self._no_polls = PollStats()
         #: Set once everything runs (sampling, the network side, the ops endpoints); systemd hears
         #: READY=1 earlier, as soon as sampling runs (Hooks.on_ready).
         self.ready = asyncio.Event()
-        self.fatal: BaseException | None = None
-
-        self._stop = asyncio.Event()
-        self._reload_requested = asyncio.Event()
-        self._kick_upload = asyncio.Event()
-        self._interval_changed = asyncio.Event()
-        self._stopping = False
-        self._heartbeats = 0
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._ops: Any = None
-        # set in run()
-        self.session: aiohttp.ClientSession | None = None
-        self.outbox: Outbox | None = None
-        self.scheduler: AsyncIOScheduler | None = None
-        self.sampler: Sampler | None = None
-        self.buffer: SampleBuffer | None = None
-        self.disk_guard: DiskGuard | None = None
-        self.registry_saver: RegistrySaver | None = None
-        self.uploader: Uploader | None = None
-        self.thingplus: ThingPlusClient | None = None
-        self._gateway_watch: GatewayWatch | None = None
-        self._source_context = SourceContext(clock=clock, latest=self.latest)
-        self._set_poll_intervals(inventory)
+        self.storage = Storage(inventory, self.state_dir, clock=clock, mono=mono)
+        self.saver = RegistrySaver(
+            self.registry,
+            self.storage.outbox,
+            self.storage.disk_guard,
+            on_ids_saved=self._start_saved_sensors,
+            mono=mono,
+        )
+        self.sensors = Sensors(
+            self.supervisor, self.registry, self.saver, self.latest, clock=clock, mono=mono
+        )
+        self.inventories = InventoryControl(
+            self.supervisor, inventory, str(inventory_path) if inventory_path else None, self.sensors
+        )
+        # set once the network side runs
+        self.reporting: Reporting | None = None
+        self.registration: Registration | None = None
+        self.polling: Polling | None = None
 
     # ------------------------------------------------------------------ control (signal handlers)
 
     def stop(self) -> None:
-        self._stop.set()
+        self.supervisor.stop()
 
     def reload(self) -> None:
-        self._reload_requested.set()
+        self.supervisor.reload()
 
     # ------------------------------------------------------------------ main
 
@@ -159,600 +133,187 @@ class Daemon:
         A full disk does not stop it, even at start-up: samples wait in memory (see gatewayd.runtime.diskguard).
         """
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with StateLock(self.state_dir):  # one daemon per state directory: a second start ends here
-            await self._run_locked()
+        async with self.supervisor as sup:
+            sup.stack.enter_context(StateLock(self.state_dir))  # one daemon per state directory
+            await self.storage.open(sup)
+            # Sampling first: samples are kept from the first second, whatever the cloud does.
+            scheduler = AsyncIOScheduler(timezone=timezone.utc)
+            scheduler.start()
+            sup.stack.callback(scheduler.shutdown, wait=False)
+            self.sensors.start(scheduler, self.storage.buffer, self.storage.outbox)
+            await self.sensors.apply(self.inventories.current, at_start=True)
+            self.storage.start(sup, scheduler)
+            if sup.hooks.on_ready:
+                sup.hooks.on_ready()
+            self._status()
+            from gatewayd.clouds.session import http_session  # the HTTP stack: after READY (see above)
 
-    async def _run_locked(self) -> None:
-        self.outbox = Outbox(
-            self.state_dir / "outbox.db",
-            max_points=self.inventory.outbox.max_points,
-            max_age_s=self.inventory.outbox.max_age,
-            clock=self.clock,
-            mono=self.mono,
-        )
-        self.buffer = SampleBuffer(self.outbox, limit=memory_points_for(self.inventory))
-        self.disk_guard = DiskGuard(self.outbox, self.buffer, mono=self.mono)
-        self.registry_saver = RegistrySaver(
-            self.registry,
-            self.outbox,
-            self.disk_guard,
-            on_ids_saved=self._start_saved_sensors,
-            mono=self.mono,
-        )
-        try:
-            await self.disk_guard.open()
-            await self._run_with(self.outbox)
-        finally:
-            await self.outbox.close()
-        if self.fatal is not None:
-            raise self.fatal
+            session = await sup.stack.enter_async_context(http_session())
+            try:
+                self._start_network(session, scheduler)
+                inventory = self.inventories.current
+                if inventory.http is not None:
+                    await self._start_ops(inventory.http.listen)
+                self.ready.set()
+                log.info(
+                    "daemon.running",
+                    sensors=len(self.sensors.running),
+                    state_dir=str(self.state_dir),
+                    pending=self.storage.outbox.stats.pending,
+                    event_loop=eventloop.loop_name(asyncio.get_running_loop()),
+                )
+                await sup.run_until_stopped(self._reload)
+            finally:
+                await sup.shutdown()
+                snapshot = self.snapshot()
+                log.info(
+                    "daemon.stopped",
+                    sampled=snapshot.sensors.sampled,
+                    uploaded=snapshot.reporting.uploaded,
+                    pending_on_disk=snapshot.storage.pending,
+                )
+        self.supervisor.result()
 
-    async def _run_with(self, outbox: Outbox) -> None:
-        assert self.buffer is not None and self.disk_guard is not None
-        # Sampling first: samples are kept from the first second, whatever the cloud does.
-        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
-        self.scheduler.start()
-        self.sampler = Sampler(
-            self.scheduler, self.buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
-        )
-        await self._apply_sensors(self.inventory, at_start=True)
-        self.scheduler.add_job(
-            outbox.enforce_bounds,
-            JumpSafeIntervalTrigger(seconds=60),
-            id="outbox-bounds",
-            coalesce=True,
-            max_instances=1,
-        )
-        self._spawn(self.disk_guard.run(), "sample buffer")
-        guard = ClockJumpGuard(
-            self.scheduler, wall=self.clock, mono=self.mono, on_check=RestampOnClockSet(outbox).check
-        )
-        self._spawn(guard.run(), "clock guard")
-        self._notify_ready()
-        try:
-            from gatewayd.ops.oneshot import http_session
-
-            async with http_session() as session:
-                self._start_network(session, outbox)
-                try:
-                    if self.inventory.http is not None:
-                        await self._start_ops(self.inventory.http.listen)
-                    self.ready.set()
-                    log.info(
-                        "daemon.running",
-                        sensors=len(self.sampler.sensors),
-                        state_dir=str(self.state_dir),
-                        pending=outbox.stats.pending,
-                        event_loop=eventloop.loop_name(asyncio.get_running_loop()),
-                    )
-                    await self._wait_for_stop()
-                finally:
-                    await self._shutdown()
-        finally:
-            if self._ops is not None:
-                await self._ops.stop()
-
-    def _start_network(self, session: aiohttp.ClientSession, outbox: Outbox) -> None:
-        """The Thing+ client, the uploader, registration and the pollers, on the daemon's one session."""
+    def _start_network(self, session: aiohttp.ClientSession, scheduler: AsyncIOScheduler) -> None:
+        """The Thing+ client, reporting, registration and the pollers, on the daemon's one session."""
         from gatewayd.clouds.thingplus import ThingPlusClient
         from gatewayd.runtime.gatewaywatch import GatewayWatch
-        from gatewayd.runtime.uploader import Uploader
+        from gatewayd.runtime.polling import Polling
+        from gatewayd.runtime.registration import Registration
+        from gatewayd.runtime.reporting import Reporting
 
-        self.session = session
-        self._source_context.session = session
-        self.thingplus = ThingPlusClient(
+        sup = self.supervisor
+        self.sensors.use_session(session)
+        thingplus = ThingPlusClient(
             session,
-            self.inventory.thingplus,
+            self.inventories.current.thingplus,
             token_store=StateFile(self.state_dir / "thingplus-token.json"),
             policy=self.call_policy,
+            observer=self.requests,
         )
-        self.uploader = Uploader(
-            self.thingplus, outbox, gateway_id=self.registry.gateway_id(), mono=self.mono
+        watch = GatewayWatch(thingplus, self.registry, self._gateway_lost)
+        self.reporting = Reporting(
+            sup,
+            thingplus,
+            self.storage.outbox,
+            self.sensors.statuses,
+            gateway_id=self.registry.gateway_id(),
+            gateway_watch=watch,
+            on_cycle=self._status,
+            mono=self.mono,
         )
-        self.uploader.sendable = self.registry.registered_sensor_ids()
-        self._gateway_watch = GatewayWatch(self.thingplus, self.registry, self._gateway_lost)
-        self.uploader.gateway_watch = self._gateway_watch
-        self._start_pollers(self.inventory)
-        self._spawn(self._upload_loop(), "uploader")
-        self._spawn(self._connect(), "connect")
+        self.polling = Polling(
+            sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
+        )
+        self.inventories.poll_with(self.polling)
+        self.registration = Registration(
+            sup,
+            thingplus,
+            self.registry,
+            self.sensors,
+            self.inventories,
+            self.reporting,
+            watch,
+            policy=self.connect_policy,
+        )
+        self.registration.begin()
 
     async def _start_ops(self, listen: str) -> None:
         from gatewayd.ops.server import OpsServer
+        from gatewayd.outbox.deadletters import outbox_path
 
-        ops = OpsServer(self, listen, mono=self.mono)
+        ops = OpsServer(self.snapshot, listen, outbox_path(self.state_dir), mono=self.mono)
         try:
             await ops.start()
         except OSError as exc:
             raise GatewaydError(f"cannot serve http.listen {listen}: {exc.strerror or exc}") from exc
-        self._ops = ops
+        self.supervisor.stack.push_async_callback(ops.stop)
 
-    async def _wait_for_stop(self) -> None:
-        while not self._stop.is_set():
-            stop = asyncio.ensure_future(self._stop.wait())
-            reload = asyncio.ensure_future(self._reload_requested.wait())
-            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            reload.cancel()
-            if self._reload_requested.is_set() and not self._stop.is_set():
-                self._reload_requested.clear()
-                await self._reload()
+    # ------------------------------------------------------------------ wiring between controllers
 
-    def _set_poll_intervals(self, inventory: Inventory) -> None:
-        """Bridged sensors judge staleness by their cloud's poll interval."""
-        if inventory.rcms is not None:
-            self._source_context.rcms_poll_interval = inventory.rcms.poll_interval
-        if inventory.loctube is not None:
-            self._source_context.loctube_poll_interval = inventory.loctube.poll_interval
-
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.append(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
+    async def _reload(self) -> None:
+        registration = self.registration
+        added = await self.inventories.reload(lambda: registration.model if registration else None)
+        if added is None or registration is None or registration.registered is None:
             return
-        exc = task.exception()
-        if exc is not None:
-            log.error("daemon.task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}")
-            self.fatal = exc
-            self._stop.set()
-
-    # ------------------------------------------------------------------ sensors
-
-    async def _apply_sensors(self, inventory: Inventory, *, at_start: bool = False) -> None:
-        """(Re)build the runtime sensor set; unchanged sensors keep their source and state. A sensor
-        starts once its id is on disk; until then it waits (see gatewayd.runtime.registrysaver)."""
-        assert self.sampler is not None and self.registry_saver is not None
-        self.registry.add_ids([(d.name, s.name) for d, s in inventory.sensors()])
-        if self.registry.unsaved_ids:
-            await self.registry_saver.save(at_start=at_start)
-        old = {(r.device, r.name): r for r in self.sampler.sensors}
-        runtimes = []
-        waiting = []
-        for device, sensor in inventory.sensors():
-            if not self.registry.sensor_saved(device.name, sensor.name):
-                waiting.append(WaitingSensor(device.name, sensor.name, sensor.type))
-                continue
-            previous = old.get((device.name, sensor.name))
-            config_fingerprint = fingerprint(sensor)
-            if previous is not None and previous.config_fingerprint == config_fingerprint:
-                runtimes.append(previous)
-                continue
-            runtimes.append(self._runtime(device.name, sensor, config_fingerprint))
-        kept = {id(r) for r in runtimes}
-        for runtime in old.values():
-            if id(runtime) not in kept:
-                self._spawn(runtime.source.close(), f"close {runtime.key}")
-        self.sampler.set_sensors(runtimes)
-        self.registry_saver.set_waiting(waiting, {r.key for r in runtimes})
+        if added:
+            registration.register_more("register added sensors")
+        else:
+            self.inventories.settle()
 
     async def _start_saved_sensors(self) -> None:
         """Sensors that waited for their ids are saved now: they start, and are registered (before the
-        first registration, the one under way registers them: see _connect)."""
-        await self._apply_sensors(self.inventory)
-        self._status(self.summary_line())
-        if self.registered is not None:
-            self._spawn(self._connect(), "register sensors whose ids were saved")
-
-    def _runtime(self, device: str, sensor: SensorConfig, config_fingerprint: int) -> SensorRuntime:
-        return SensorRuntime(
-            device=device,
-            name=sensor.name,
-            type=sensor.type,
-            sensor_id=self.registry.sensor_id(device, sensor.name),
-            interval=sensor.interval,
-            source=build_source(sensor, self._source_context),
-            config_fingerprint=config_fingerprint,
-        )
-
-    # ------------------------------------------------------------------ registration
-
-    async def _connect(self) -> None:
-        """Register (retrying with backoff while the cloud is unreachable), then start reporting."""
-        from gatewayd.runtime.registrar import register
-
-        assert self.thingplus is not None and self.sampler is not None and self.registry_saver is not None
-        retry = 0
-        while not self._stopping:
-            await self.registry_saver.gateway_saved()  # a first start on a full disk waits here
-            inventory = self.inventory
-            # Registered once, the inventory keeps no devices (_settle): registering again (the
-            # gateway was deleted on the cloud side) takes the sensors from their runtimes.
-            running = (
-                None if inventory.devices else [(r.device, r.name, r.type) for r in self.sampler.sensors]
-            )
-            try:
-                registered = await register(
-                    self.thingplus,
-                    self.registry,
-                    inventory,
-                    source=self.inventory_path or "inventory",
-                    sensors=running,
-                )
-            except ConfigError as exc:
-                if inventory is not self._first_inventory and self._first_inventory is not None:
-                    # A reload before the first registration could not check types; now that the
-                    # model is known, refuse that reload as any other invalid one: back to the start.
-                    log.error(
-                        "reload.refused",
-                        effect="the new inventory does not fit the Thing+ gateway model; the old one keeps running",
-                        problems=[str(p) for p in exc.problems],
-                    )
-                    await self._revert_to(self._first_inventory)
-                    continue
-                log.error("registration.model_mismatch", problems=[str(p) for p in exc.problems])
-                self.fatal = exc
-                self._stop.set()
-                return
-            except CloudError as exc:
-                wait = self.connect_policy.delay(retry, random.random())
-                retry += 1
-                log.warning(
-                    "registration.retrying",
-                    error=exc.message,
-                    code=exc.code,
-                    status=exc.status,
-                    kind=exc.kind,
-                    retry_in_s=round(wait, 1),
-                )
-                self._status(f"waiting for Thing+ ({exc.kind}); sampling to the outbox")
-                await asyncio.sleep(wait)
-                continue
-            finally:
-                # The marks made: on a full disk they wait (logged, retried), a lost one costing a 409.
-                await self.registry_saver.save()
-            if self.inventory is not inventory or any(
-                not self.registry.sensor_registered(r.device, r.name) for r in self.sampler.sensors
-            ):
-                # Reloaded, or sensors started (their ids saved), while the call was in flight: register
-                # them too (idempotent: what is registered already is skipped).
-                continue
-            self._on_registered(registered)
-            return
-
-    async def _revert_to(self, inventory: Inventory) -> None:
-        self._set_poll_intervals(inventory)
-        await self._apply_sensors(inventory)
-        if (inventory.rcms, inventory.loctube) != (self.inventory.rcms, self.inventory.loctube):
-            self._start_pollers(inventory)
-        self.inventory = inventory
-
-    def _on_registered(self, registered: Registered) -> None:
-        assert self.uploader is not None and self._gateway_watch is not None
-        self._first_inventory = None  # from now on reloads are checked against the model up front
-        self._gateway_watch.found()
-        self.registered = registered
-        self._model = registered.model
-        self.uploader.gateway_id = registered.gateway_id
-        self.uploader.sendable = self.registry.registered_sensor_ids()
-        log.info(
-            "registration.completed",
-            gateway_id=registered.gateway_id,
-            site=registered.site_id,
-            created=registered.created,
-            report_interval_ms=registered.report_interval_ms,
-        )
-        self._set_report_interval(registered.report_interval_ms or DEFAULT_REPORT_INTERVAL_MS, first=True)
-        self._status("registered; reporting")
-        self._kick_upload.set()
-        self._settle()
+        first registration, the one under way registers them)."""
+        await self.sensors.apply(self.inventories.current)
+        self._status()
+        if self.registration is not None:
+            self.registration.register_more("register sensors whose ids were saved")
 
     def _gateway_lost(self) -> None:
-        """Thing+ lost the gateway (gatewayd.runtime.gatewaywatch logged it and cleared the marks): reporting
-        pauses, the points wait in the outbox, and registration runs again with the same ids."""
-        self.registered = None
-        self._status("Thing+ lost the gateway; registering it again")
-        self._spawn(self._connect(), "re-register")
+        if self.registration is not None:
+            self.registration.lost()
 
-    def _settle(self) -> None:
-        """Registered and running: each runtime holds what its sensor needs (a reload compares config
-        fingerprints), so of the inventory only the other sections are kept. A reload that adds sensors
-        keeps the new inventory whole until those are registered. Then the hooks hear that the
-        long-lived state is built, once the sources a reload let go of are closed (not before: the
-        daemon process freezes what is alive then, and a source still referenced would stay). While
-        sensors wait for their ids to be saved, the inventory stays whole: they start from it."""
-        if self.registry_saver is not None and self.registry_saver.waiting:
-            return
-        self.inventory = self.inventory.without_devices()
-        if self.hooks.on_settled:
-            self._spawn(self._settled(self.hooks.on_settled), "settled")
+    def _status(self) -> None:
+        self.supervisor.status(summary_line(self.snapshot()))
 
-    async def _settled(self, hook: Callable[[], object]) -> None:
-        closing = [t for t in self._tasks if t.get_name().startswith("close ") and not t.done()]
-        if closing:
-            await asyncio.wait(closing, timeout=SETTLE_WAIT_S)
-        hook()
+    # ------------------------------------------------------------------ what it shows
 
-    def _set_report_interval(self, interval_ms: int, *, first: bool = False) -> None:
-        if not first and interval_ms == self.report_interval_ms:
-            return
-        if not first:
-            log.info("reporting.interval_changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
-        self.report_interval_ms = interval_ms
-        self._interval_changed.set()
-        if first and not any(t.get_name() == "heartbeat" and not t.done() for t in self._tasks):
-            self._spawn(self._heartbeat_loop(), "heartbeat")
+    # Its parts, read-only, for tests and the demo that look closer than a snapshot does.
 
-    # ------------------------------------------------------------------ reporting
+    @property
+    def registered(self) -> Registered | None:
+        return self.registration.registered if self.registration else None
 
-    async def _heartbeat_loop(self) -> None:
-        """A heartbeat every reportInterval, timed on the monotonic clock (an NTP step moves nothing).
+    @property
+    def report_interval_ms(self) -> int:
+        return self.snapshot().reporting.report_interval_ms
 
-        A round that outlasts the interval (thousands of sensors, a slow uplink, a busy box) is followed
-        at once by the next instead of waiting for the next tick: each sensor's status is then renewed
-        once a round, which keeps it valid (validDuration is 1.5 x the interval) while a round takes
-        less than that, where skipping a tick would let every status expire. A new reportInterval
-        (read back from the gateway record) takes effect at once, not after the old interval.
-        """
-        while not self._stopping:
-            started = self.mono()
-            try:
-                await self._heartbeat()
-            except Exception:  # a bug in one round must not end the heartbeats; its traceback is logged
-                log.exception("reporting.heartbeat_failed")
-            while not self._stopping:
-                remaining = started + self.report_interval_ms / 1000 - self.mono()
-                if remaining <= 0:
-                    break
-                self._interval_changed.clear()
-                try:
-                    await asyncio.wait_for(self._interval_changed.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
+    @property
+    def fatal(self) -> BaseException | None:
+        return self.supervisor.fatal
 
-    async def _heartbeat(self) -> None:
-        """Every reportInterval: wake the uploader for the series, and send the statuses alongside.
+    @property
+    def inventory(self) -> Inventory:
+        return self.inventories.current
 
-        Side by side rather than one after the other: with thousands of sensors the statuses alone take
-        a good part of the interval, and the data should not wait for them.
-        """
-        assert self.uploader is not None and self.sampler is not None and self.thingplus is not None
-        if self._stopping or self.registered is None:
-            return
-        self._kick_upload.set()
-        self._heartbeats += 1
-        if self._heartbeats % REPORT_INTERVAL_REFRESH_EVERY == 0:
-            await self._refresh_report_interval()
-        from gatewayd.clouds.thingplus import valid_duration_s
+    @property
+    def sampler(self) -> Sampler | None:
+        return self.sensors.sampler
 
-        statuses = ((s.sensor_id, s.status) for s in self.sampler.sensors)  # lazily: 10,000 of them
-        await self.uploader.send_statuses(statuses, valid_duration_s(self.report_interval_ms))
+    @property
+    def outbox(self) -> Outbox:
+        return self.storage.outbox
 
-    async def _refresh_report_interval(self) -> None:
-        from gatewayd.clouds.thingplus import report_interval_ms
+    @property
+    def buffer(self) -> SampleBuffer:
+        return self.storage.buffer
 
-        assert self.thingplus is not None and self.registered is not None
-        try:
-            record = await self.thingplus.gateway(self.registered.gateway_id)
-        except CloudError as exc:
-            log.warning("reporting.gateway_not_read", error=exc.message, code=exc.code)
-            if self._gateway_watch is not None:
-                await self._gateway_watch.keeps_data(exc)  # a 404 may be the gateway deleted
-            return
-        interval = report_interval_ms(record)
-        if interval:
-            self._set_report_interval(interval)
+    @property
+    def disk_guard(self) -> DiskGuard:
+        return self.storage.disk_guard
 
-    async def _upload_loop(self) -> None:
-        assert self.uploader is not None and self.outbox is not None
-        last_pending_logged = 0
-        storage_failures = 0
-        while not self._stopping:
-            await self._kick_upload.wait()
-            self._kick_upload.clear()
-            if self._stopping or self.registered is None:
-                continue
-            try:
-                result = await self.uploader.drain()
-            except StorageError as exc:
-                # Disk full or failing: the points stay in the outbox (a batch the cloud took but whose
-                # deletion failed goes again). Backing off keeps that from repeating every second.
-                wait_s = min(UPLOAD_STORAGE_RETRY_MAX_S, UPLOAD_STORAGE_RETRY_S * 2**storage_failures)
-                storage_failures += 1
-                log.error(
-                    "upload.outbox_failed",
-                    error=str(exc),
-                    failures=storage_failures,
-                    retry_in_s=wait_s,
-                )
-                await asyncio.sleep(wait_s)
-                self._kick_upload.set()
-                continue
-            storage_failures = 0
-            pending = result.pending
-            if pending > max(1000, 2 * last_pending_logged):
-                log.info("upload.backlog_growing", pending=pending)
-                last_pending_logged = pending
-            elif pending == 0:
-                last_pending_logged = 0
-            self._status(self.summary_line())
+    @property
+    def registry_saver(self) -> RegistrySaver:
+        return self.saver
 
-    # ------------------------------------------------------------------ polling
+    @property
+    def uploader(self) -> Uploader | None:
+        return self.reporting.uploader if self.reporting else None
 
-    def _start_pollers(self, inventory: Inventory) -> None:
-        from gatewayd.clouds.loctube import LoctubeClient
-        from gatewayd.clouds.rcms import RcmsClient
-        from gatewayd.runtime.pollers import LoctubePoller, RcmsPoller
+    @property
+    def poll_stats(self) -> PollStats:
+        return self.polling.stats if self.polling else self._no_polls
 
-        assert self.scheduler is not None and self.session is not None
-        for job_id in ("poll:rcms", "poll:loctube"):
-            if self.scheduler.get_job(job_id):
-                self.scheduler.remove_job(job_id)
-        if inventory.rcms is not None and inventory.rcms.devices:
-            rcms = RcmsPoller(
-                RcmsClient(self.session, inventory.rcms),
-                list(inventory.rcms.devices),
-                inventory.rcms.poll_interval,
-                self.latest,
-                self.poll_stats,
-                self.state_dir,
-                lookback_s=inventory.rcms.lookback,
-                clock=self.clock,
-            )
-            self._add_poll_job("poll:rcms", rcms.poll, inventory.rcms.poll_interval)
-        if inventory.loctube is not None and inventory.loctube.devices:
-            loctube = LoctubePoller(
-                LoctubeClient(self.session, inventory.loctube),
-                list(inventory.loctube.devices),
-                self.latest,
-                self.poll_stats,
-                clock=self.clock,
-            )
-            self._add_poll_job("poll:loctube", loctube.poll, inventory.loctube.poll_interval)
-
-    def _until_stop(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """``job`` for the scheduler: when the stop cancels it half-way, it just ends (no error logged)."""
-
-        async def run() -> None:
-            try:
-                await job()
-            except asyncio.CancelledError:
-                if not self._stopping:
-                    raise
-
-        return run
-
-    def _add_poll_job(self, job_id: str, poll: Callable[[], Awaitable[None]], interval_s: float) -> None:
-        assert self.scheduler is not None
-        self.scheduler.add_job(
-            self._until_stop(poll),
-            JumpSafeIntervalTrigger(seconds=interval_s),
-            id=job_id,
-            coalesce=True,
-            max_instances=1,
-            next_run_time=datetime.now(timezone.utc),
+    def snapshot(self, *, detail: bool = False) -> DaemonSnapshot:
+        """The daemon's state, read-only (a :class:`gatewayd.runtime.snapshots.StatusSource`)."""
+        return DaemonSnapshot(
+            sensors=self.sensors.snapshot(detail=detail),
+            registration=self.registration.snapshot() if self.registration else NOT_REGISTERED,
+            reporting=self.reporting.snapshot() if self.reporting else NOT_REPORTING,
+            storage=self.storage.snapshot(),
+            polling=self.polling.snapshot(detail=detail) if self.polling else NOT_POLLING,
+            requests=self.requests.snapshot(),
         )
-
-    # ------------------------------------------------------------------ reload (SIGHUP)
-
-    async def _reload(self) -> None:
-        from gatewayd.runtime.registrar import check_types
-
-        assert self.sampler is not None
-        if not self.inventory_path:
-            log.warning("reload.no_file", effect="the inventory has no file to re-read")
-            return
-        path = self.inventory_path
-        model = self._model
-
-        def parse() -> Inventory:
-            inventory = load_inventory(path)
-            if model is not None:
-                check_types(inventory, model, path)
-            return inventory
-
-        try:
-            # In a thread: a 10,000-sensor inventory takes seconds to parse, and sampling must not wait.
-            new = await asyncio.to_thread(parse)
-            if self._model is not None and self._model is not model:
-                # Registered while the thread parsed: check the types now, as a reload after it would.
-                check_types(new, self._model, path)
-        except ConfigError as exc:
-            log.error(
-                "reload.refused",
-                effect="the new inventory is invalid; the old one keeps running",
-                problems=[str(p) for p in exc.problems],
-            )
-            return
-        needs_restart = [
-            key
-            for key in ("gateway", "thingplus", "state_dir", "http", "outbox")
-            if getattr(new, key) != getattr(self.inventory, key)
-        ]
-        if needs_restart:
-            log.warning("reload.needs_restart", sections=needs_restart)
-            new = new.model_copy(update={key: getattr(self.inventory, key) for key in needs_restart})
-        before = {(r.device, r.name) for r in self.sampler.sensors}
-        after = {(d.name, s.name) for d, s in new.sensors()}
-        self._set_poll_intervals(new)
-        await self._apply_sensors(new)
-        if (new.rcms, new.loctube) != (self.inventory.rcms, self.inventory.loctube):
-            self._start_pollers(new)
-        self.inventory = new
-        log.info(
-            "reload.applied",
-            added=sorted("/".join(k) for k in after - before),
-            removed=sorted("/".join(k) for k in before - after),
-            sensors=len(after),
-        )
-        if self.registered is not None and after - before:
-            self._spawn(self._connect(), "register added sensors")
-        elif self.registered is not None:
-            self._settle()
-
-    # ------------------------------------------------------------------ shutdown
-
-    async def _shutdown(self) -> None:
-        assert self.sampler is not None and self.disk_guard is not None and self.scheduler is not None
-        self._stopping = True
-        if self.hooks.on_stopping:
-            self.hooks.on_stopping()
-        log.info(
-            "daemon.stopping", effect="sampling ends, pending points get a grace period", grace_s=self.grace_s
-        )
-        await self.sampler.stop(grace_s=min(5.0, self.grace_s))
-        for job in self.scheduler.get_jobs():
-            job.remove()
-        for task in self._tasks:
-            if task.get_name() != "uploader":
-                task.cancel()
-        await self.disk_guard.final_commit()
-        self._kick_upload.set()
-        # One grace period in all: a drain in progress ends by the deadline, then one last drain gets
-        # what is left of it. Requests already on the wire may finish a moment later (bounded).
-        deadline = self.mono() + self.grace_s
-        if self.uploader is not None:
-            self.uploader.stop_by = deadline
-        uploader_task = next((t for t in self._tasks if t.get_name() == "uploader"), None)
-        if uploader_task is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(uploader_task), timeout=self.grace_s + 2)
-            uploader_task.cancel()
-        if self.registered is not None and self.uploader is not None and self.mono() < deadline:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, GatewaydError):
-                await asyncio.wait_for(
-                    self.uploader.drain(deadline=deadline), timeout=deadline - self.mono() + 2
-                )
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.scheduler.shutdown(wait=False)
-        for runtime in self.sampler.sensors:
-            with contextlib.suppress(Exception):
-                await runtime.source.close()
-        with contextlib.suppress(Exception):
-            await self._source_context.close()
-        pending = self.outbox.stats.pending if self.outbox else 0
-        log.info(
-            "daemon.stopped",
-            sampled=self.sampler.stats.sampled,
-            uploaded=self.uploader.stats.uploaded if self.uploader else 0,
-            pending_on_disk=pending,
-        )
-
-    # ------------------------------------------------------------------ reporting to operators
-
-    def summary_line(self) -> str:
-        sampled = self.sampler.stats.sampled if self.sampler else 0
-        uploaded = self.uploader.stats.uploaded if self.uploader else 0
-        pending = self.outbox.stats.pending if self.outbox else 0
-        state = "registered" if self.registered else "not registered yet"
-        sensors = len(self.sampler.sensors) if self.sampler else 0
-        line = f"{state}; {sensors} sensors; sampled {sampled}, uploaded {uploaded}, pending {pending}"
-        problems = [
-            self.disk_guard.problem() if self.disk_guard else None,
-            self.registry_saver.problem() if self.registry_saver else None,
-        ]
-        return "; ".join([line, *(problem for problem in problems if problem)])
-
-    def _status(self, text: str) -> None:
-        if self.hooks.on_status:
-            self.hooks.on_status(text)
-
-    def _notify_ready(self) -> None:
-        if self.hooks.on_ready:
-            self.hooks.on_ready()
-        self._status(self.summary_line())
 
 
 def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
@@ -761,40 +322,10 @@ def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:
     Under systemd it says READY=1 once sampling runs, keeps STATUS= current, feeds the watchdog from the
     event loop and says STOPPING=1 on the way out.
     """
-    import signal
-    import sys
+    held = [inventory]
+    del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
 
-    from gatewayd.runtime import heap
-    from gatewayd.runtime.notify import Notifier
+    def make(hooks: Hooks) -> Daemon:
+        return Daemon(held.pop(), inventory_path=inventory_path, hooks=hooks)
 
-    # The outbox thread's SQLite calls let go of the GIL at every row; with the event loop busy, taking it
-    # back waits a switch interval each time (5 ms by default): 1 ms keeps commits and leases prompt.
-    sys.setswitchinterval(0.001)
-    notifier = Notifier()
-    hooks = Hooks(
-        on_ready=lambda: notifier.ready("sampling; registering on Thing+"),
-        on_status=notifier.status,
-        on_stopping=notifier.stopping,
-        on_settled=heap.settle,
-    )
-
-    async def main() -> None:
-        # Made on the running loop: before 3.10 an asyncio.Event binds to the loop current at its creation.
-        nonlocal inventory
-        daemon = Daemon(inventory, inventory_path=inventory_path, hooks=hooks)
-        del inventory  # the daemon drops its sensor configs once they run and are registered: don't pin them
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, daemon.stop)
-        loop.add_signal_handler(signal.SIGINT, daemon.stop)
-        loop.add_signal_handler(signal.SIGHUP, daemon.reload)
-        watchdog = asyncio.create_task(notifier.watchdog(), name="watchdog")
-        try:
-            await daemon.run()
-        finally:
-            watchdog.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-            notifier.close()
-
-    eventloop.run(main())
-    return 0
+    return run_under_systemd(make)

@@ -70,6 +70,7 @@ class Uploader:
         concurrency: int = 16,
         sensors_per_pass: int = 64,
         mono: Callable[[], float] = time.monotonic,
+        gateway_watch: GatewayWatch | None = None,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -80,12 +81,21 @@ class Uploader:
         self.mono = mono
         self.stats = UploadStats()
         #: Sensor ids registered on Thing+; only those are sent (others wait in the outbox).
-        self.sendable: set[str] = set()
+        self.sendable: frozenset[str] = frozenset()
         #: Set when the daemon stops: every drain, even one already running, ends by this monotonic time.
         self.stop_by: float | None = None
         #: Tells a 404 for a deleted gateway from others (gatewayd.runtime.gatewaywatch); None: every 404 is
         #: permanent.
-        self.gateway_watch: GatewayWatch | None = None
+        self.gateway_watch = gateway_watch
+
+    def send_for(self, gateway_id: str, sensor_ids: Iterable[str]) -> None:
+        """Report for ``gateway_id`` and these sensors (those registered on Thing+) from now on."""
+        self.gateway_id = gateway_id
+        self.sendable = frozenset(sensor_ids)
+
+    def finish_by(self, deadline: float) -> None:
+        """The daemon stops: every drain, even one already running, ends by ``deadline`` (monotonic)."""
+        self.stop_by = deadline
 
     # ------------------------------------------------------------------ statuses
 
@@ -224,10 +234,7 @@ class Uploader:
                         "upload.failed",
                         effect="points kept for the next cycle",
                         sensor=lease.sensor_id,
-                        error=exc.message,
-                        code=exc.code,
-                        status=exc.status,
-                        kind=exc.kind,
+                        **exc.log_fields(),
                     )
                 # else tampered or otherwise unclassified: keep the data
                 await release(lease)

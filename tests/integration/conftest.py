@@ -102,7 +102,8 @@ def make_inventory(endpoint: str, state_dir: Path, **kw: Any) -> Inventory:
 
 def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
     """The daemon's (and the emulated Thing+'s) state in a few lines, for a failure message."""
-    lines = [f"registered={daemon.registered is not None} report_interval_ms={daemon.report_interval_ms}"]
+    snapshot = daemon.snapshot()
+    lines = [f"registration: {snapshot.registration} reporting: {snapshot.reporting}"]
     if daemon.sampler is not None:
         lines.append(f"sampler: {daemon.sampler.stats}")
         lines.extend(f"  {s.key} {s.sensor_id} reads={s.reads} ok={s.ok}" for s in daemon.sampler.sensors)
@@ -114,9 +115,7 @@ def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
         lines.append(f"storage: {daemon.disk_guard.as_json()}")
     if daemon.uploader is not None:
         lines.append(f"uploader: {daemon.uploader.stats} sendable={len(daemon.uploader.sendable)}")
-    if daemon.scheduler is not None:
-        lines.extend(f"job {job.id} next={job.next_run_time}" for job in daemon.scheduler.get_jobs())
-    lines.extend(f"task {t.get_name()} done={t.done()}" for t in daemon._tasks)
+    lines.extend(f"task {t.get_name()} running" for t in daemon.supervisor.tasks())
     if tp is not None:
         lines.append(f"thingplus requests: {dict(tp.requests)} rejections: {dict(tp.rejections)}")
         for sid, points in tp.points.items():
@@ -136,6 +135,10 @@ def times_of(tp: ThingPlusEmulator, sensor_id: str) -> list[int]:
 
 def delivered(tp: ThingPlusEmulator) -> int:
     return sum(len(points) for points in tp.points.values())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass

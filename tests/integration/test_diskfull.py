@@ -23,6 +23,7 @@ from gatewayd.outbox.diskreserve import RESERVE_BYTES
 from gatewayd.runtime import registrysaver
 from gatewayd.runtime.registry import Registry
 from gatewayd.runtime.service import Daemon, Hooks
+from gatewayd.runtime.snapshots import summary_line
 from tests.conftest import SmallDisk, logs_of
 from tests.helpers.waiting import until
 
@@ -118,7 +119,7 @@ async def test_a_disk_that_fills_up_is_waited_out_and_every_point_accounted_for(
             # The uplink goes down and the disk fills: samples wait in memory, the oldest past 100 dropped.
             await go_offline_and_fill(env, small_disk, daemon)
             assert not run.task.done()
-            assert not guard.writable and guard.disk_full
+            assert not guard.writable and guard.episode.disk_full
             assert 0 < len(buffer) <= 100
             code, health = await healthz(base)
             assert code == 503
@@ -196,7 +197,7 @@ async def test_a_daemon_started_on_a_full_disk_runs_and_delivers_the_old_backlog
         daemon = run.daemon
         assert daemon.outbox is not None and daemon.disk_guard is not None and daemon.buffer is not None
         outbox, guard, buffer = daemon.outbox, daemon.disk_guard, daemon.buffer
-        assert not outbox.is_open and not guard.writable and guard.disk_full
+        assert not outbox.is_open and not guard.writable and guard.episode.disk_full
         await until(lambda: buffer.dropped > 0, what="sampling into memory, past its bound")
         assert not run.task.done()  # no exit 1, no restart loop
         code, health = await healthz(base)
@@ -251,8 +252,8 @@ async def test_a_first_start_on_a_full_disk_runs_and_starts_its_sensors_once_the
             assert daemon.sampler is not None and daemon.registry_saver is not None
             sampler, saver = daemon.sampler, daemon.registry_saver
             assert [w.key for w in saver.waiting] == ["Room/Temperature", "Room/Humidity"]
-            assert sampler.sensors == [] and saver.disk_full
-            await until(lambda: saver.failures >= 2, what="the save tried again")
+            assert sampler.sensors == [] and saver.episode.disk_full
+            await until(lambda: saver.episode.failures >= 2, what="the save tried again")
             assert not run.task.done()
             assert daemon.registered is None and env.tp.gateways == {} and sampler.stats.sampled == 0
             assert not (env.state_dir / "registry.json").exists()
@@ -314,13 +315,13 @@ async def test_a_reload_adding_a_sensor_on_a_full_disk_starts_it_once_its_id_is_
         env.write_inventory(extra=MEMORY, devices=FAST_AND_LEVEL)
         daemon.reload()
         await until(lambda: saver.waiting != [], what="the added sensor waiting for its id")
-        assert [w.key for w in saver.waiting] == ["Cellar/Level"] and saver.disk_full
+        assert [w.key for w in saver.waiting] == ["Cellar/Level"] and saver.episode.disk_full
         assert [s.key for s in sampler.sensors] == ["Room/Temperature", "Room/Humidity"]
         assert "Cellar/Level" not in Registry(env.state_dir).sensor_names().values()
         sampled = sampler.stats.sampled
-        await until(lambda: saver.failures >= 2, what="the save tried again")
+        await until(lambda: saver.episode.failures >= 2, what="the save tried again")
         assert not run.task.done() and sampler.stats.sampled > sampled  # the others sample on
-        assert daemon.summary_line().endswith("; 1 sensor waiting for disk space to save its id")
+        assert summary_line(daemon.snapshot()).endswith("; 1 sensor waiting for disk space to save its id")
 
         small_disk.unfill()
         faults.clear("thingplus")
@@ -355,7 +356,7 @@ async def test_registration_marks_that_cannot_be_saved_do_not_stop_the_daemon(
             small_disk.fill()
             faults.clear("thingplus")
             await until(lambda: daemon.registered is not None, what="registration on a full disk")
-            assert saver.failures >= 1 and saver.disk_full
+            assert saver.episode.failures >= 1 and saver.episode.disk_full
             assert not Registry(env.state_dir).gateway_registered()  # the marks are in memory only
             await until(lambda: delivered(env.tp) >= 2, what="the first samples delivered")
             assert not run.task.done() and saver.problem() is None  # no sensor waits for marks

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from aiohttp import web
 from gatewayd.clouds.retry import MAX_DEFERRAL_S
 from gatewayd.emulator.faults import RateLimit
 from gatewayd.inventory.config import Inventory, load_inventory
-from gatewayd.runtime import gatewaywatch, pollers, service
+from gatewayd.runtime import gatewaywatch, inventorycontrol, pollers
 from gatewayd.runtime.service import Hooks
 from tests.conftest import logs_of, loopback_server
 from tests.helpers.waiting import until
@@ -34,14 +33,11 @@ from .conftest import (
     delivered,
     emulator_env,
     every_sensor_has_points_after,
+    now_ms,
     points_of,
     polled_sections,
     running,
 )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_after_it(tmp_path: Path) -> None:
@@ -50,9 +46,9 @@ async def test_a_long_retry_after_defers_thingplus_alone_and_uploads_resume_afte
         running(env.inventory()) as run,
     ):
         daemon = run.daemon
-        assert daemon.thingplus is not None and daemon.uploader is not None and daemon.sampler is not None
+        assert daemon.reporting is not None and daemon.uploader is not None and daemon.sampler is not None
         await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="delivery")
-        deferral = daemon.thingplus._transport.deferral
+        deferral = daemon.reporting.client._transport.deferral
         faults = env.server.emulator.faults
         stats, polls = daemon.uploader.stats, daemon.poll_stats.polls
 
@@ -186,12 +182,12 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
 
 
 class HeldParse:
-    """``service.load_inventory`` held in its worker thread until the test calls :meth:`release`."""
+    """``inventorycontrol.load_inventory`` held in its worker thread until the test calls :meth:`release`."""
 
     def __init__(self) -> None:
         self.started, self._release = threading.Event(), threading.Event()
         self.released: list[bool] = []
-        self._load = service.load_inventory
+        self._load = inventorycontrol.load_inventory
 
     def __call__(self, *args: Any, **kwargs: Any) -> Inventory:
         self.started.set()
@@ -205,7 +201,7 @@ class HeldParse:
 @pytest.fixture
 def held_parse(monkeypatch: pytest.MonkeyPatch) -> HeldParse:
     held = HeldParse()
-    monkeypatch.setattr(service, "load_inventory", held)
+    monkeypatch.setattr(inventorycontrol, "load_inventory", held)
     return held
 
 
@@ -257,7 +253,7 @@ async def test_a_reload_parsed_while_the_first_registration_ends_is_checked_agai
         daemon = run.daemon
         assert daemon.sampler is not None
         env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
-        with logs_of(service) as logs:
+        with logs_of(inventorycontrol) as logs:
             daemon.reload()
             await until(held_parse.started.is_set, what="the reload's parse to start")
             faults.clear("thingplus")
@@ -340,7 +336,7 @@ async def test_a_reload_while_the_gateway_is_registered_again_is_checked_against
             pass
         await until(lambda: daemon.registered is None, what="the loss found")
         env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
-        with logs_of(service) as logs:
+        with logs_of(inventorycontrol) as logs:
             daemon.reload()
             await until(lambda: any(e["event"] == "reload.refused" for e in logs), what="refused")
         assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)

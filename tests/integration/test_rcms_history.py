@@ -5,7 +5,6 @@ through an RCMS outage, and across a restart, with no gap and no duplicate."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from gatewayd.runtime.service import Daemon
 from tests.helpers.inventories import rcms as rcms_section
 from tests.helpers.waiting import until
-from tests.integration.conftest import Env, describe, emulator_env, running, times_of
+from tests.integration.conftest import Env, describe, emulator_env, now_ms, running, times_of
 
 SN = "IT-SN-0001"
 RECORD_MS = 200
@@ -43,10 +42,6 @@ async def rcms_env(tmp_path: Path) -> AsyncIterator[Env]:
         assert rcms is not None
         rcms.set_record_interval(RECORD_MS, since_ms=0)
         yield env
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def bridged(daemon: Daemon) -> dict[str, str]:

@@ -1,4 +1,6 @@
-"""Pure parts of the daemon: ids, windows, model parsing, value formatting, simulation, clock jumps."""
+"""Pure parts of the daemon: ids, windows, model parsing, value formatting, simulation, clock jumps.
+
+When statuses and uploads are due is tested as tables in test_schedule.py."""
 
 from __future__ import annotations
 
@@ -196,70 +198,3 @@ async def test_reanchor_brings_far_future_runs_back_to_now() -> None:
         assert job.trigger.interval == timedelta(seconds=10)
     finally:
         scheduler.shutdown(wait=False)
-
-
-async def _heartbeat_starts(
-    tmp_path: Path, round_s: float, run_s: float, interval_ms: int = 100
-) -> list[float]:
-    """Start times (monotonic) of heartbeat rounds that each take ``round_s``, over ``run_s``."""
-    import asyncio
-    import time
-
-    from gatewayd.runtime.service import Daemon
-
-    inventory = parse_inventory(VALID, base_dir=tmp_path)
-    daemon = Daemon(inventory)
-    starts: list[float] = []
-
-    async def round_() -> None:
-        starts.append(time.monotonic())
-        await asyncio.sleep(round_s)
-
-    daemon._heartbeat = round_  # type: ignore[method-assign]
-    daemon.report_interval_ms = interval_ms
-    task = asyncio.create_task(daemon._heartbeat_loop())
-    await asyncio.sleep(run_s)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return starts
-
-
-async def test_heartbeats_keep_the_interval_when_a_round_is_quick(tmp_path: Path) -> None:
-    starts = await _heartbeat_starts(tmp_path, round_s=0.01, run_s=0.65)
-    gaps = [b - a for a, b in pairwise(starts)]
-    assert 5 <= len(starts) <= 8, starts
-    assert all(0.09 <= g <= 0.2 for g in gaps), gaps
-
-
-async def test_a_heartbeat_that_outlasts_the_interval_is_followed_at_once_not_a_tick_later(
-    tmp_path: Path,
-) -> None:
-    starts = await _heartbeat_starts(tmp_path, round_s=0.13, run_s=0.75)
-    gaps = [b - a for a, b in pairwise(starts)]
-    # back to back every ~0.13 s; a skipped tick would space them 0.2 s apart
-    assert len(starts) >= 5, starts
-    assert statistics.median(gaps) < 0.18, gaps
-
-
-async def test_a_new_report_interval_cuts_the_wait_short(tmp_path: Path) -> None:
-    import asyncio
-    import time
-
-    from gatewayd.runtime.service import Daemon
-
-    daemon = Daemon(parse_inventory(VALID, base_dir=tmp_path))
-    starts: list[float] = []
-
-    async def round_() -> None:
-        starts.append(time.monotonic())
-
-    daemon._heartbeat = round_  # type: ignore[method-assign]
-    daemon.report_interval_ms = 60_000
-    task = asyncio.create_task(daemon._heartbeat_loop())
-    await asyncio.sleep(0.05)
-    assert len(starts) == 1
-    daemon._set_report_interval(100)  # as when the gateway record read back says so
-    await asyncio.sleep(0.35)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    assert len(starts) >= 3, starts

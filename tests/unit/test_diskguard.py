@@ -15,7 +15,8 @@ import structlog
 from gatewayd.errors import DiskFullError, StorageError
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.outbox import OutboxStats, Point
-from gatewayd.runtime.diskguard import DiskGuard, memory_points_for, retry_delay
+from gatewayd.runtime.diskguard import DiskGuard, memory_points_for
+from gatewayd.runtime.retryepisode import retry_delay
 from gatewayd.runtime.sampler import SampleBuffer
 from tests.helpers.clocks import FakeClock
 from tests.helpers.inventories import inventory_yaml
@@ -119,7 +120,7 @@ async def test_a_full_disk_at_open_is_waited_out_and_the_samples_committed_once_
     guard, outbox, buffer, clock = make()
     outbox.full = True
     await guard.open()  # no exception: the daemon runs on
-    assert not guard.writable and guard.disk_full
+    assert not guard.writable and guard.episode.disk_full
     assert guard.problem() == "outbox not writable (disk full): 0 points waiting in memory, 0 dropped"
 
     points = sample(buffer, 0, 3)
@@ -137,7 +138,7 @@ async def test_a_full_disk_at_open_is_waited_out_and_the_samples_committed_once_
     clock.advance(0.5)
     await guard.commit()
     assert outbox.opens == 3 and outbox.is_open
-    assert guard.writable and guard.problem() is None and guard.failures == 0
+    assert guard.writable and guard.problem() is None and guard.episode.failures == 0
     assert outbox.committed == points and len(buffer) == 0
 
 
@@ -168,7 +169,7 @@ async def test_points_leaving_the_outbox_trigger_a_retry_before_the_backoff_ends
         sample(buffer, 0, 1)
         clock.advance(60.0)
         await guard.commit()
-    assert guard.failures == 4
+    assert guard.episode.failures == 4
     puts = outbox.puts
     clock.advance(1.0)
     await guard.commit()
@@ -227,7 +228,7 @@ async def test_another_storage_error_while_running_is_waited_out_too_and_named()
     outbox.error = StorageError("outbox write failed: disk I/O error")
     sample(buffer, 0, 2)
     await guard.commit()
-    assert not guard.disk_full
+    assert not guard.episode.disk_full
     assert guard.problem() == (
         "outbox not writable (outbox write failed: disk I/O error): 2 points waiting in memory, 0 dropped"
     )

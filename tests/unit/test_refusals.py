@@ -70,7 +70,7 @@ async def fill(outbox: Outbox, n: int, bad: set[int]) -> None:
 
 def uploader(client: JudgingClient, outbox: Outbox) -> Uploader:
     up = Uploader(client, outbox, gateway_id="gw")  # type: ignore[arg-type]
-    up.sendable = {SENSOR}
+    up.send_for(up.gateway_id, [SENSOR])
     return up
 
 
@@ -170,7 +170,7 @@ async def test_a_stopping_daemon_leaves_the_search_unfinished_and_the_points_pen
     client = JudgingClient(outbox)
     clock = [0.0]
     up = Uploader(client, outbox, gateway_id="gw", mono=lambda: clock[0])  # type: ignore[arg-type]
-    up.sendable = {SENSOR}
+    up.send_for(up.gateway_id, [SENSOR])
     real = client.series_encoded
 
     async def slow(gateway_id: str, sensor_id: str, body: bytes) -> None:

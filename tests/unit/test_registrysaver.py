@@ -20,8 +20,9 @@ from gatewayd.runtime import registrysaver
 from gatewayd.runtime.diskguard import DiskGuard
 from gatewayd.runtime.registrar import register
 from gatewayd.runtime.registry import Registry
-from gatewayd.runtime.registrysaver import RegistrySaver, WaitingSensor
+from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.sampler import SampleBuffer
+from gatewayd.runtime.snapshots import WaitingSensor
 from tests.conftest import VALID, logs_of
 from tests.helpers.clocks import FakeClock
 from tests.unit.test_daemon_parts import MODEL
@@ -118,7 +119,9 @@ async def test_a_first_start_on_a_full_disk_saves_nothing_and_starts_the_sensors
     r.outbox.full = True
     r.registry.add_ids(PAIRS)
     assert await r.saver.save(at_start=True) is False  # no exception: the daemon runs on
-    assert r.saver.disk_full and r.saver.failures == 1 and r.outbox.asides == [True]  # with the reserve
+    assert (
+        r.saver.episode.disk_full and r.saver.episode.failures == 1 and r.outbox.asides == [True]
+    )  # with the reserve
     with logs_of(registrysaver) as logs:
         r.saver.set_waiting(WAITING, set())
     [line] = logs
@@ -132,14 +135,14 @@ async def test_a_first_start_on_a_full_disk_saves_nothing_and_starts_the_sensors
     assert len(r.outbox.asides) == 1  # not due before 1 s
     r.clock.advance(0.5)
     await r.saver.retry()
-    assert len(r.outbox.asides) == 2 and r.saver.failures == 2  # due: tried, still full; next in 2 s
+    assert len(r.outbox.asides) == 2 and r.saver.episode.failures == 2  # due: tried, still full; next in 2 s
     r.outbox.full = False
     r.clock.advance(1.9)
     await r.saver.retry()
     assert len(r.outbox.asides) == 2 and r.started == [] and not gateway.done()
     r.clock.advance(0.1)
     await r.saver.retry()
-    assert len(r.outbox.asides) == 3 and r.saver.failures == 0 and r.saver.error is None
+    assert len(r.outbox.asides) == 3 and r.saver.episode.failures == 0 and r.saver.episode.error is None
     assert r.started == [1]  # the daemon hears the sensors may start
     await asyncio.wait_for(gateway, 1)
     assert r.registry.sensor_saved("Room", "Humidity") and r.saver.problem() is None
@@ -156,7 +159,7 @@ async def backed_off(r: Rig) -> None:
     for _ in range(3):
         r.clock.advance(60.0)
         await r.saver.retry()
-    assert r.saver.failures == 4
+    assert r.saver.episode.failures == 4
     r.clock.advance(1.0)
     await r.saver.retry()
     assert len(r.outbox.asides) == 4  # not due
@@ -198,7 +201,7 @@ async def test_marks_that_cannot_be_saved_are_logged_once_and_saved_later(tmp_pa
         for _ in range(3):
             r.clock.advance(60.0)
             await r.saver.retry()
-        assert r.saver.failures == 4 and r.saver.problem() is None  # no sensor waits for marks
+        assert r.saver.episode.failures == 4 and r.saver.problem() is None  # no sensor waits for marks
         r.outbox.full = False
         r.clock.advance(60.0)
         await r.saver.retry()
@@ -219,7 +222,7 @@ async def test_at_start_another_storage_error_is_raised_later_it_is_waited_out(t
     with pytest.raises(StorageError, match="Permission denied"):
         await r.saver.save(at_start=True)
     assert await r.saver.save() is False  # a reload: the daemon runs on
-    assert not r.saver.disk_full
+    assert not r.saver.episode.disk_full
     r.saver.set_waiting(WAITING[:1], set())
     assert r.saver.problem() == (
         "1 sensor waiting to save its id (cannot write state file in /x: Permission denied)"

@@ -78,4 +78,4 @@ async def test_a_second_daemon_stops_before_it_opens_the_outbox_or_samples(tmp_p
         with pytest.raises(StateDirLockedError, match=f"pid {os.getpid()}"):
             await daemon.run()
     assert not (inventory.state_dir / "outbox.db").exists()
-    assert daemon.outbox is None and daemon.sampler is None
+    assert not daemon.outbox.is_open and daemon.sampler is None

@@ -42,7 +42,7 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
 
 def uploader(client: Any, outbox: Outbox) -> Uploader:
     up = Uploader(client, outbox, gateway_id="gw", concurrency=4, sensors_per_pass=64)
-    up.sendable = set(SENSORS)
+    up.send_for(up.gateway_id, SENSORS)
     return up
 
 
