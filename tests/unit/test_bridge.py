@@ -143,7 +143,7 @@ def test_valid_bridges() -> None:
 def test_rcms_lookback_and_max_age_keys() -> None:
     text = _with_bridge(
         "rcms: {sn: SN1, field: cellular.rssi, max_age: 10m}",
-        RCMS_SECTION.replace("devices: [SN1]", "devices: [SN1], lookback: 2h"),
+        rcms("https://r.example", devices=["SN1"], lookback="2h"),
     )
     inventory = parse_inventory(text, env={})
     assert inventory.rcms is not None and inventory.rcms.lookback == 7200
@@ -161,13 +161,13 @@ def test_rcms_lookback_and_max_age_keys() -> None:
         (
             "rcms: {sn: SN1, field: cellular.rssi}",
             "5d",
-            "inv.yaml:16:85: rcms.lookback: must be at most 4d (got 432000s): Thing+ refuses points about "
+            "inv.yaml:21:3: rcms.lookback: must be at most 4d (got 432000s): Thing+ refuses points about "
             "5 days old, so older RCMS history is never fetched",
         ),
         (
             "rcms: {sn: SN1, field: cellular.rssi}",
             "0",
-            "inv.yaml:16:85: rcms.lookback: must be greater than zero (got 0)",
+            "inv.yaml:21:3: rcms.lookback: must be greater than zero (got 0)",
         ),
         (
             "rcms: {sn: SN1, field: cellular.rssi, max_age: -5s}",
@@ -183,9 +183,7 @@ def test_rcms_lookback_and_max_age_keys() -> None:
     ],
 )
 def test_rcms_history_keys_are_checked_with_their_place(bridge: str, lookback: str, expected: str) -> None:
-    text = _with_bridge(
-        bridge, RCMS_SECTION.replace("devices: [SN1]", f"devices: [SN1], lookback: {lookback}")
-    )
+    text = _with_bridge(bridge, rcms("https://r.example", devices=["SN1"], lookback=lookback))
     with pytest.raises(ConfigError) as info:
         parse_inventory(text, "inv.yaml", env={})
     assert [str(p) for p in info.value.problems] == [expected]
