@@ -72,6 +72,9 @@ class RcmsPoller:
                 self._learn_interval(str(sn), mark.interval_ms)
         #: The newest record times of each router, for its reporting interval.
         self._times: dict[str, deque[int]] = {}
+        #: Routers whose points wait in memory (a commit failed): the mark saved for them stays the last
+        #: one committed until a commit succeeds, so a restart meanwhile fetches those records again.
+        self._held: dict[str, RouterMark | None] = {}
         self._clock_unset_logged = False
 
     async def poll(self) -> None:
@@ -145,13 +148,16 @@ class RcmsPoller:
         """The points of ``records`` into the outbox, then the mark that says they are there (saved only
         then: another router's poll saving the marks meanwhile must not save this one early)."""
         try:
-            await self.latest.feed.publish("rcms", sn, records)
+            committed = await self.latest.feed.publish("rcms", sn, records)
         except StorageError as exc:
             # The points wait in memory for the disk (the sampler's buffer): the next window goes on
             # after them, but the mark is not saved, so a restart meanwhile fetches them again.
+            self._held.setdefault(sn, self.marks.get(sn))
             self.marks[sn] = mark
             log.warning("rcms.points_not_committed", sn=sn, points=len(records), error=str(exc))
             return
+        if committed:
+            self._held.clear()  # the commit flushed what waited in memory too
         self.marks[sn] = mark
         self._save()
 
@@ -161,7 +167,8 @@ class RcmsPoller:
 
     def _save(self) -> None:
         try:
-            self._marks_file.save({sn: mark.as_json() for sn, mark in self.marks.items()})
+            saved = {sn: self._held.get(sn, mark) for sn, mark in self.marks.items()}
+            self._marks_file.save({sn: mark.as_json() for sn, mark in saved.items() if mark is not None})
         except StorageError as exc:
             log.warning("rcms poll marks not saved", error=str(exc))
 

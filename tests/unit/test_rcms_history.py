@@ -337,3 +337,27 @@ async def test_no_poll_before_the_wall_clock_is_set(tmp_path: Path) -> None:
     poller = make_poller(client, LatestState(), tmp_path, now)
     await poller.poll()
     assert client.windows == [] and poller.marks == {}
+
+
+async def test_a_mark_held_back_is_not_saved_by_a_poll_that_commits_nothing(tmp_path: Path) -> None:
+    now = [NOW / 1000]
+    client = FakeRcms(now)
+    latest, sink = LatestState(), Sink()
+    make_bridge(latest, now).bind(sink)
+    poller = make_poller(client, latest, tmp_path, now)
+    await poller.poll()
+    saved = RouterMark.from_json(poller._marks_file.load()["SN1"])  # type: ignore[index]
+    sink.fail_commit = True
+    now[0] += 30
+    await poller.poll()  # three records wait in memory
+    client.now = [now[0] - 30]  # the router goes silent: the next windows bring nothing new
+    sink.fail_commit = False
+    now[0] += 60
+    await poller.poll()
+    assert sink.commits == 2, "nothing new, so nothing committed"
+    assert RouterMark.from_json(poller._marks_file.load()["SN1"]) == saved  # type: ignore[index]
+    client.now = now  # it reports again: its commit flushes the held points, the mark may go on
+    now[0] += 10
+    await poller.poll()
+    assert sink.commits == 3
+    assert poller._marks_file.load()["SN1"]["record_ms"] == int(now[0] * 1000)  # type: ignore[index]
