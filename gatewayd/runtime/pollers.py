@@ -55,7 +55,11 @@ class RcmsPoller:
         *,
         lookback_s: float = DEFAULT_LOOKBACK_S,
         clock: Callable[[], float] = time.time,
+        previous: RcmsPoller | None = None,
     ) -> None:
+        """``previous``: the poller this one replaces (a reload that changed the rcms section). Its marks,
+        not the file's, go on (the file may be behind them), and a poll of it still under way finishes
+        before this one starts, so the two never fetch and send the same records."""
         self.client = client
         self.devices = devices
         self.interval_s = interval_s
@@ -75,18 +79,23 @@ class RcmsPoller:
         #: Routers whose points wait in memory (a commit failed): the mark saved for them stays the last
         #: one committed until a commit succeeds, so a restart meanwhile fetches those records again.
         self._held: dict[str, RouterMark | None] = {}
+        self._lock = asyncio.Lock()
+        if previous is not None:
+            self.marks, self._times, self._held = previous.marks, previous._times, previous._held
+            self._lock = previous._lock
         self._clock_unset_logged = False
 
     async def poll(self) -> None:
-        now_ms = int(self.clock() * 1000)
-        if not is_set(now_ms):
-            # RCMS refuses a timestamp minutes off, and the marks must not take a time from 1970.
-            if not self._clock_unset_logged:
-                log.warning("rcms.poll_waits_for_clock", wall_ms=now_ms)
-                self._clock_unset_logged = True
-            return
-        self._clock_unset_logged = False
-        await asyncio.gather(*(self._poll_device(sn, now_ms) for sn in self.devices))
+        async with self._lock:
+            now_ms = int(self.clock() * 1000)
+            if not is_set(now_ms):
+                # RCMS refuses a timestamp minutes off, and the marks must not take a time from 1970.
+                if not self._clock_unset_logged:
+                    log.warning("rcms.poll_waits_for_clock", wall_ms=now_ms)
+                    self._clock_unset_logged = True
+                return
+            self._clock_unset_logged = False
+            await asyncio.gather(*(self._poll_device(sn, now_ms) for sn in self.devices))
 
     async def _poll_device(self, sn: str, now_ms: int) -> None:
         begin, end = poll_window(self.marks.get(sn), now_ms, self.lookback_s)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from gatewayd.clouds.thingplus import ThingPlusClient
     from gatewayd.runtime.gatewaywatch import GatewayWatch
+    from gatewayd.runtime.pollers import RcmsPoller
     from gatewayd.runtime.registrar import GatewayModel, Registered
     from gatewayd.runtime.uploader import Uploader
 
@@ -140,6 +141,8 @@ class Daemon:
         self.uploader: Uploader | None = None
         self.thingplus: ThingPlusClient | None = None
         self._gateway_watch: GatewayWatch | None = None
+        #: The RCMS poller a reload replaces hands its marks on (see RcmsPoller).
+        self._rcms_poller: RcmsPoller | None = None
         self._source_context = SourceContext(clock=clock, latest=self.latest)
         self._set_poll_intervals(inventory)
 
@@ -594,7 +597,9 @@ class Daemon:
                 self.state_dir,
                 lookback_s=inventory.rcms.lookback,
                 clock=self.clock,
+                previous=self._rcms_poller,
             )
+            self._rcms_poller = rcms
             self._add_poll_job("poll:rcms", rcms.poll, inventory.rcms.poll_interval)
         if inventory.loctube is not None and inventory.loctube.devices:
             loctube = LoctubePoller(
