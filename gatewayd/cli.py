@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 import structlog
 
 from gatewayd import __version__, eventloop
+from gatewayd.cliargs import duration as _duration
+from gatewayd.cliargs import port as _port
+from gatewayd.cliargs import positive_seconds as _positive_seconds
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
 from gatewayd.inventory.config import Inventory, load_inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
@@ -171,36 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_oneshot_parsers(sub)
     add_outbox_parser(sub, _add_config, _add_log_level)
     return parser
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text}")
-    return value
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``90s``, ``30m``, ``2d``, ... (the inventory's durations)."""
-    from gatewayd.inventory.types import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
-    return port
 
 
 def _add_oneshot_parsers(sub: Any) -> None:

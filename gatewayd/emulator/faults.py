@@ -36,6 +36,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gatewayd.emulator.ratelimit import RateLimit, positive_number
+
 log = structlog.get_logger(__name__)
 
 #: The clouds faults can be set for.
@@ -69,44 +71,6 @@ def cloud_of(path: str) -> str | None:
         if path.startswith(prefix):
             return cloud
     return None
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """Answer 429 to the next ``count`` requests, or to every request for ``window_s`` seconds (or both).
-
-    ``retry_after`` is the ``Retry-After`` header in whole seconds; without it a window says how much of
-    itself is left (rounded up), and a count says 1.
-    """
-
-    count: int | None = None
-    window_s: float | None = None
-    retry_after: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.count is None and self.window_s is None:
-            raise ValueError("rate_limit needs 'count' (next K requests) or 'window_s' (seconds), or both")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)):
-            raise ValueError("rate_limit.count must be an integer")
-        if self.count is not None and self.count < 1:
-            raise ValueError("rate_limit.count must be at least 1")
-        if self.window_s is not None and not _positive_number(self.window_s):
-            raise ValueError("rate_limit.window_s must be a positive number of seconds")
-        if self.retry_after is not None and (
-            isinstance(self.retry_after, bool)
-            or not isinstance(self.retry_after, int)
-            or self.retry_after < 0
-        ):
-            raise ValueError("rate_limit.retry_after must be a whole number of seconds, 0 or more")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> RateLimit:
-        unknown = set(data) - {"count", "window_s", "retry_after"}
-        if unknown:
-            raise ValueError(f"rate_limit has unknown key(s): {', '.join(sorted(unknown))}")
-        return cls(
-            count=data.get("count"), window_s=data.get("window_s"), retry_after=data.get("retry_after")
-        )
 
 
 @dataclass(frozen=True)
@@ -226,7 +190,7 @@ class Faults:
         changes: a ValueError leaves the faults as they were.
         """
         state = self._state(cloud)
-        if outage_s is not None and not (_positive_number(outage_s) or outage_s == math.inf):
+        if outage_s is not None and not (positive_number(outage_s) or outage_s == math.inf):
             raise ValueError("outage_s must be a positive number of seconds (math.inf: until cleared)")
         if failure_rate is not None and not (_number(failure_rate) and 0.0 <= failure_rate <= 1.0):
             raise ValueError("failure_rate must be a number from 0 to 1")
@@ -397,7 +361,3 @@ class Faults:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def _positive_number(value: Any) -> bool:
-    return _number(value) and 0.0 < value < math.inf
