@@ -19,6 +19,9 @@ import structlog
 
 from gatewayd import __version__, eventloop
 from gatewayd.cliargs import add_config, load_config_arg, require_config
+from gatewayd.cliargs import duration as _duration
+from gatewayd.cliargs import port as _port
+from gatewayd.cliargs import positive_seconds as _positive_seconds
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
 from gatewayd.inventory.config import Inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
@@ -31,7 +34,6 @@ EXIT_USAGE = 2
 log = structlog.get_logger("gatewayd.cli")
 
 T = TypeVar("T")
-N = TypeVar("N", int, float)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,35 +175,6 @@ def _command(
         _add_log_level(p)
     p.set_defaults(handler=handler)
     return p
-
-
-def _number_arg(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bool], bounds: str) -> N:
-    """An option's number: ``kind(text)``, refused as not ``what`` or, unless ``ok``, as out of ``bounds``."""
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"{bounds}, got {text}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    return _number_arg(text, float, "number of seconds", lambda v: v > 0, "must be greater than zero")
-
-
-def _duration(text: str) -> float:
-    """Seconds from ``90s``, ``30m``, ``2d``, ... (the inventory's durations)."""
-    from gatewayd.inventory.types import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _port(text: str) -> int:
-    return _number_arg(text, int, "port number", lambda v: 0 <= v < 65536, "port must be 0..65535")
 
 
 def _add_oneshot_parsers(sub: Any) -> None:

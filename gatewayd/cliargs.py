@@ -1,16 +1,22 @@
-"""The inventory a command works on: its ``--config`` option, and the inventory it names, loaded.
+"""What the command line takes: the inventory a command works on, and the types of its options.
 
-Every subcommand that reads an inventory takes it the same way, ``gatewayd outbox`` included (its
-parser lives in :mod:`gatewayd.ops.outboxcli`, which must not import the whole command line back).
+Every subcommand that reads an inventory takes it the same way (``--config``), ``gatewayd outbox``
+included (its parser lives in :mod:`gatewayd.ops.outboxcli`, which must not import the whole command
+line back). The argument types check values as argparse reads them, each refusal a usage error (exit 2)
+that says what was expected. Their own module so that ``gatewayd.cli`` stays one job: the commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from gatewayd.errors import ConfigError
 from gatewayd.inventory.config import Inventory, load_inventory
+
+N = TypeVar("N", int, float)
 
 
 def add_config(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -32,3 +38,32 @@ def require_config(args: argparse.Namespace) -> str:
 def load_config_arg(args: argparse.Namespace) -> Inventory:
     """The inventory named by --config / $GATEWAYD_CONFIG, validated (ConfigError otherwise)."""
     return load_inventory(require_config(args))
+
+
+def _number(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bool], bounds: str) -> N:
+    """An option's number: ``kind(text)``, refused as not ``what`` or, unless ``ok``, as out of ``bounds``."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{bounds}, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    return _number(text, float, "number of seconds", lambda v: v > 0, "must be greater than zero")
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90s``, ``30m``, ``2d``, ... (the inventory's durations)."""
+    from gatewayd.inventory.types import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def port(text: str) -> int:
+    return _number(text, int, "port number", lambda v: 0 <= v < 65536, "port must be 0..65535")

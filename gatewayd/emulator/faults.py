@@ -3,8 +3,7 @@
 Faults are set per cloud (``thingplus``, ``rcms``, ``loctube``) and applied by one aiohttp middleware
 that finds a request's cloud by its path prefix (:func:`cloud_of`). The admin paths (``/_emulator/``)
 are never faulted. What happens to one request is decided by :meth:`Faults.decide`, a plain synchronous
-method, so the rules can be tested without a server (the faults of one cloud, as data, are in
-:mod:`gatewayd.emulator.faultstate`)::
+method, so the rules can be tested without a server::
 
     faults = Faults(seed=1)
     faults.set("thingplus", outage_s=30)                   # 503 for 30 s (monotonic), or until cleared
@@ -29,13 +28,15 @@ import asyncio
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from gatewayd.emulator.faultstate import PASS, CloudFaults, RateLimit, Verdict, is_number, is_positive_number
+from gatewayd.emulator.ratelimit import RateLimit, positive_number
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,81 @@ def cloud_of(path: str) -> str | None:
         if path.startswith(prefix):
             return cloud
     return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the middleware does with one request: wait ``delay_s``, then answer ``status`` or pass on."""
+
+    delay_s: float = 0.0
+    status: int | None = None
+    reason: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def passes(self) -> bool:
+        return self.status is None
+
+
+#: The verdict for a request nothing happens to (shared: a Verdict is immutable).
+PASS = Verdict()
+
+
+@dataclass
+class CloudFaults:
+    """The faults set for one cloud, and how many answers each kind has produced."""
+
+    #: Monotonic deadline of the outage; ``math.inf`` lasts until cleared; None: no outage.
+    outage_until: float | None = None
+    failure_rate: float = 0.0
+    failure_statuses: tuple[int, ...] = (503, 500)
+    latency_s: float = 0.0
+    rate_limit_left: int = 0
+    rate_limit_until: float | None = None
+    retry_after: int | None = None
+    #: loctube: the OAuth2 token endpoint refuses JSON with 415 (read by the emulator, not the middleware).
+    oauth2_form_only: bool = False
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def armed(self) -> bool:
+        """Whether any fault is set, expired or not: checked on every request, so kept to a few reads."""
+        return (
+            self.outage_until is not None
+            or self.rate_limit_left > 0
+            or self.rate_limit_until is not None
+            or self.failure_rate > 0.0
+            or self.latency_s != 0.0
+        )
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        outage: dict[str, Any] | None = None
+        if self.outage_until is not None and self.outage_until > now:
+            forever = math.isinf(self.outage_until)
+            outage = {
+                "until_cleared": forever,
+                "remaining_s": None if forever else round(self.outage_until - now, 3),
+            }
+        rate: dict[str, Any] | None = None
+        window_left = (
+            self.rate_limit_until - now
+            if self.rate_limit_until is not None and self.rate_limit_until > now
+            else None
+        )
+        if self.rate_limit_left > 0 or window_left is not None:
+            rate = {
+                "remaining_count": self.rate_limit_left,
+                "window_remaining_s": None if window_left is None else round(window_left, 3),
+                "retry_after": self.retry_after,
+            }
+        return {
+            "outage": outage,
+            "failure_rate": self.failure_rate,
+            "failure_statuses": list(self.failure_statuses),
+            "latency_s": self.latency_s,
+            "rate_limit": rate,
+            "oauth2_form_only": self.oauth2_form_only,
+            "injected": dict(self.injected),
+        }
 
 
 class Faults:
@@ -114,9 +190,9 @@ class Faults:
         changes: a ValueError leaves the faults as they were.
         """
         state = self._state(cloud)
-        if outage_s is not None and not (is_positive_number(outage_s) or outage_s == math.inf):
+        if outage_s is not None and not (positive_number(outage_s) or outage_s == math.inf):
             raise ValueError("outage_s must be a positive number of seconds (math.inf: until cleared)")
-        if failure_rate is not None and not (is_number(failure_rate) and 0.0 <= failure_rate <= 1.0):
+        if failure_rate is not None and not (_number(failure_rate) and 0.0 <= failure_rate <= 1.0):
             raise ValueError("failure_rate must be a number from 0 to 1")
         statuses: tuple[int, ...] | None = None
         if failure_statuses is not None:
@@ -125,7 +201,7 @@ class Faults:
                 isinstance(s, int) and not isinstance(s, bool) and 400 <= s <= 599 for s in statuses
             ):
                 raise ValueError("failure_statuses must be a non-empty list of HTTP error codes (400-599)")
-        if latency_s is not None and not (is_number(latency_s) and 0.0 <= latency_s < math.inf):
+        if latency_s is not None and not (_number(latency_s) and 0.0 <= latency_s < math.inf):
             raise ValueError("latency_s must be a number of seconds, 0 or more")
         limit = RateLimit.from_mapping(rate_limit) if isinstance(rate_limit, Mapping) else rate_limit
         if oauth2_form_only is not None and not isinstance(oauth2_form_only, bool):
@@ -281,3 +357,7 @@ class Faults:
             return self._clouds[cloud]
         except KeyError:
             raise ValueError(f"unknown cloud {cloud!r}: expected one of {list(CLOUDS)}") from None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)

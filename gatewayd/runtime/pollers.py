@@ -55,7 +55,11 @@ class RcmsPoller:
         *,
         lookback_s: float = DEFAULT_LOOKBACK_S,
         clock: Callable[[], float] = time.time,
+        previous: RcmsPoller | None = None,
     ) -> None:
+        """``previous``: the poller this one replaces (a reload that changed the rcms section). Its marks,
+        not the file's, go on (the file may be behind them), and a poll of it still under way finishes
+        before this one starts, so the two never fetch and send the same records."""
         self.client = client
         self.devices = devices
         self.interval_s = interval_s
@@ -72,18 +76,26 @@ class RcmsPoller:
                 self._learn_interval(str(sn), mark.interval_ms)
         #: The newest record times of each router, for its reporting interval.
         self._times: dict[str, deque[int]] = {}
+        #: Routers whose points wait in memory (a commit failed): the mark saved for them stays the last
+        #: one committed until a commit succeeds, so a restart meanwhile fetches those records again.
+        self._held: dict[str, RouterMark | None] = {}
+        self._lock = asyncio.Lock()
+        if previous is not None:
+            self.marks, self._times, self._held = previous.marks, previous._times, previous._held
+            self._lock = previous._lock
         self._clock_unset_logged = False
 
     async def poll(self) -> None:
-        now_ms = int(self.clock() * 1000)
-        if not is_set(now_ms):
-            # RCMS refuses a timestamp minutes off, and the marks must not take a time from 1970.
-            if not self._clock_unset_logged:
-                log.warning("rcms.poll_waits_for_clock", wall_ms=now_ms)
-                self._clock_unset_logged = True
-            return
-        self._clock_unset_logged = False
-        await asyncio.gather(*(self._poll_device(sn, now_ms) for sn in self.devices))
+        async with self._lock:
+            now_ms = int(self.clock() * 1000)
+            if not is_set(now_ms):
+                # RCMS refuses a timestamp minutes off, and the marks must not take a time from 1970.
+                if not self._clock_unset_logged:
+                    log.warning("rcms.poll_waits_for_clock", wall_ms=now_ms)
+                    self._clock_unset_logged = True
+                return
+            self._clock_unset_logged = False
+            await asyncio.gather(*(self._poll_device(sn, now_ms) for sn in self.devices))
 
     async def _poll_device(self, sn: str, now_ms: int) -> None:
         begin, end = poll_window(self.marks.get(sn), now_ms, self.lookback_s)
@@ -145,13 +157,16 @@ class RcmsPoller:
         """The points of ``records`` into the outbox, then the mark that says they are there (saved only
         then: another router's poll saving the marks meanwhile must not save this one early)."""
         try:
-            await self.latest.feed.publish("rcms", sn, records)
+            committed = await self.latest.feed.publish("rcms", sn, records)
         except StorageError as exc:
             # The points wait in memory for the disk (the sampler's buffer): the next window goes on
             # after them, but the mark is not saved, so a restart meanwhile fetches them again.
+            self._held.setdefault(sn, self.marks.get(sn))
             self.marks[sn] = mark
             log.warning("rcms.points_not_committed", sn=sn, points=len(records), error=str(exc))
             return
+        if committed:
+            self._held.clear()  # the commit flushed what waited in memory too
         self.marks[sn] = mark
         self._save()
 
@@ -161,7 +176,8 @@ class RcmsPoller:
 
     def _save(self) -> None:
         try:
-            self._marks_file.save({sn: mark.as_json() for sn, mark in self.marks.items()})
+            saved = {sn: self._held.get(sn, mark) for sn, mark in self.marks.items()}
+            self._marks_file.save({sn: mark.as_json() for sn, mark in saved.items() if mark is not None})
         except StorageError as exc:
             log.warning("rcms.poll_marks_not_saved", error=str(exc))
 

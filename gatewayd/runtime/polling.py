@@ -27,6 +27,8 @@ from gatewayd.sources.latest import LatestState, PollStats
 if TYPE_CHECKING:
     import aiohttp
 
+    from gatewayd.runtime.pollers import RcmsPoller
+
 JOBS = ("poll:rcms", "poll:loctube")
 
 
@@ -52,6 +54,8 @@ class Polling:
         self.state_dir = state_dir
         self.observer = observer
         self.clock = clock
+        #: The RCMS poller a reload replaces hands its marks on (see RcmsPoller).
+        self._rcms_poller: RcmsPoller | None = None
         supervisor.add(self)
 
     def apply(self, inventory: Inventory) -> None:
@@ -71,7 +75,9 @@ class Polling:
                 self.state_dir,
                 lookback_s=inventory.rcms.lookback,
                 clock=self.clock,
+                previous=self._rcms_poller,
             )
+            self._rcms_poller = rcms
             self._add_job("poll:rcms", rcms.poll, inventory.rcms.poll_interval)
         if inventory.loctube is not None and inventory.loctube.devices:
             loctube = LoctubePoller(

@@ -58,12 +58,16 @@ class RecordFeed:
     def subscribers(self, cloud: str, device: str) -> int:
         return len(self._subscribers.get((cloud, device), ()))
 
-    async def publish(self, cloud: str, device: str, records: list[dict[str, Any]]) -> None:
+    async def publish(self, cloud: str, device: str, records: list[dict[str, Any]]) -> bool:
         """Every subscriber makes its points of ``records`` (oldest first); returns once they are in the
-        outbox. A StorageError (a full disk) propagates: the points wait in memory meanwhile."""
+        outbox. A StorageError (a full disk) propagates: the points wait in memory meanwhile.
+
+        True when a commit was made: then every point waiting in memory before it is in the outbox too
+        (a commit flushes the whole buffer), which is how the poller knows a mark held back may be saved.
+        """
         subscribers = list(self._subscribers.get((cloud, device), ()))
         if not records or not subscribers:
-            return
+            return False
         commits: list[Callable[[], Awaitable[None]]] = []
         for subscriber in subscribers:
             subscriber.take(records)
@@ -72,3 +76,4 @@ class RecordFeed:
                 commits.append(commit)
         for commit in commits:
             await commit()
+        return bool(commits)

@@ -4,6 +4,7 @@ tests/integration/test_rcms_history.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +339,71 @@ async def test_no_poll_before_the_wall_clock_is_set(tmp_path: Path) -> None:
     poller = make_poller(client, LatestState(), tmp_path, clock)
     await poller.poll()
     assert client.windows == [] and poller.marks == {}
+
+
+async def test_a_mark_held_back_is_not_saved_by_a_poll_that_commits_nothing(tmp_path: Path) -> None:
+    clock = FakeClock(NOW / 1000)
+    client = FakeRcms(clock)
+    latest, sink = LatestState(), Sink()
+    make_bridge(latest, clock).bind(sink)
+    poller = make_poller(client, latest, tmp_path, clock)
+    await poller.poll()
+    saved = RouterMark.from_json(poller._marks_file.load()["SN1"])  # type: ignore[index]
+    sink.fail_commit = True
+    clock.advance(30)
+    await poller.poll()  # three records wait in memory
+    client.clock = FakeClock(clock() - 30)  # the router goes silent: the next windows bring nothing new
+    sink.fail_commit = False
+    clock.advance(60)
+    await poller.poll()
+    assert sink.commits == 2, "nothing new, so nothing committed"
+    assert RouterMark.from_json(poller._marks_file.load()["SN1"]) == saved  # type: ignore[index]
+    client.clock = clock  # it reports again: its commit flushes the held points, the mark may go on
+    clock.advance(10)
+    await poller.poll()
+    assert sink.commits == 3
+    assert poller._marks_file.load()["SN1"]["record_ms"] == int(clock() * 1000)  # type: ignore[index]
+
+
+class GatedRcms(FakeRcms):
+    """A FakeRcms whose answers wait for ``gate`` (a poll still under way)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.gate = asyncio.Event()
+
+    async def status_data(self, sn: str, begin_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        await self.gate.wait()
+        return await super().status_data(sn, begin_ms, end_ms)
+
+
+async def test_a_reloaded_poller_goes_on_from_the_one_it_replaces(tmp_path: Path) -> None:
+    clock = FakeClock(NOW / 1000)
+    client = GatedRcms(clock)
+    latest, sink = LatestState(), Sink()
+    make_bridge(latest, clock).bind(sink)
+    old = make_poller(client, latest, tmp_path, clock)
+    client.gate.set()
+    await old.poll()
+    client.gate.clear()
+    clock.advance(30)
+    under_way = asyncio.ensure_future(old.poll())  # the reload comes while this poll waits for RCMS
+    await asyncio.sleep(0)
+    new = RcmsPoller(
+        client,  # type: ignore[arg-type]
+        ["SN1"],
+        30.0,
+        latest,
+        PollStats(),
+        tmp_path,
+        lookback_s=60.0,
+        clock=clock,
+        previous=old,
+    )
+    polling = asyncio.ensure_future(new.poll())
+    await asyncio.sleep(0)
+    client.gate.set()
+    await asyncio.gather(under_way, polling)
+    times = [t for t, _ in sink.points]
+    assert times == list(range(NOW - MIN, NOW + 30_000 + 1, 10_000)), "each record once"
+    assert new.marks["SN1"].record_ms == NOW + 30_000
