@@ -119,11 +119,11 @@ def run(args: argparse.Namespace) -> int:
 
         # -- 1. register once
         daemon = start_daemon(procs, config, name="daemon (registration run)")
-        daemon.wait_event("registered on Thing+", 120)
+        daemon.wait_event("registration.completed", 120)
         code = daemon.terminate(timeout=60)
         if code != 0:
             raise BenchError(daemon.died_message(code))
-        first = daemon.events["stopped"].record
+        first = daemon.events["daemon.stopped"].record
         gateway_id = registry_gateway_id(state_dir)
         registry = json.loads((state_dir / "registry.json").read_text())
         sensor_ids = [e["id"] for e in registry["sensors"].values()]
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         emulator.fault({"outage": True})
         t_start = time.monotonic()
         daemon = start_daemon(procs, config, name="daemon (backlog run)")
-        daemon.wait_event("gatewayd running", 60)
+        daemon.wait_event("daemon.running", 60)
         running_s = time.monotonic() - t_start
         hold: list[ProcSample] = []
         end = time.monotonic() + args.hold
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         code = daemon.terminate(timeout=60)
         if code != 0:
             raise BenchError(daemon.died_message(code))
-        second = daemon.events["stopped"].record
+        second = daemon.events["daemon.stopped"].record
         final = delivered(emulator.state(), gateway_id).points
         sampled_total = int(first["sampled"]) + int(second["sampled"]) + total
         on_disk = int(second["pending_on_disk"])
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     hold_min, hold_max = rss_range(hold)
     drain_min, drain_max = rss_range(drain_samples)
     rows += [
-        ("daemon start -> 'gatewayd running' (backlog on disk)", f"{running_s:.2f} s"),
+        ("daemon start -> 'daemon.running' (backlog on disk)", f"{running_s:.2f} s"),
         (f"backlog held during the outage ({args.hold:g} s)", f"{pending_hold:,} points"),
         ("RSS during the outage: min..max", f"{mb(hold_min)}..{mb(hold_max)}"),
         ("RSS during the outage: range", mb(hold_max - hold_min)),

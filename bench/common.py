@@ -500,7 +500,12 @@ def start_emulator(procs: Procs, config: Path, port: int, report_interval_ms: in
             time.sleep(0.1)
 
 
-DAEMON_EVENTS = ("gatewayd running", "sensors registered", "registered on Thing+", "stopped")
+DAEMON_EVENTS = (
+    "daemon.running",
+    "registration.sensors_registered",
+    "registration.completed",
+    "daemon.stopped",
+)
 #: Log lines counted: warnings, errors, and APScheduler skipping a run because the last one still runs.
 WARNING = '"level": "warning"'
 ERROR = '"level": "error"'

@@ -12,7 +12,7 @@ For each N, two phases, each against a fresh emulator in its own process (``gate
    it is registered, a warm-up, then a measured window: daemon CPU (utime+stime delta from
    ``/proc/<pid>/stat``, in % of one core), RSS at the end (VmRSS) and peak (VmHWM), points/s delivered
    (delta of the emulator's per-sensor point counts), the emulator's CPU. Then SIGTERM, and sampled
-   (the daemon's ``stopped`` log line; also ``gatewayd_points_sampled_total`` on ``/metrics``) against
+   (the daemon's ``daemon.stopped`` log line; also ``gatewayd_points_sampled_total`` on ``/metrics``) against
    delivered (the emulator) and what stayed on disk.
 2. **floor**: ``steady.py --floor-client`` in its own process: a bare aiohttp loop sending the same
    requests (per sensor one array PUT of 5 points and one status PUT per reportInterval, plus the
@@ -188,7 +188,7 @@ def daemon_phase(n: int, args: argparse.Namespace) -> Window:
         emulator = start_emulator(procs, config, port, REPORT_INTERVAL_MS)
         t0 = time.monotonic()
         daemon = start_daemon(procs, config)
-        registered = daemon.wait_event("registered on Thing+", 60 + n / 50)
+        registered = daemon.wait_event("registration.completed", 60 + n / 50)
         result_registration = registered.t - t0
         gateway_id = registry_gateway_id(state_dir)
         metrics_url = f"http://127.0.0.1:{http_port}/metrics"
@@ -209,10 +209,10 @@ def daemon_phase(n: int, args: argparse.Namespace) -> Window:
         stop_s = time.monotonic() - t_stop
         if code != 0:
             raise BenchError(daemon.died_message(code))
-        stopped = daemon.events.get("stopped")
+        stopped = daemon.events.get("daemon.stopped")
         if stopped is None:
             raise BenchError(
-                "the daemon exited without its 'stopped' log line:\n" + daemon.died_message(code)
+                "the daemon exited without its 'daemon.stopped' log line:\n" + daemon.died_message(code)
             )
         final = delivered(emulator.state(), gateway_id)
         total = int(stopped.record.get("sampled", 0))

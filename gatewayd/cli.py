@@ -10,20 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import structlog
 
 from gatewayd import __version__, eventloop
+from gatewayd.cliargs import add_config, load_config_arg, require_config
 from gatewayd.cliargs import duration as _duration
 from gatewayd.cliargs import port as _port
 from gatewayd.cliargs import positive_seconds as _positive_seconds
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
-from gatewayd.inventory.config import Inventory, load_inventory
+from gatewayd.inventory.config import Inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
 from gatewayd.ops.outboxcli import add_outbox_parser
 
@@ -42,16 +42,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _add_config(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE",
-        default=os.environ.get("GATEWAYD_CONFIG"),
-        help="inventory YAML (default: $GATEWAYD_CONFIG)" + ("" if required else "; optional"),
-    )
 
 
 def _add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -78,34 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser(
+    _command(
+        sub,
         "check",
+        cmd_check,
         help="validate an inventory and print a summary",
         description="Validate an inventory; every problem is printed as FILE:LINE:COL: path: message.",
     )
-    _add_config(p)
-    p.set_defaults(handler=cmd_check)
-
-    p = sub.add_parser(
+    _command(
+        sub,
         "run",
+        cmd_run,
         help="run the daemon (SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the inventory)",
         description="Run the gateway: sample, register on Thing+, report, poll RCMS and loctube. "
         "SIGTERM/SIGINT stop it (pending points get a grace period, the rest stay on disk); "
         "SIGHUP re-reads the inventory.",
+        log_level=True,
     )
-    _add_config(p)
-    _add_log_level(p)
-    p.set_defaults(handler=cmd_run)
-
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "health",
+        cmd_health,
         help="ask a running daemon's /healthz (exit 0 healthy, 1 not): for container HEALTHCHECKs",
         description="GET http://<http.listen>/healthz of the daemon the inventory describes; print its "
         "answer; exit 0 on 200, 1 otherwise (unreachable, 503, no http section).",
     )
-    _add_config(p)
     p.add_argument("--timeout", type=_positive_seconds, default=5.0, metavar="S", help="default 5")
-    p.set_defaults(handler=cmd_health)
 
     p = sub.add_parser(
         "demo",
@@ -144,13 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_demo)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "emulator",
+        cmd_emulator,
         help="serve emulated Thing+, RCMS and loctube clouds for an inventory's credentials",
         description="Serve the three clouds on HOST:PORT, accepting exactly the credentials in the "
         "inventory, until SIGTERM/SIGINT. Fault injection and state: /_emulator/...",
+        log_level=True,
     )
-    _add_config(p)
     p.add_argument("--port", "-p", type=_port, required=True, help="TCP port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
@@ -168,12 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="Thing+ refuses series points older than D (400 INVALID_INPUT), e.g. 90s, 30m, 2d (default 5d, "
         "like the real platform)",
     )
-    _add_log_level(p)
-    p.set_defaults(handler=cmd_emulator)
 
     _add_oneshot_parsers(sub)
-    add_outbox_parser(sub, _add_config, _add_log_level)
+    add_outbox_parser(sub, add_config, _add_log_level)
     return parser
+
+
+def _command(
+    sub: Any, name: str, handler: Any, *, help: str, description: str, log_level: bool = False
+) -> argparse.ArgumentParser:
+    """A subcommand that reads the inventory named by ``--config`` (and takes ``--log-level`` when it
+    logs), run by ``handler``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=description)
+    add_config(p)
+    if log_level:
+        _add_log_level(p)
+    p.set_defaults(handler=handler)
+    return p
 
 
 def _add_oneshot_parsers(sub: Any) -> None:
@@ -208,20 +209,9 @@ def _add_oneshot_parsers(sub: Any) -> None:
 
 def _finish_oneshot(subparsers: Any, handler: Any) -> None:
     for p in subparsers.choices.values():
-        _add_config(p)
+        add_config(p)
         _add_log_level(p)
         p.set_defaults(handler=handler)
-
-
-def _require_config(args: argparse.Namespace) -> str:
-    if not args.config:
-        raise ConfigError("no inventory given: use --config FILE or set GATEWAYD_CONFIG")
-    return str(args.config)
-
-
-def load_config_arg(args: argparse.Namespace) -> Inventory:
-    """The inventory named by --config / $GATEWAYD_CONFIG, validated (ConfigError otherwise)."""
-    return load_inventory(_require_config(args))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -243,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.runtime.service import run_daemon
 
     inventory = load_config_arg(args)
-    return run_daemon(inventory, _require_config(args))
+    return run_daemon(inventory, require_config(args))
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -285,25 +275,29 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_thingplus(args: argparse.Namespace) -> int:
     from gatewayd.ops.oneshot import thingplus_call
 
-    inventory = load_config_arg(args)
-    print_json(run_async(thingplus_call(inventory, args.what, getattr(args, "id", None))))
-    return EXIT_OK
+    return _print_call(
+        args, lambda inventory: thingplus_call(inventory, args.what, getattr(args, "id", None))
+    )
 
 
 def cmd_rcms(args: argparse.Namespace) -> int:
     from gatewayd.ops.oneshot import rcms_call
 
-    inventory = load_config_arg(args)
     positional = [a for a in (getattr(args, "sn", None), getattr(args, "group", None)) if a is not None]
-    print_json(run_async(rcms_call(inventory, args.what, positional, getattr(args, "since", None))))
-    return EXIT_OK
+    return _print_call(
+        args, lambda inventory: rcms_call(inventory, args.what, positional, getattr(args, "since", None))
+    )
 
 
 def cmd_loctube(args: argparse.Namespace) -> int:
     from gatewayd.ops.oneshot import loctube_call
 
-    inventory = load_config_arg(args)
-    print_json(run_async(loctube_call(inventory, args.what, getattr(args, "id", None))))
+    return _print_call(args, lambda inventory: loctube_call(inventory, args.what, getattr(args, "id", None)))
+
+
+def _print_call(args: argparse.Namespace, call: Callable[[Inventory], Coroutine[Any, Any, Any]]) -> int:
+    """A one-shot command: the inventory loaded, one API call, its answer as JSON on stdout."""
+    print_json(run_async(call(load_config_arg(args))))
     return EXIT_OK
 
 

@@ -1,21 +1,58 @@
-"""Argument types of the command line: values checked as argparse reads them, each refusal a usage error
-(exit 2) that says what was expected. Their own module so that ``gatewayd.cli`` stays one job: the
-commands.
+"""What the command line takes: the inventory a command works on, and the types of its options.
+
+Every subcommand that reads an inventory takes it the same way (``--config``), ``gatewayd outbox``
+included (its parser lives in :mod:`gatewayd.ops.outboxcli`, which must not import the whole command
+line back). The argument types check values as argparse reads them, each refusal a usage error (exit 2)
+that says what was expected. Their own module so that ``gatewayd.cli`` stays one job: the commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from gatewayd.errors import ConfigError
+from gatewayd.inventory.config import Inventory, load_inventory
+
+N = TypeVar("N", int, float)
+
+
+def add_config(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=os.environ.get("GATEWAYD_CONFIG"),
+        help="inventory YAML (default: $GATEWAYD_CONFIG)" + ("" if required else "; optional"),
+    )
+
+
+def require_config(args: argparse.Namespace) -> str:
+    if not args.config:
+        raise ConfigError("no inventory given: use --config FILE or set GATEWAYD_CONFIG")
+    return str(args.config)
+
+
+def load_config_arg(args: argparse.Namespace) -> Inventory:
+    """The inventory named by --config / $GATEWAYD_CONFIG, validated (ConfigError otherwise)."""
+    return load_inventory(require_config(args))
+
+
+def _number(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bool], bounds: str) -> N:
+    """An option's number: ``kind(text)``, refused as not ``what`` or, unless ``ok``, as out of ``bounds``."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{bounds}, got {text}")
+    return value
 
 
 def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero, got {text}")
-    return value
+    return _number(text, float, "number of seconds", lambda v: v > 0, "must be greater than zero")
 
 
 def duration(text: str) -> float:
@@ -29,10 +66,4 @@ def duration(text: str) -> float:
 
 
 def port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
-    return port
+    return _number(text, int, "port number", lambda v: 0 <= v < 65536, "port must be 0..65535")

@@ -54,15 +54,15 @@ class StateFile:
         except OSError as exc:
             raise StorageError(f"cannot read state file {self.path}: {exc.strerror or exc}") from exc
         if stat.S_IMODE(mode) & 0o077:
-            log.warning("state_file_too_open", path=str(self.path), mode=oct(stat.S_IMODE(mode)))
+            log.warning("statefile.too_open", path=str(self.path), mode=oct(stat.S_IMODE(mode)))
         try:
             record = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("state_file_corrupt", path=str(self.path), reason=f"not JSON: {exc}")
+            log.warning("statefile.corrupt", path=str(self.path), reason=f"not JSON: {exc}")
             return None
         if not isinstance(record, dict):
             log.warning(
-                "state_file_corrupt", path=str(self.path), reason=f"not an object: {type(record).__name__}"
+                "statefile.corrupt", path=str(self.path), reason=f"not an object: {type(record).__name__}"
             )
             return None
         return record
@@ -137,11 +137,11 @@ def _fsync_dir(directory: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        log.warning("state_dir_fsync_failed", path=str(directory), error=str(exc))
+        log.warning("statefile.dir_fsync_failed", path=str(directory), error=str(exc))
         return
     try:
         os.fsync(fd)
     except OSError as exc:
-        log.warning("state_dir_fsync_failed", path=str(directory), error=str(exc))
+        log.warning("statefile.dir_fsync_failed", path=str(directory), error=str(exc))
     finally:
         os.close(fd)

@@ -108,8 +108,9 @@ class Stamper:
         if not self._unset:
             self._unset = True
             log.warning(
-                "wall clock not set (earlier than the build date): samples are stamped from the "
-                "monotonic clock and held until it is set",
+                "wallclock.not_set",
+                effect="earlier than the build date: samples are stamped from the monotonic clock and held "
+                "until it is set",
                 wall_ms=now_ms,
                 build_date=BUILD_DATE.isoformat(),
             )
@@ -150,7 +151,7 @@ class RestampOnClockSet:
             wait_s = min(60.0, 2.0**self._failures)
             self._failures += 1
             self._retry_at = mono_s + wait_s
-            log.error("re-stamping failed; retried", error=str(exc), retry_in_s=wait_s)
+            log.error("wallclock.restamp_failed", error=str(exc), retry_in_s=wait_s)
             return
         self._failures = 0
         self._retry_at = float("-inf")

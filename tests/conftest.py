@@ -22,6 +22,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+from tests.helpers.inventories import inventory_yaml
+
 _structlog_configure = structlog.configure
 
 
@@ -37,24 +39,21 @@ def _configure_without_logger_cache(*args: Any, **kwargs: Any) -> None:
 structlog.configure = _configure_without_logger_cache
 
 
-VALID = textwrap.dedent(
-    """\
-    gateway: {name: "Edge Box 1", model: "52"}
-    state_dir: ./state
-    thingplus:
-      endpoint: https://api.sandbox.thingplus.net
-      client_id: testClientId
-      client_secret: testClientPwd12
-      username: serviceadmin
-      password: hunter2-password
-    devices:
-      - name: Room 1
-        sensors:
-          - name: Temperature
-            type: temperature
-            interval: 10
-            simulate: {pattern: sine, min: 18, max: 26, period: 1h}
-    """
+#: A valid inventory to mutate: tests assert line:column positions in it, so its layout is fixed.
+VALID = inventory_yaml(
+    devices=textwrap.indent(
+        textwrap.dedent(
+            """\
+            - name: Room 1
+              sensors:
+                - name: Temperature
+                  type: temperature
+                  interval: 10
+                  simulate: {pattern: sine, min: 18, max: 26, period: 1h}
+            """
+        ),
+        "  ",
+    )
 )
 
 T = TypeVar("T")
@@ -193,28 +192,3 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     finally:
         if subprocess.run(["umount", str(where)], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(where)], capture_output=True, check=False)
-
-
-class Clocks:
-    """A wall clock and a monotonic clock for tests, moved by hand (seconds).
-
-    ``advance`` moves both, as time passing does; ``jump`` moves the wall clock alone, as NTP or a
-    manual date change does.
-    """
-
-    def __init__(self, wall: float, mono: float = 1000.0) -> None:
-        self.wall_s = wall
-        self.mono_s = mono
-
-    def wall(self) -> float:
-        return self.wall_s
-
-    def mono(self) -> float:
-        return self.mono_s
-
-    def advance(self, seconds: float) -> None:
-        self.wall_s += seconds
-        self.mono_s += seconds
-
-    def jump(self, seconds: float) -> None:
-        self.wall_s += seconds

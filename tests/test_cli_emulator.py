@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,29 +14,12 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.inventories import THINGPLUS, THINGPLUS_PASSWORD_MD5, inventory_yaml
+from tests.helpers.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
-CLIENT_ID = "emuCliClient"
-CLIENT_SECRET = "emuCliSecret"
-USERNAME = "emu-cli"
-PASSWORD = "emu-cli-password"
-
-INVENTORY = f"""\
-gateway: {{name: "Emulator CLI"}}
-state_dir: STATE_DIR
-thingplus:
-  endpoint: http://127.0.0.1:9
-  client_id: {CLIENT_ID}
-  client_secret: {CLIENT_SECRET}
-  username: {USERNAME}
-  password: {PASSWORD}
-"""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+INVENTORY = inventory_yaml("http://127.0.0.1:9", gateway='{name: "Emulator CLI"}', state_dir="STATE_DIR")
 
 
 def request(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -90,10 +71,10 @@ def test_emulator_serves_until_signalled_then_exits_0(sig: signal.Signals, tmp_p
             f"{base}/v2/oauth2/token",
             {
                 "grant_type": "password",
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "username": USERNAME,
-                "password": hashlib.md5(PASSWORD.encode()).hexdigest(),
+                "client_id": THINGPLUS["client_id"],
+                "client_secret": THINGPLUS["client_secret"],
+                "username": THINGPLUS["username"],
+                "password": THINGPLUS_PASSWORD_MD5,
             },
         )
         assert status == 200

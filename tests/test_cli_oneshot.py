@@ -23,42 +23,15 @@ import pytest
 from gatewayd.emulator import EmulatorServer
 from gatewayd.inventory.config import parse_inventory
 from tests.conftest import pairwise
+from tests.helpers.inventories import inventory_yaml
+from tests.helpers.inventories import loctube as loctube_section
+from tests.helpers.inventories import rcms as rcms_section
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 RCMS_SN = "SN-CLI-0001"
 LOCTUBE_ID = "test001"
-
-THINGPLUS = """\
-gateway: {{name: "CLI gateway"}}
-state_dir: {state_dir}
-thingplus:
-  endpoint: {url}
-  client_id: cliClient
-  client_secret: cliClientSecret
-  username: cli-user
-  password: cli-password
-  timeout: 5s
-"""
-RCMS = """\
-rcms:
-  endpoint: {url}
-  client_id: rcms-cli
-  client_secret: {rcms_secret}
-  timeout: 5s
-  devices: [SN-CLI-0001, SN-CLI-0002]
-"""
-LOCTUBE = """\
-loctube:
-  endpoint: {url}
-  client_id: loctube-cli
-  secure_key: loctube-cli-key
-  sign: sha256
-  auth: {auth}
-  timeout: 5s
-  devices: [test001]
-"""
 
 
 def inventory_text(
@@ -67,15 +40,22 @@ def inventory_text(
     *,
     rcms: bool = True,
     loctube: bool = True,
-    rcms_secret: str = "rcms-cli-secret",
+    rcms_secret: str | None = None,
     auth: str = "signature",
 ) -> str:
-    text = THINGPLUS
+    sections = ""
     if rcms:
-        text += RCMS
+        secret = {} if rcms_secret is None else {"client_secret": rcms_secret}
+        sections += rcms_section(url, **secret, timeout="5s", devices=[RCMS_SN, "SN-CLI-0002"])
     if loctube:
-        text += LOCTUBE
-    return text.format(url=url, state_dir=state_dir, rcms_secret=rcms_secret, auth=auth)
+        sections += loctube_section(url, sign="sha256", auth=auth, timeout="5s", devices=[LOCTUBE_ID])
+    return inventory_yaml(
+        url,
+        gateway='{name: "CLI gateway"}',
+        state_dir=state_dir,
+        thingplus_keys={"timeout": "5s"},
+        sections=sections,
+    )
 
 
 class ThreadedEmulator:

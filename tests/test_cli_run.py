@@ -21,7 +21,8 @@ from typing import Any
 
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.outbox import Outbox
-from tests.integration.conftest import SENSORS, THREE_SENSORS, delivered, emulator_env, points_of, until
+from tests.helpers.waiting import until
+from tests.integration.conftest import SENSORS, THREE_SENSORS, delivered, emulator_env, points_of
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAYD = [sys.executable, "-m", "gatewayd"]
@@ -119,8 +120,8 @@ async def test_sigterm_flushes_pending_points_and_exits_0(tmp_path: Path) -> Non
             await asyncio.sleep(1.0)  # let samples pile up in the outbox (not a timing assertion)
             child.proc.send_signal(signal.SIGTERM)
             assert await child.wait() == 0
-        assert child.event("gatewayd running")["event_loop"] == "uvloop", "uvloop is a dependency"
-        stopped = child.event("stopped")
+        assert child.event("daemon.running")["event_loop"] == "uvloop", "uvloop is a dependency"
+        stopped = child.event("daemon.stopped")
         assert stopped["sampled"] > 0
         assert delivered(env.tp) > before, "the stop's flush sent the backlog"
         assert stopped["pending_on_disk"] == 0
@@ -139,8 +140,8 @@ async def test_sigterm_during_an_outage_keeps_unsent_points_in_the_outbox(tmp_pa
             await asyncio.sleep(1.0)  # samples taken during the outage stay local
             child.proc.send_signal(signal.SIGTERM)
             assert await child.wait() == 0
-        assert child.event("gatewayd running")["event_loop"] == "asyncio"
-        stopped = child.event("stopped")
+        assert child.event("daemon.running")["event_loop"] == "asyncio"
+        stopped = child.event("daemon.stopped")
         on_disk = await pending_on_disk(env.state_dir)
         assert on_disk > 0
         assert on_disk == stopped["pending_on_disk"]
@@ -171,9 +172,9 @@ async def test_sighup_adds_a_sensor_without_a_restart(tmp_path: Path) -> None:
             assert child.proc.returncode is None, "SIGHUP must not stop the daemon"
             child.proc.send_signal(signal.SIGTERM)
             assert await child.wait() == 0
-        assert child.event("inventory reloaded")["added"] == ["Cellar/Level"]
+        assert child.event("reload.applied")["added"] == ["Cellar/Level"]
         assert env.tp.requests["register_gateway"] == 1
-        assert distinct_points(env.tp) == child.event("stopped")["sampled"]
+        assert distinct_points(env.tp) == child.event("daemon.stopped")["sampled"]
         assert_no_duplicates(env.tp)
 
 
@@ -239,9 +240,9 @@ async def test_two_daemons_started_together_on_one_state_dir_one_runs_the_other_
             assert runner.proc.returncode is None
             runner.proc.send_signal(signal.SIGTERM)
             assert await runner.wait() == 0
-        assert not [e for e in loser.events() if e.get("event") == "gatewayd running"]
+        assert not [e for e in loser.events() if e.get("event") == "daemon.running"]
         assert env.tp.requests["register_gateway"] == 1
-        stopped = runner.event("stopped")
+        stopped = runner.event("daemon.stopped")
         on_disk = await pending_on_disk(env.state_dir)
         assert on_disk == stopped["pending_on_disk"] >= 0
         assert distinct_points(env.tp) + on_disk == stopped["sampled"] == stopped["uploaded"] + on_disk

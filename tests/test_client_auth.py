@@ -23,9 +23,11 @@ from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.clouds.thingplus import ThingPlusClient
 from gatewayd.errors import AuthError, PermanentError, TransientError
 from gatewayd.inventory.config import LoctubeConfig, RcmsConfig, ThingPlusConfig
-from tests.conftest import Clocks, loopback_server
+from tests.conftest import loopback_server
+from tests.helpers.clocks import Clocks
+from tests.helpers.inventories import LOCTUBE, RCMS, THINGPLUS
 
-KEY = "key-of-the-test"
+KEY = LOCTUBE["secure_key"]
 START = 1_700_000_000.0
 TOKEN_PATHS = ("/v2/oauth2/token", "/api/v1/token", "/loctube/oauth2/token")
 API = {
@@ -114,16 +116,12 @@ def make_call(
 
     common: dict[str, Any] = {"policy": RetryPolicy(attempts=3), "clock": clocks.wall, "sleep": sleep}
     if flow == "thingplus":
-        tp = ThingPlusConfig(
-            endpoint=url, client_id="c", client_secret="s", username="u", password="p", timeout=5
-        )
+        tp = ThingPlusConfig(endpoint=url, **THINGPLUS, timeout=5)
         return ThingPlusClient(session, tp, **common).sites
     if flow == "rcms":
-        return RcmsClient(
-            session, RcmsConfig(endpoint=url, client_id="c", client_secret="s", timeout=5), **common
-        ).device_total
+        return RcmsClient(session, RcmsConfig(endpoint=url, **RCMS, timeout=5), **common).device_total
     auth = flow.split("-")[1]
-    config = LoctubeConfig(endpoint=url, client_id="c", secure_key=KEY, auth=auth, timeout=5)
+    config = LoctubeConfig(endpoint=url, **LOCTUBE, auth=auth, timeout=5)
     client = LoctubeClient(session, config, **common)
     return lambda: client.device_detail("d1")
 

@@ -18,6 +18,7 @@ from gatewayd.clouds.loctube import LoctubeClient
 from gatewayd.errors import AuthError, DeferredError, PermanentError, TamperedError, TransientError
 from gatewayd.inventory.config import LoctubeConfig
 from tests.conftest import loopback_server
+from tests.helpers.clocks import FakeClock
 
 CLIENT_ID = "locClient"
 KEY = "locSecureKey"
@@ -149,19 +150,6 @@ class FakeLoctube:
         return [s for s in self.seen if s.path == path]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += max(seconds, 1.0)
-
-
 @pytest.fixture
 async def cloud() -> AsyncIterator[FakeLoctube]:
     fake = FakeLoctube()
@@ -171,12 +159,14 @@ async def cloud() -> AsyncIterator[FakeLoctube]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(START, min_sleep=1.0)
 
 
 @pytest.fixture
-def make(cloud: FakeLoctube, session: aiohttp.ClientSession, clock: Clock) -> Callable[..., LoctubeClient]:
+def make(
+    cloud: FakeLoctube, session: aiohttp.ClientSession, clock: FakeClock
+) -> Callable[..., LoctubeClient]:
     def make(**config: Any) -> LoctubeClient:
         settings = {"endpoint": cloud.url, "client_id": CLIENT_ID, "secure_key": KEY, "timeout": 5, **config}
         cloud.algorithm = settings.get("sign", "md5")
@@ -239,7 +229,9 @@ async def test_wrong_key_is_refused_by_the_server(
     assert cloud.seen[0].sign_ok is False and len(cloud.seen) == 1
 
 
-async def test_tampered_answer(cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock) -> None:
+async def test_tampered_answer(
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
+) -> None:
     cloud.response_sign = "bad"
     with pytest.raises(TamperedError):
         await make().device_detail("dev1")
@@ -255,7 +247,7 @@ async def test_an_upper_case_answer_sign_is_accepted(
 
 @pytest.mark.parametrize("strip", [("X-Sign", "X-Timestamp"), ("X-Sign",), ("X-Timestamp",)])
 async def test_a_success_without_its_signature_is_refused_in_signature_mode(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock, strip: tuple[str, ...]
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock, strip: tuple[str, ...]
 ) -> None:
     """What a man in the middle would send: the signature headers stripped and the body altered."""
 
@@ -308,7 +300,7 @@ async def test_token_mode_takes_unsigned_answers_but_not_an_unsigned_token(
 
 
 async def test_controller_400_is_permanent(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     """A controller's refusal comes in JetLinks' envelope (a Spring-style body is the signature filter's:
     see tests/test_loctube_auth.py)."""
@@ -330,7 +322,7 @@ async def test_controller_error_code_is_kept(cloud: FakeLoctube, make: Callable[
 
 
 async def test_503_retried_then_success(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     answers = [web.json_response({"status": 503, "message": "busy"}, status=503), FakeLoctube.ok(DEVICE)]
     cloud.api = lambda seen: answers.pop(0)
@@ -341,7 +333,7 @@ async def test_503_retried_then_success(
 
 
 async def test_429_honours_retry_after(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     answers = [web.Response(status=429, headers={"Retry-After": "4"}), FakeLoctube.ok(DEVICE)]
     cloud.api = lambda seen: answers.pop(0)
@@ -350,7 +342,7 @@ async def test_429_honours_retry_after(
 
 
 async def test_a_long_retry_after_defers_the_client_without_waiting(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     cloud.api = lambda seen: web.Response(status=503, headers={"Retry-After": "12"})
     client = make()
@@ -419,7 +411,7 @@ async def test_token_refused_twice_is_an_auth_error(
 
 
 async def test_token_expiry_is_sliding(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     client = make(auth="token", token_expires=1000)
     await client.device_detail("dev1")
@@ -460,7 +452,7 @@ async def test_oauth2_client_credentials_as_json(
 
 
 async def test_oauth2_falls_back_to_form_and_remembers(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     cloud.oauth2_encodings = ("form",)
     client = make(auth="oauth2")
@@ -485,7 +477,7 @@ async def test_oauth2_falls_back_to_form_and_remembers(
 
 
 async def test_oauth2_failed_refresh_falls_back_to_client_credentials(
-    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: Clock
+    cloud: FakeLoctube, make: Callable[..., LoctubeClient], clock: FakeClock
 ) -> None:
     client = make(auth="oauth2")
     await client.device_detail("dev1")

@@ -16,7 +16,7 @@ import structlog
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Outbox, Point
 from gatewayd.wallclock import BUILD_EPOCH_MS, TIME_UNKNOWN_REASON, provisional_stamp
-from tests.conftest import Clocks
+from tests.helpers.clocks import Clocks
 
 DAY = 86400.0
 NOW = BUILD_EPOCH_MS / 1000 + 30 * DAY  # a wall clock that is set
@@ -88,7 +88,7 @@ async def test_an_age_drop_is_counted_and_logged_as_max_age_not_as_outbox_full(d
             assert await ob.enforce_bounds() == 4
         drops = [e for e in logs if "dropped" in e["event"]]
         assert [(e["event"], e["reason"], e["dropped"]) for e in drops] == [
-            ("outbox max_age: dropped points stored longer than max_age", "max_age", 4)
+            ("outbox.max_age_dropped", "max_age", 4)
         ]
         assert not any("full" in e["event"] for e in logs)
         assert ob.stats.dropped_by_reason == {"max_age": 4}
@@ -290,7 +290,7 @@ async def test_a_version_1_database_is_upgraded_and_its_points_age_from_the_upgr
     with structlog.testing.capture_logs() as logs:
         ob = await open_outbox(db_path, clocks, max_age_s=30 * DAY)
     async with ob:
-        assert any(e["event"].startswith("outbox schema upgraded") for e in logs)
+        assert any(e["event"] == "outbox.schema_upgraded" for e in logs)
         assert table(db_path, "SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
         assert (ob.stats.pending, ob.stats.pending_by_sensor) == (3, {"a": 3})
         clocks.advance(120)

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ import yaml
 
 from gatewayd.cli import build_parser
 from gatewayd.inventory.config import load_inventory
+from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "gatewayd.service"
@@ -517,12 +517,6 @@ def test_compose_emulator_and_healthcheck(compose: dict[str, Any]) -> None:
         assert (url.hostname, url.port) == ("emulator", args.port)
     assert inventory.http is not None and inventory.http.listen == "0.0.0.0:9108"
     assert str(inventory.state_dir) == "/var/lib/gatewayd"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float) -> int | None:

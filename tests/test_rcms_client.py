@@ -18,6 +18,7 @@ from gatewayd.clouds.rcms import RcmsClient, RcmsError
 from gatewayd.errors import DeferredError, PermanentError, RateLimitedError, TransientError
 from gatewayd.inventory.config import RcmsConfig
 from tests.conftest import loopback_server
+from tests.helpers.clocks import FakeClock
 
 CLIENT_ID = "rcmsClient7"
 SECRET = "rcms-secret"
@@ -67,19 +68,6 @@ class FakeRcms:
         return await answer if isinstance(answer, Awaitable) else answer
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += max(seconds, 1.0)
-
-
 def ok(data: Any) -> web.Response:
     return web.json_response({"code": 0, "msg": "Success", "data": data})
 
@@ -93,17 +81,17 @@ async def cloud() -> AsyncIterator[FakeRcms]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(START, min_sleep=1.0)
 
 
 @pytest.fixture
-def client(cloud: FakeRcms, session: aiohttp.ClientSession, clock: Clock) -> RcmsClient:
+def client(cloud: FakeRcms, session: aiohttp.ClientSession, clock: FakeClock) -> RcmsClient:
     return make_client(cloud, session, clock)
 
 
 def make_client(
-    cloud: FakeRcms, session: aiohttp.ClientSession, clock: Clock, secret: str = SECRET
+    cloud: FakeRcms, session: aiohttp.ClientSession, clock: FakeClock, secret: str = SECRET
 ) -> RcmsClient:
     config = RcmsConfig(endpoint=cloud.url, client_id=CLIENT_ID, client_secret=secret, timeout=5)
     return RcmsClient(session, config, policy=RetryPolicy(attempts=3), clock=clock, sleep=clock.sleep)
@@ -160,7 +148,7 @@ async def test_set_group_puts_json_body_unsigned(cloud: FakeRcms, client: RcmsCl
 
 
 async def test_503_is_retried_with_a_fresh_signature(
-    cloud: FakeRcms, client: RcmsClient, clock: Clock
+    cloud: FakeRcms, client: RcmsClient, clock: FakeClock
 ) -> None:
     answers = [web.json_response({"code": 500, "msg": "busy"}, status=503), ok({"deviceTotal": 1})]
     cloud.handler = lambda seen: answers.pop(0)
@@ -171,7 +159,7 @@ async def test_503_is_retried_with_a_fresh_signature(
     assert cloud.seen[1].query["timestamp"] == str(int(clock.now * 1000))
 
 
-async def test_429_honours_retry_after(cloud: FakeRcms, client: RcmsClient, clock: Clock) -> None:
+async def test_429_honours_retry_after(cloud: FakeRcms, client: RcmsClient, clock: FakeClock) -> None:
     answers = [web.Response(status=429, headers={"Retry-After": "5"}), ok({"deviceTotal": 1})]
     cloud.handler = lambda seen: answers.pop(0)
     assert await client.device_total() == {"deviceTotal": 1}
@@ -179,7 +167,7 @@ async def test_429_honours_retry_after(cloud: FakeRcms, client: RcmsClient, cloc
 
 
 async def test_a_long_retry_after_defers_the_client_without_waiting(
-    cloud: FakeRcms, client: RcmsClient, clock: Clock
+    cloud: FakeRcms, client: RcmsClient, clock: FakeClock
 ) -> None:
     cloud.handler = lambda seen: web.Response(status=429, headers={"Retry-After": "7"})
     with pytest.raises(RateLimitedError) as first:
@@ -190,7 +178,7 @@ async def test_a_long_retry_after_defers_the_client_without_waiting(
     assert len(cloud.seen) == 1 and clock.waits == []
 
 
-async def test_retries_are_bounded(cloud: FakeRcms, client: RcmsClient, clock: Clock) -> None:
+async def test_retries_are_bounded(cloud: FakeRcms, client: RcmsClient, clock: FakeClock) -> None:
     cloud.handler = lambda seen: web.Response(status=429, headers={"Retry-After": "1"})
     with pytest.raises(RateLimitedError) as info:
         await client.device_total()
@@ -198,7 +186,9 @@ async def test_retries_are_bounded(cloud: FakeRcms, client: RcmsClient, clock: C
     assert len(cloud.seen) == 3 and clock.waits == [1.0, 1.0]
 
 
-async def test_400_is_permanent_and_not_retried(cloud: FakeRcms, client: RcmsClient, clock: Clock) -> None:
+async def test_400_is_permanent_and_not_retried(
+    cloud: FakeRcms, client: RcmsClient, clock: FakeClock
+) -> None:
     cloud.handler = lambda seen: web.json_response({"code": 40001, "msg": "Missing parameter"}, status=400)
     with pytest.raises(PermanentError) as info:
         await client.device_total()
@@ -216,7 +206,7 @@ async def test_business_code_under_http_200_is_a_typed_error(cloud: FakeRcms, cl
 
 
 async def test_wrong_secret_gives_40002(
-    cloud: FakeRcms, session: aiohttp.ClientSession, clock: Clock
+    cloud: FakeRcms, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     cloud.handler = lambda seen: ok({})
     client = make_client(cloud, session, clock, secret="not-the-secret")
@@ -238,7 +228,7 @@ async def test_status_data_not_a_list_is_permanent(cloud: FakeRcms, client: Rcms
         await client.status_data("SN", 0, 1)
 
 
-async def test_unreachable_cloud_is_transient(session: aiohttp.ClientSession, clock: Clock) -> None:
+async def test_unreachable_cloud_is_transient(session: aiohttp.ClientSession, clock: FakeClock) -> None:
     config = RcmsConfig(endpoint="http://127.0.0.1:1", client_id=CLIENT_ID, client_secret=SECRET, timeout=2)
     client = RcmsClient(session, config, policy=RetryPolicy(attempts=2), clock=clock, sleep=clock.sleep)
     with pytest.raises(TransientError):

@@ -144,7 +144,7 @@ def test_corrupt_file_loads_none_and_is_logged(tmp_path: Path, content: bytes, r
     os.chmod(path, 0o600)
     with capture_logs() as logs:
         assert StateFile(path).load() is None
-    corrupt = [e for e in logs if e["event"] == "state_file_corrupt"]
+    corrupt = [e for e in logs if e["event"] == "statefile.corrupt"]
     assert len(corrupt) == 1
     assert corrupt[0]["path"] == str(path)
     assert reason in corrupt[0]["reason"]
@@ -163,7 +163,7 @@ def test_too_open_file_is_loaded_with_a_warning(tmp_path: Path) -> None:
     os.chmod(store.path, 0o644)
     with capture_logs() as logs:
         assert store.load() == RECORD
-    assert [e["event"] for e in logs] == ["state_file_too_open"]
+    assert [e["event"] for e in logs] == ["statefile.too_open"]
 
 
 def test_unreadable_path_is_a_storage_error(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ class Deferral:
                 retry_after=left,
             )
         self.until = None
-        log.info("Retry-After deferral over; requests resume", cloud=self.cloud)
+        log.info("cloud.deferral_ended", cloud=self.cloud)
 
     def observe(self, status: int, headers: Mapping[str, str], operation: str) -> None:
         """An answer arrived: a 429/503 whose Retry-After is too long to wait in the call defers the cloud."""
@@ -78,7 +78,8 @@ class Deferral:
         self.until = until
         if started:
             log.warning(
-                "cloud deferred by Retry-After: its requests fail at once until then, nothing else waits",
+                "cloud.deferred",
+                effect="its requests fail at once until then, nothing else waits",
                 cloud=self.cloud,
                 operation=operation,
                 status=status,

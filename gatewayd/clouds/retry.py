@@ -119,7 +119,7 @@ async def with_retries(
                 raise  # too long to wait here: the transport defers the cloud's next requests
             wait = policy.delay(retry, rand(), exc.retry_after)
             log.debug(
-                "retrying",
+                "cloud.retrying",
                 cloud=exc.cloud,
                 operation=exc.operation,
                 error=exc.message,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -224,6 +224,16 @@ class _Scaled(Strict):
     offset: float = 0.0
 
 
+M = TypeVar("M", bound=Strict)
+
+
+def _not_both(model: M, first: str, second: str) -> M:
+    """``model`` unless it gives both of two keys that pick the value in different ways."""
+    if getattr(model, first) is not None and getattr(model, second) is not None:
+        raise ValueError(f"give '{first}' or '{second}', not both")
+    return model
+
+
 class FileSource(_Scaled):
     """A number read from a file each interval (sysfs, /proc)."""
 
@@ -235,9 +245,7 @@ class FileSource(_Scaled):
 
     @model_validator(mode="after")
     def _one_picker(self) -> FileSource:
-        if self.regex is not None and self.field is not None:
-            raise ValueError("give 'regex' or 'field', not both")
-        return self
+        return _not_both(self, "regex", "field")
 
 
 class CommandSource(_Scaled):
@@ -251,9 +259,7 @@ class CommandSource(_Scaled):
 
     @model_validator(mode="after")
     def _one_picker(self) -> CommandSource:
-        if self.regex is not None and self.json_path is not None:
-            raise ValueError("give 'regex' or 'json_path', not both")
-        return self
+        return _not_both(self, "regex", "json_path")
 
 
 class HttpSource(_Scaled):

@@ -108,7 +108,7 @@ class Strict(BaseModel):
         """Point the model's set of explicitly given field names at one shared set per distinct set.
 
         Why: pydantic keeps that set per instance (200-700 bytes); a 10,000-sensor inventory has two
-        models per sensor with the same few names, ~9 MB of identical sets at the daemon's peak. Sharing
+        models per sensor with the same few names: megabytes of identical sets at the daemon's peak. Sharing
         is safe because these models are frozen: pydantic only ever adds to the set on assignment (refused
         here) and copies it before :meth:`model_copy` updates it.
         """

@@ -66,7 +66,8 @@ def format_path(path: DataPath) -> str:
     return out
 
 
-#: libyaml's parser when present (about 12x faster on a 10,000-sensor inventory), else pure Python.
+#: libyaml's parser when present (many times faster on a big inventory: bench/README.md, History), else pure
+#: Python.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -78,7 +79,7 @@ def load_yaml(
     ``positions=False`` skips recording where every value stood (a valid 10,000-sensor inventory
     does not need it); :func:`gatewayd.inventory.config.parse_inventory` parses again with positions only when
     it has problems to locate. The data is built straight from parser events, never as a node tree,
-    which would cost about 55 MB on a 10,000-sensor inventory.
+    which would be several times the size of the data on a big inventory.
     """
     env = os.environ if env is None else env
     located = Located(data=None)

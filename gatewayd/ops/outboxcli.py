@@ -73,7 +73,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from gatewayd.cli import load_config_arg
+    from gatewayd.cliargs import load_config_arg
     from gatewayd.outbox import deadletters
     from gatewayd.runtime.registry import Registry
 

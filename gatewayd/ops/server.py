@@ -211,7 +211,7 @@ class OpsServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        log.info("ops endpoints listening", listen=f"{self.host}:{self.port}")
+        log.info("ops.listening", listen=f"{self.host}:{self.port}")
 
     async def stop(self) -> None:
         if self._runner is not None:

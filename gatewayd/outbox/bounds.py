@@ -20,8 +20,8 @@ log = structlog.get_logger(__name__)
 
 #: The log line of a drop, by the bound that made it.
 _DROP_EVENTS = {
-    "max_age": "outbox max_age: dropped points stored longer than max_age",
-    "max_points": "outbox full: dropped oldest points past max_points",
+    "max_age": "outbox.max_age_dropped",
+    "max_points": "outbox.max_points_dropped",
 }
 
 
@@ -45,7 +45,7 @@ class Bounds(OutboxStore):
         try:
             self._time.tick(self._conn)
         except StorageError as exc:
-            log.warning("outbox age mark not written; written at the next check", error=str(exc))
+            log.warning("outbox.age_mark_not_written", effect="written at the next check", error=str(exc))
         upto = self._time.aged_out_upto(self._conn, self.max_age_s)
         if upto is not None:
             dropped += self._freeing(self._drop_where, "id <= ?", (upto,), "max_age")

@@ -78,7 +78,7 @@ def give_back(path: Path, files: list[Path]) -> None:
             if file.exists() and file.stat().st_uid != owner.st_uid:
                 os.chown(file, owner.st_uid, owner.st_gid)
     except OSError as exc:
-        log.warning("state files not given back to their owner", path=str(path), error=str(exc))
+        log.warning("statefile.chown_failed", path=str(path), error=str(exc))
 
 
 def _query(path: Path, read: Any) -> Any:
@@ -204,7 +204,7 @@ class DeadLetterCounts:
                 try:
                     self.counts = await asyncio.to_thread(_query, self.path, counts_by_code)
                 except StorageError as exc:  # keep the last counts; the next scrape tries again
-                    log.warning("dead letters not counted", error=str(exc))
+                    log.warning("outbox.dead_letters_not_counted", error=str(exc))
                 else:
                     self._seen = dead_lettered
             return self.counts

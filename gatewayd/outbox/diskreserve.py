@@ -86,7 +86,7 @@ class DiskReserve:
             self._allocate()
         except OSError as exc:
             self._remove()
-            log.warning("disk space reserve not taken", path=str(self.path), error=exc.strerror or str(exc))
+            log.warning("outbox.reserve_not_taken", path=str(self.path), error=exc.strerror or str(exc))
             return False
         self._held = True
         return True
@@ -99,8 +99,9 @@ class DiskReserve:
         self._remove()
         self._held = False
         log.warning(
-            "disk full: the disk space reserve is released for acks and shutdown; until the disk has "
-            "room again the outbox file grows only while a reserve's worth stays free",
+            "outbox.reserve_released",
+            effect="the disk is full: the reserve's room goes to acks and shutdown; until the disk has room "
+            "again the outbox file grows only while a reserve's worth stays free",
             reserve_bytes=self.size,
             error=why,
         )
@@ -151,4 +152,4 @@ class DiskReserve:
         except FileNotFoundError:
             pass
         except OSError as exc:  # a read-only filesystem, say: nothing to free then anyway
-            log.warning("disk space reserve not removed", path=str(self.path), error=exc.strerror or str(exc))
+            log.warning("outbox.reserve_not_removed", path=str(self.path), error=exc.strerror or str(exc))

@@ -96,7 +96,8 @@ class Opening(OutboxStore):
                 if src.exists():
                     src.rename(Path(str(aside) + suffix))
             log.error(
-                "outbox database corrupt; moved aside, starting a fresh one",
+                "outbox.corrupt",
+                effect="moved aside, starting a fresh one",
                 path=str(self.path),
                 moved_to=str(aside),
                 error=str(exc),
@@ -157,7 +158,7 @@ class Opening(OutboxStore):
         self.stats.pending = sum(by_num.values()) + self.stats.provisional
         if self.stats.pending:
             log.info(
-                "outbox recovered backlog",
+                "outbox.backlog_recovered",
                 pending=self.stats.pending,
                 sensors=len(self.stats.pending_by_sensor),
             )
@@ -171,7 +172,7 @@ class Opening(OutboxStore):
         try:
             self._freeing(self._checkpoint)
         except StorageError as exc:  # the WAL stays; the next open reads it
-            log.warning("outbox checkpoint at close failed", error=str(exc))
+            log.warning("outbox.close_checkpoint_failed", error=str(exc))
         db.close()
         self._db = None
 

@@ -49,7 +49,8 @@ class Queue(Bounds):
         """``also`` runs in the same transaction, before the commit (see :meth:`requeue_dead_letters`)."""
         db = self._conn
         # Sensors seen for the first time get their numbers in the same transaction as their points
-        # (one multi-row insert, not a commit each: 10,000 new sensors took seconds that way).
+        # (one multi-row insert, not a commit each: a start with thousands of new sensors would wait on as
+        # many commits).
         new_nums = self._number_new_sensors(points)
         nums = {**self._sensor_nums, **new_nums} if new_nums else self._sensor_nums
         rows = [(nums[p.sensor_id], p.time_ms, encode_value(p.value)) for p in points]
@@ -91,7 +92,7 @@ class Queue(Bounds):
             try:
                 self._drop_sync(self.stats.pending - self.max_points)
             except StorageError as exc:  # the points are committed: raising would get them put twice
-                log.warning("outbox trim failed; retried at the next bound check", error=str(exc))
+                log.warning("outbox.trim_failed", effect="retried at the next bound check", error=str(exc))
         self._merge_when_due(len(points))
 
     def _number_new_sensors(self, points: Sequence[Point]) -> dict[str, int]:
@@ -127,8 +128,8 @@ class Queue(Bounds):
         """The oldest ``limit`` points of each sensor, read in one statement per chunk of sensors.
 
         Why one statement: sqlite3 lets go of the GIL at every step (every row), and with the event loop
-        busy each step waits for it; read sensor by sensor, a pass of 64 sensors took hundreds of steps
-        and up to half a second. Here SQLite gathers the chunk into one JSON text (one step), already
+        busy each step waits for it, so reading sensor by sensor costs a wait per row (bench/README.md,
+        History). Here SQLite gathers the chunk into one JSON text (one step), already
         split per sensor into ids, times and values: no object per row, which matters when a backlog
         drains 64 x 500 points a pass.
         """
@@ -265,5 +266,5 @@ class Queue(Bounds):
         self._count_removed(lease.sensor_id, removed)
         # The caller says why at warning level, once per refused batch (a search may dead-letter hundreds
         # of single points of one batch).
-        log.debug("points dead-lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
+        log.debug("outbox.points_dead_lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
         return removed

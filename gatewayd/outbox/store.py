@@ -180,7 +180,10 @@ class OutboxStore:
             self._freeing(self._merge_sync)
         except DiskFullError as exc:
             log.warning(
-                "outbox index update failed for lack of room; retried at the next lease", error=str(exc)
+                "outbox.index_update_failed",
+                error=str(exc),
+                disk_full=True,
+                effect="retried at the next lease",
             )
             return False
         return True
@@ -192,4 +195,4 @@ class OutboxStore:
             try:
                 self._merge_sync()
             except StorageError as exc:  # the points are committed: the next lease retries the merge
-                log.warning("outbox index update failed; retried on next lease", error=str(exc))
+                log.warning("outbox.index_update_failed", effect="retried at the next lease", error=str(exc))

@@ -157,11 +157,12 @@ class OutboxTime:
                     )
                 self._mark_and_save(db)
         except StorageError as exc:
-            log.error("outbox clock not saved at open; saved at the next bound check", error=str(exc))
+            log.error("outbox.clock_not_saved", effect="saved at the next bound check", error=str(exc))
         else:
             if version < SCHEMA_VERSION:
                 log.info(
-                    "outbox schema upgraded: the age of the points already stored counts from now",
+                    "outbox.schema_upgraded",
+                    effect="the age of the points already stored counts from now",
                     from_version=version,
                     to_version=SCHEMA_VERSION,
                 )
@@ -171,7 +172,7 @@ class OutboxTime:
         try:
             return sum(self._dead_letter_provisional(db, int(meta["provisional_from"])).values())
         except StorageError as exc:
-            log.error("points of an earlier boot not set aside yet; retried", error=str(exc))
+            log.error("outbox.earlier_boot_not_set_aside", effect="retried", error=str(exc))
             return 0
 
     # ------------------------------------------------------------------ age
@@ -252,7 +253,7 @@ class OutboxTime:
             db.execute("DELETE FROM meta WHERE key IN ('provisional_from', 'provisional_boot')")
         if counts:
             log.info(
-                "wall clock set: points sampled before it re-stamped from the monotonic clock",
+                "outbox.points_restamped",
                 restamped=sum(counts.values()),
                 wall_ms=int(wall * 1000),
             )
@@ -273,8 +274,8 @@ class OutboxTime:
             db.execute("DELETE FROM meta WHERE key IN ('provisional_from', 'provisional_boot')")
         if counts:
             log.warning(
-                "points sampled before the wall clock was set, in an earlier boot, dead-lettered: their "
-                "time cannot be known",
+                "outbox.time_unknown_dead_lettered",
+                effect="points sampled before the wall clock was set, in an earlier boot: their time cannot be known",
                 points=sum(counts.values()),
                 reason=TIME_UNKNOWN_REASON,
             )

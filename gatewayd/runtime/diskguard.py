@@ -56,8 +56,8 @@ MEMORY_POINTS_MAX = 1_000_000
 
 def memory_points_for(inventory: Inventory) -> int:
     """``outbox.memory_points``, or when unset: 10 minutes of every sensor sampling at its interval,
-    at least 10,000 and at most 1,000,000 points (about 170 bytes of memory each, measured with
-    tracemalloc on the sampler's own path: 174 for a simulated reading, 166 for a one-digit value)."""
+    at least 10,000 and at most 1,000,000 points (about 170 bytes of memory each: bench/README.md,
+    History)."""
     if inventory.outbox.memory_points is not None:
         return inventory.outbox.memory_points
     per_second = sum(1.0 / sensor.interval for _, sensor in inventory.sensors())
@@ -143,7 +143,7 @@ class DiskGuard:
             lost = self.buffer.discard()
             self.dropped_at_stop += lost
             log.error(
-                "stopping: samples waiting in memory could not be written; dropped",
+                "outbox.memory_dropped_at_stop",
                 dropped=lost,
                 dropped_before=self.buffer.dropped,
                 error=str(exc),
@@ -222,8 +222,8 @@ class DiskGuard:
         if first:
             self._last_report = self.mono()
             log.error(
-                "outbox not writable; sampling goes on into memory (the oldest dropped past "
-                "outbox.memory_points) and the outbox is retried",
+                "outbox.not_writable",
+                effect="sampling goes on into memory (the oldest dropped past outbox.memory_points), the outbox is retried",
                 error=self.episode.error,
                 disk_full=self.episode.disk_full,
                 in_memory=len(self.buffer),
@@ -239,7 +239,7 @@ class DiskGuard:
         self._last_report = now
         dropped = self.buffer.dropped
         log.warning(
-            "outbox still not writable; samples waiting in memory",
+            "outbox.still_not_writable",
             error=self.episode.error,
             in_memory=len(self.buffer),
             memory_points=self.buffer.limit,
@@ -251,7 +251,8 @@ class DiskGuard:
 
     def _recovered(self) -> None:
         log.info(
-            "outbox writable again; the samples kept in memory are committed",
+            "outbox.writable_again",
+            effect="the samples kept in memory are committed",
             not_writable_for_s=self.episode.for_s(1),
             dropped_total=self.buffer.dropped,
             reserve_held=self.outbox.reserve_held,

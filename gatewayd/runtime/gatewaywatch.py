@@ -67,10 +67,11 @@ class GatewayWatch:
         except StorageError as exc:
             # Cleared in memory all the same: registering again must not wait for the disk (the next
             # flush saves the marks; a restart before that finds the loss again by the same 404s).
-            log.error("cleared registration marks not saved yet", error=str(exc))
+            log.error("registration.cleared_marks_not_saved", error=str(exc))
         self.lost = True
         log.error(
-            "Thing+ no longer knows this gateway (deleted on the cloud side?): registering it again with "
+            "registration.gateway_lost",
+            effect="Thing+ no longer knows this gateway (deleted on the cloud side?): registering it again with "
             "the same ids; pending points are kept and sent once it is back",
             gateway_id=gateway_id,
             operation=error.operation,

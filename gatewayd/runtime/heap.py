@@ -2,10 +2,10 @@
 
 Why: with 10,000 sensors the daemon holds ~150,000 long-lived objects (runtimes, sources, ids) that
 never become garbage, and allocates thousands of short-lived ones a second (points, requests, futures).
-With CPython's defaults a young collection ran every 700 allocations (60 a second) and every full
-collection walked the whole steady heap (~50 ms each): together ~5 % of the daemon's CPU, measured at
-10,000 sensors. Frozen after start-up, the steady heap is never walked again, and a young collection
-every 10,000 allocations lets almost everything die by reference counting first: ~0.2 %.
+With CPython's defaults young collections come many times a second and every full collection walks the
+whole steady heap, only to find nothing to free. Frozen after start-up, the steady heap is never walked
+again, and a young collection every 10,000 allocations lets almost everything die by reference counting
+first (what it saved: bench/README.md, History).
 
 Only the daemon process (``gatewayd run``) calls this; tests and one-shot commands keep the defaults.
 """

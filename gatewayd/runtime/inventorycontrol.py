@@ -68,7 +68,7 @@ class InventoryControl:
         from gatewayd.runtime.registrar import check_types
 
         if not self.path:
-            log.warning("reload requested but the inventory has no file to re-read")
+            log.warning("reload.no_file", effect="the inventory has no file to re-read")
             return None
         path = self.path
         known = model()
@@ -87,19 +87,20 @@ class InventoryControl:
                 check_types(new, now, path)
         except ConfigError as exc:
             log.error(
-                "reload refused: the new inventory is invalid; the old one keeps running",
+                "reload.refused",
+                effect="the new inventory is invalid; the old one keeps running",
                 problems=[str(p) for p in exc.problems],
             )
             return None
         needs_restart = [key for key in RESTART_ONLY if getattr(new, key) != getattr(self.current, key)]
         if needs_restart:
-            log.warning("reload: these sections change only on restart", sections=needs_restart)
+            log.warning("reload.needs_restart", sections=needs_restart)
             new = new.model_copy(update={key: getattr(self.current, key) for key in needs_restart})
         before = {(r.device, r.name) for r in self.sensors.running}
         after = {(d.name, s.name) for d, s in new.sensors()}
         await self.apply(new)
         log.info(
-            "inventory reloaded",
+            "reload.applied",
             added=sorted("/".join(k) for k in after - before),
             removed=sorted("/".join(k) for k in before - after),
             sensors=len(after),

@@ -41,7 +41,7 @@ class Notifier:
         try:
             self._sock.sendto("\n".join(lines).encode("utf-8"), self.address)
         except OSError as exc:
-            log.warning("sd_notify failed", error=str(exc))
+            log.warning("systemd.notify_failed", error=str(exc))
             return False
         return True
 

@@ -105,7 +105,7 @@ class RcmsPoller:
                 records = await self.client.status_data(sn, chunk_begin, chunk_end)
             except CloudError as exc:
                 self.stats.count("rcms", "error")
-                log.warning("rcms poll failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
+                log.warning("rcms.poll_failed", sn=sn, error=exc.message, code=exc.code, status=exc.status)
                 return
             fetched += len(records)
             sent += await self._take(sn, records, chunk_begin, chunk_end, now_ms)
@@ -113,7 +113,7 @@ class RcmsPoller:
         self.stats.records["rcms"] = self.stats.records.get("rcms", 0) + fetched
         entry = self.latest.get("rcms", sn)
         log.info(
-            "rcms status polled",
+            "rcms.status_polled",
             sn=sn,
             records=fetched,
             new=sent,
@@ -179,7 +179,7 @@ class RcmsPoller:
             saved = {sn: self._held.get(sn, mark) for sn, mark in self.marks.items()}
             self._marks_file.save({sn: mark.as_json() for sn, mark in saved.items() if mark is not None})
         except StorageError as exc:
-            log.warning("rcms poll marks not saved", error=str(exc))
+            log.warning("rcms.poll_marks_not_saved", error=str(exc))
 
 
 def _newer(record: dict[str, Any], entry: tuple[float, Any] | None) -> bool:
@@ -217,8 +217,8 @@ class LoctubePoller:
             self.stats.count("loctube", "tampered")
             self.latest.refuse("loctube", device, exc.message)
             log.error(
-                "loctube answer refused: its signature is missing or does not verify (forged or altered "
-                "on the way?); not used",
+                "loctube.answer_refused",
+                effect="its signature is missing or does not verify (forged or altered on the way?): not used",
                 device=device,
                 error=exc.message,
                 status=exc.status,
@@ -227,7 +227,7 @@ class LoctubePoller:
         except CloudError as exc:
             self.stats.count("loctube", "error")
             log.warning(
-                "loctube poll failed", device=device, error=exc.message, code=exc.code, status=exc.status
+                "loctube.poll_failed", device=device, error=exc.message, code=exc.code, status=exc.status
             )
             return
         self.stats.count("loctube", "ok")
@@ -235,7 +235,7 @@ class LoctubePoller:
         self.latest.put("loctube", device, self.clock(), detail)
         state = detail.get("state") if isinstance(detail, dict) else None
         log.info(
-            "loctube device polled",
+            "loctube.device_polled",
             device=device,
             state=state.get("value") if isinstance(state, dict) else state,
         )

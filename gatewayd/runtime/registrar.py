@@ -185,7 +185,7 @@ async def _register_objects(
         registry.mark_gateway_registered()
         created += result.created
         log.info(
-            "gateway registered" if result.created else "gateway already registered",
+            "registration.gateway_registered" if result.created else "registration.gateway_known",
             gateway_id=gateway_id,
             site=site_id,
         )
@@ -198,7 +198,7 @@ async def _register_objects(
             registry.mark_device_registered(device)
             created += result.created
             log.info(
-                "device registered" if result.created else "device already registered",
+                "registration.device_registered" if result.created else "registration.device_known",
                 device=device,
                 device_id=registry.device_id(device),
             )
@@ -227,5 +227,5 @@ async def _register_objects(
     if todo:
         results = await bounded_map(one, todo, concurrency)
         created += sum(results)
-        log.info("sensors registered", count=len(todo), created=sum(results))
+        log.info("registration.sensors_registered", count=len(todo), created=sum(results))
     return created

@@ -108,22 +108,20 @@ class Registration:
                     # A reload before the first registration could not check types; now that the
                     # model is known, refuse that reload as any other invalid one: back to the start.
                     log.error(
-                        "reload refused: the new inventory does not fit the Thing+ gateway model; "
-                        "the old one keeps running",
+                        "reload.refused",
+                        effect="the new inventory does not fit the Thing+ gateway model; the old one keeps running",
                         problems=[str(p) for p in exc.problems],
                     )
                     await self.inventories.apply(first)
                     continue
-                log.error(
-                    "inventory does not fit the Thing+ gateway model", problems=[str(p) for p in exc.problems]
-                )
+                log.error("registration.model_mismatch", problems=[str(p) for p in exc.problems])
                 self.supervisor.fail(exc)
                 return
             except CloudError as exc:
                 wait = self.policy.delay(retry, random.random())
                 retry += 1
                 log.warning(
-                    "Thing+ registration not done; retrying",
+                    "registration.retrying",
                     retry_in_s=round(wait, 1),
                     **exc.log_fields(),
                 )
@@ -146,7 +144,7 @@ class Registration:
         self.registered = registered
         self.model = registered.model
         log.info(
-            "registered on Thing+",
+            "registration.completed",
             gateway_id=registered.gateway_id,
             site=registered.site_id,
             created=registered.created,

@@ -110,13 +110,13 @@ class RegistrySaver:
         before = {w.key for w in self.waiting}
         started = sorted(before.intersection(running))
         if started:
-            log.info("sensors started: their ids are saved", sensors=started)
+            log.info("registry.sensors_started", sensors=started)
         new = [w.key for w in waiting if w.key not in before]
         if new:
             log.error(
-                "sensors not started: their new ids cannot be saved; the other sensors run on, and these "
-                "start once their ids are saved (retried from 1 s doubling to 1 min, at once when the "
-                "disk has room)",
+                "registry.sensors_waiting",
+                effect="their new ids cannot be saved; the other sensors run on, and these start once their ids "
+                "are saved (retried from 1 s doubling to 1 min, at once when the disk has room)",
                 sensors=new,
                 error=self.episode.error,
                 disk_full=self.episode.disk_full,
@@ -166,15 +166,17 @@ class RegistrySaver:
         if not first:
             return
         if snapshot.new_ids:
-            event = "registry not saved: what its new ids are for waits, and the save is retried"
+            event, effect = "registry.not_saved", "what its new ids are for waits, and the save is retried"
         else:
-            event = (
-                "registration marks not saved; the daemon runs on and saves them later (a lost mark "
-                "only costs a 409 'already exists' at the next registration)"
+            event, effect = (
+                "registry.marks_not_saved",
+                "the daemon runs on and saves them later (a lost mark only costs a 409 'already exists' at "
+                "the next registration)",
             )
         episode = self.episode
         log.warning(
             event,
+            effect=effect,
             error=episode.error,
             disk_full=episode.disk_full,
             new_ids=len(snapshot.new_ids),
@@ -184,7 +186,7 @@ class RegistrySaver:
     def _succeeded(self) -> None:
         if self.episode.failing:
             log.info(
-                "registry saved again",
+                "registry.saved_again",
                 failures=self.episode.failures,
                 not_saved_for_s=self.episode.for_s(1),
             )

@@ -97,7 +97,7 @@ class Reporting:
         if not first and interval_ms == self.report_interval_ms:
             return
         if not first:
-            log.info("reportInterval changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
+            log.info("reporting.interval_changed", old_ms=self.report_interval_ms, new_ms=interval_ms)
         self.report_interval_ms = interval_ms
         self._status_wake.set()
         self._upload_wake.set()
@@ -129,7 +129,7 @@ class Reporting:
             try:
                 await self._status_round()
             except Exception:  # a bug in one round must not end the heartbeats; its traceback is logged
-                log.exception("heartbeat failed")
+                log.exception("reporting.heartbeat_failed")
 
     async def _status_round(self) -> None:
         """The gateway's status and each sensor's (every few rounds, the gateway record read again)."""
@@ -148,7 +148,7 @@ class Reporting:
         try:
             record = await self.client.gateway(self.uploader.gateway_id)
         except CloudError as exc:
-            log.warning("gateway record not read", error=exc.message, code=exc.code)
+            log.warning("reporting.gateway_not_read", error=exc.message, code=exc.code)
             await self.gateway_watch.keeps_data(exc)  # a 404 may be the gateway deleted
             return
         interval = report_interval_ms(record)
@@ -180,7 +180,8 @@ class Reporting:
                 storage_failures += 1
                 last_ended = self.mono()
                 log.error(
-                    "upload cycle failed on the outbox; retried",
+                    "upload.outbox_failed",
+                    effect="retried",
                     error=str(exc),
                     failures=storage_failures,
                     retry_in_s=storage_retry_s(storage_failures),
@@ -188,7 +189,7 @@ class Reporting:
                 continue
             storage_failures = 0
             if backlog_growing(result.pending, last_pending_logged):
-                log.info("backlog growing", pending=result.pending)
+                log.info("upload.backlog_growing", pending=result.pending)
                 last_pending_logged = result.pending
             elif result.pending == 0:
                 last_pending_logged = 0

@@ -298,7 +298,7 @@ class Sampler:
     def _healthy(self, sensor: SensorRuntime) -> None:
         if sensor.ok is not True:
             if sensor.ok is False:
-                log.info("sensor read recovered", sensor=sensor.key)
+                log.info("sensor.read_recovered", sensor=sensor.key)
             sensor.ok = True
             sensor.last_error = None
 
@@ -307,7 +307,7 @@ class Sampler:
         self.stats.read_errors += 1
         # Logged once per change of state, not at every interval.
         if sensor.ok is not False or sensor.last_error != reason:
-            log.warning("sensor read failed", sensor=sensor.key, error=reason)
+            log.warning("sensor.read_failed", sensor=sensor.key, error=reason)
         sensor.ok = False
         sensor.last_error = reason
 
@@ -373,7 +373,7 @@ class ClockJumpGuard:
             if self.jumped(wall - last_wall, mono - last_mono, self.tolerance_s):
                 self.jumps += 1
                 skew = (wall - last_wall) - (mono - last_mono)
-                log.warning("wall clock jumped; re-anchoring schedules", jump_s=round(skew, 3))
+                log.warning("wallclock.jumped", effect="schedules re-anchored", jump_s=round(skew, 3))
                 self.reanchor()
             last_wall, last_mono = wall, mono
             if self.on_check is not None:

@@ -70,6 +70,6 @@ def refresh_due(rounds: int, every: int = REPORT_INTERVAL_REFRESH_EVERY) -> bool
 
 
 def backlog_growing(pending: int, last_logged: int) -> bool:
-    """Whether ``pending`` points are worth a "backlog growing" line, given the count last logged:
+    """Whether ``pending`` points are worth an ``upload.backlog_growing`` line, given the count last logged:
     past 1,000 and at least twice the last one, so a growing backlog is told in a few lines."""
     return pending > max(1000, 2 * last_logged)

@@ -156,7 +156,7 @@ class Daemon:
                     await self._start_ops(inventory.http.listen)
                 self.ready.set()
                 log.info(
-                    "gatewayd running",
+                    "daemon.running",
                     sensors=len(self.sensors.running),
                     state_dir=str(self.state_dir),
                     pending=self.storage.outbox.stats.pending,
@@ -167,7 +167,7 @@ class Daemon:
                 await sup.shutdown()
                 snapshot = self.snapshot()
                 log.info(
-                    "stopped",
+                    "daemon.stopped",
                     sampled=snapshot.sensors.sampled,
                     uploaded=snapshot.reporting.uploaded,
                     pending_on_disk=snapshot.storage.pending,

@@ -144,7 +144,10 @@ class Supervisor:
         exc = task.exception()
         if exc is not None:
             log.error(
-                "internal task failed; stopping", task=task.get_name(), error=f"{type(exc).__name__}: {exc}"
+                "daemon.task_failed",
+                effect="stopping",
+                task=task.get_name(),
+                error=f"{type(exc).__name__}: {exc}",
             )
             self.fail(exc)
 
@@ -168,7 +171,9 @@ class Supervisor:
         self.stopping = True
         if self.hooks.on_stopping:
             self.hooks.on_stopping()
-        log.info("stopping: sampling ends, pending points get a grace period", grace_s=self.grace_s)
+        log.info(
+            "daemon.stopping", effect="sampling ends, pending points get a grace period", grace_s=self.grace_s
+        )
         for part in self._parts:
             await part.stop_intake()
         for task in self._tasks:

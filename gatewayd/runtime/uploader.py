@@ -128,7 +128,9 @@ class Uploader:
     def _status_failed(self, exc: CloudError, what: str) -> None:
         self.stats.status_errors += 1
         self.stats.count_error(exc.kind)
-        log.warning("status not sent", target=what, error=exc.message, code=exc.code, status=exc.status)
+        log.warning(
+            "upload.status_not_sent", target=what, error=exc.message, code=exc.code, status=exc.status
+        )
 
     # ------------------------------------------------------------------ series
 
@@ -170,7 +172,7 @@ class Uploader:
             self.stats.last_success = self.mono()
         pending = self.outbox.stats.pending
         if sent:
-            log.debug("upload cycle", sent=sent, batches=batches, failed=failed, pending=pending)
+            log.debug("upload.cycle_done", sent=sent, batches=batches, failed=failed, pending=pending)
         return DrainResult(sent, batches, failed, pending, cloud_down, 0)
 
     def _past(self, deadline: float | None) -> bool:
@@ -220,7 +222,7 @@ class Uploader:
                     settled.add(id(lease))  # dead_letter un-leases it even when it fails
                     await self.outbox.dead_letter(lease, refusal_reason(exc))
                     log.warning(
-                        "batch dead-lettered",
+                        "upload.batch_dead_lettered",
                         sensor=lease.sensor_id,
                         points=len(lease),
                         reason=refusal_reason(exc)[:200],
@@ -229,7 +231,8 @@ class Uploader:
                 if isinstance(exc, (TransientError, AuthError)):
                     cloud_down = True
                     log.warning(
-                        "upload failed; points kept for the next cycle",
+                        "upload.failed",
+                        effect="points kept for the next cycle",
                         sensor=lease.sensor_id,
                         **exc.log_fields(),
                     )
@@ -295,7 +298,7 @@ class Uploader:
             await self.outbox.release(part, unlease=i == len(found.kept) - 1 and not found.delivered)
         refused = sum(len(part) for part, _ in found.refused)
         log.warning(
-            "refused batch split to find the points at fault",
+            "upload.refused_batch_split",
             sensor=lease.sensor_id,
             points=len(lease),
             delivered=sum(len(part) for part in found.delivered),

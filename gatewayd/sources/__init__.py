@@ -68,7 +68,7 @@ class SourceContext:
     def modbus_pool(self) -> Any:
         """One connection per Modbus endpoint, shared by its sensors."""
         if self._modbus is None:
-            from gatewayd.sources.modbus import ModbusPool
+            from gatewayd.sources.modbuslink import ModbusPool
 
             self._modbus = ModbusPool()
         return self._modbus

@@ -2,8 +2,9 @@
 
 Time-shaped patterns (``sine``, ``sawtooth``, ``step``) are pure functions of the wall-clock time of the
 read, so two gateways with the same inventory draw the same curve. Random patterns (``random_walk``,
-``uniform``, ``gaussian``, ``choice``) and the common options use the source's own
-``random.Random(seed)``. ``replay`` plays a CSV back, loaded once.
+``uniform``, ``gaussian``, ``choice``) and the common options draw from the source's own seeded
+generator (:mod:`gatewayd.sources.randomness`). ``replay`` plays a CSV back, loaded once
+(:mod:`gatewayd.sources.replay`).
 
 Common options apply in this order to numeric values: base value -> ``noise`` (gaussian) -> ``spike`` ->
 ``decimals`` (rounding); text and boolean values skip them. ``dropout`` fails a read (before anything
@@ -16,14 +17,9 @@ construction, no file I/O happens per read, and nothing is allocated per read be
 from __future__ import annotations
 
 import bisect
-import csv
-import functools
 import math
-import os
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, Union
+from collections.abc import Callable
+from typing import Any
 
 from gatewayd.errors import SourceError
 from gatewayd.inventory.sources import (
@@ -39,59 +35,10 @@ from gatewayd.inventory.sources import (
     StepPattern,
     UniformPattern,
 )
+from gatewayd.sources.randomness import SHARED_RNG, Rng, SeededRandom
+from gatewayd.sources.replay import load_replay
 
 Pattern = SimulatePattern
-
-_MASK64 = (1 << 64) - 1
-T = TypeVar("T")
-
-
-class SeededRandom:
-    """A seeded generator in a few dozen bytes instead of ``random.Random``'s 2.5 kB (25 MB at 10,000
-    seeded sensors): splitmix64, statistically sound for simulations (never for anything secret).
-
-    It offers what the patterns use: ``random``, ``uniform``, ``gauss`` and ``choice``.
-    """
-
-    __slots__ = ("_state", "gauss_next")
-
-    def __init__(self, seed: int) -> None:
-        self._state = seed & _MASK64
-        self.gauss_next: float | None = None
-
-    def random(self) -> float:
-        """A float in [0, 1) with 53 random bits."""
-        self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        return ((z ^ (z >> 31)) >> 11) * 1.1102230246251565e-16  # 2**-53
-
-    def uniform(self, a: float, b: float) -> float:
-        return a + (b - a) * self.random()
-
-    def gauss(self, mu: float, sigma: float) -> float:
-        """Box-Muller, as the standard library does it (one pair of draws gives two values)."""
-        z = self.gauss_next
-        self.gauss_next = None
-        if z is None:
-            angle = self.random() * math.tau
-            radius = math.sqrt(-2.0 * math.log(1.0 - self.random()))
-            z = math.cos(angle) * radius
-            self.gauss_next = math.sin(angle) * radius
-        return mu + z * sigma
-
-    def choice(self, seq: Sequence[T]) -> T:
-        return seq[min(int(self.random() * len(seq)), len(seq) - 1)]
-
-
-#: What the patterns draw from: ``random.Random`` (shared, unseeded) or :class:`SeededRandom`.
-Rng = Union[random.Random, SeededRandom]
-
-#: The generator of every source without a seed.
-_SHARED_RNG = random.Random()
-
-#: Unix times above this are taken as milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
-MS_THRESHOLD = 1e11
 
 # ---------------------------------------------------------------------------------------------- pure shapes
 
@@ -115,105 +62,6 @@ def sawtooth_value(pattern: SawtoothPattern, t: float) -> float:
 def step_value(pattern: StepPattern, t: float) -> Scalar:
     """``values[i]`` during the i-th ``hold`` of each cycle, cycles aligned to the unix epoch."""
     return pattern.values[int(t // pattern.hold) % len(pattern.values)]
-
-
-# ---------------------------------------------------------------------------------------------- replay
-
-
-@dataclass(frozen=True)
-class Replay:
-    """A loaded replay: offsets (s, from 0, strictly increasing) and the value of each row."""
-
-    file: str
-    offsets: tuple[float, ...]
-    values: tuple[Scalar, ...]
-    #: How long one play lasts: the last offset plus the gap before it (0 for a single row).
-    duration: float
-
-    def at(self, elapsed: float, *, loop: bool) -> Scalar:
-        """The value ``elapsed`` seconds into the play; SourceError('replay finished') past the end."""
-        if elapsed >= self.duration and self.duration > 0:
-            if not loop:
-                raise SourceError(f"replay finished: {self.file} lasted {self.duration:g} s")
-            elapsed %= self.duration
-        index = bisect.bisect_right(self.offsets, elapsed) - 1
-        return self.values[index if index > 0 else 0]
-
-
-def load_replay(file: str) -> Replay:
-    """Read and check a replay CSV; SourceError naming the file and line of the first problem.
-
-    The header is ``time,value`` (unix seconds, or milliseconds when the numbers are that large) or
-    ``offset_s,value``. Values are numbers (int or float) or else text. Times must increase.
-    """
-    try:
-        stat = os.stat(file)
-    except OSError as exc:
-        raise SourceError(f"replay {file}: cannot read: {exc.strerror or exc}") from None
-    # Many sensors often replay the same file: parse it once while it is unchanged.
-    return _load_replay(file, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _load_replay(file: str, _mtime_ns: int, _size: int) -> Replay:
-    def problem(line: int, message: str) -> SourceError:
-        return SourceError(f"replay {file}:{line}: {message}")
-
-    try:
-        with open(file, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
-    except OSError as exc:
-        raise SourceError(f"replay {file}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SourceError(f"replay {file}: is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise SourceError(f"replay {file}: is not valid CSV: {exc}") from None
-    if not rows:
-        raise SourceError(f"replay {file}: is empty: a header 'time,value' or 'offset_s,value' is needed")
-    header_line, header = rows[0]
-    kind = ",".join(c.strip().lower() for c in header)
-    if kind not in ("time,value", "offset_s,value"):
-        raise problem(
-            header_line, f"header must be 'time,value' or 'offset_s,value', not {','.join(header)!r}"
-        )
-    if len(rows) == 1:
-        raise problem(header_line, "has no data rows after the header")
-    times: list[float] = []
-    values: list[Scalar] = []
-    column = header[0].strip()
-    for line, row in rows[1:]:
-        if len(row) != 2:
-            raise problem(line, f"expected 2 columns ({column},value), found {len(row)}")
-        try:
-            at = float(row[0])
-        except ValueError:
-            raise problem(line, f"{column} {row[0].strip()!r} is not a number") from None
-        if not math.isfinite(at):
-            raise problem(line, f"{column} {row[0].strip()!r} is not a finite number")
-        if times and at <= times[-1]:
-            raise problem(line, f"{column} {row[0].strip()} is not after the previous row's ({times[-1]:g})")
-        text = row[1].strip()
-        if not text:
-            raise problem(line, "value is empty")
-        times.append(at)
-        values.append(_csv_value(text))
-    scale = 0.001 if kind == "time,value" and max(abs(times[0]), abs(times[-1])) > MS_THRESHOLD else 1.0
-    offsets = tuple((at - times[0]) * scale for at in times)
-    duration = offsets[-1] + (offsets[-1] - offsets[-2]) if len(offsets) > 1 else 0.0
-    return Replay(file=file, offsets=offsets, values=tuple(values), duration=duration)
-
-
-def _csv_value(text: str) -> Scalar:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return number if math.isfinite(number) else text
 
 
 # ---------------------------------------------------------------------------------------------- the source
@@ -267,7 +115,7 @@ class Simulation:
         if not (draws or random_pattern):
             self.rng = None
         elif pattern.seed is None:
-            self.rng = _SHARED_RNG
+            self.rng = SHARED_RNG
         else:
             self.rng = SeededRandom(pattern.seed)
         self._base = self._dispatch(pattern)

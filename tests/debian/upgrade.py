@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from gatewayd.emulator.thingplus import ThingPlusEmulator
-from tests.integration.conftest import delivered, emulator_env, inventory_text, until
+from tests.helpers.waiting import until
+from tests.integration.conftest import delivered, emulator_env, inventory_text
 
 INVENTORY = Path("/etc/gatewayd/gatewayd.yaml")
 STATE = Path("/var/lib/gatewayd")

@@ -1,69 +1,33 @@
-"""Helpers for the emulator tests: an inventory, a settable clock, and requests built by hand.
+"""Helpers for the emulator tests: an inventory (tests/helpers/inventories.py), and requests built by hand.
 
 The requests here follow the vendor documents, not gatewayd's clients: the emulator is checked on its own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import textwrap
 import uuid
 from typing import Any
 
 import aiohttp
 
 from gatewayd.inventory.config import Inventory, parse_inventory
+from tests.helpers.clocks import FakeClock
+from tests.helpers.inventories import THINGPLUS as THINGPLUS_CREDENTIALS
+from tests.helpers.inventories import THINGPLUS_PASSWORD_MD5, inventory_yaml, loctube, rcms
 
-CLIENT_ID = "testClientId"
-CLIENT_SECRET = "testClientPwd12"
-USERNAME = "serviceadmin"
-PASSWORD = "hunter2-password"
-PASSWORD_MD5 = hashlib.md5(PASSWORD.encode()).hexdigest()
+CLIENT_ID = THINGPLUS_CREDENTIALS["client_id"]
+CLIENT_SECRET = THINGPLUS_CREDENTIALS["client_secret"]
+USERNAME = THINGPLUS_CREDENTIALS["username"]
+PASSWORD = THINGPLUS_CREDENTIALS["password"]
+PASSWORD_MD5 = THINGPLUS_PASSWORD_MD5
 
-THINGPLUS = textwrap.dedent(
-    f"""\
-    gateway: {{name: "Edge Box 1", model: "52"}}
-    state_dir: /tmp/gatewayd-emulator-tests
-    thingplus:
-      endpoint: http://127.0.0.1:9
-      client_id: {CLIENT_ID}
-      client_secret: {CLIENT_SECRET}
-      username: {USERNAME}
-      password: {PASSWORD}
-    """
-)
-
-ALL_CLOUDS = THINGPLUS + textwrap.dedent(
-    """\
-    rcms:
-      endpoint: http://127.0.0.1:9
-      client_id: rcms-client
-      client_secret: rcms-secret
-      devices: [SN-0001]
-    loctube:
-      endpoint: http://127.0.0.1:9
-      client_id: loctube-client
-      secure_key: loctube-key
-      devices: [dev0001]
-    """
-)
+ENDPOINT = "http://127.0.0.1:9"
+THINGPLUS = inventory_yaml(ENDPOINT, state_dir="/tmp/gatewayd-emulator-tests")
+ALL_CLOUDS = THINGPLUS + rcms(ENDPOINT, devices=["SN-0001"]) + loctube(ENDPOINT, devices=["dev0001"])
 
 
 def inventory(text: str = THINGPLUS) -> Inventory:
     return parse_inventory(text, env={})
-
-
-class FakeClock:
-    """Unix seconds (or monotonic seconds) that move only when told."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 #: A point time a minute before :class:`FakeClock`'s default now: well inside the emulator's stale limit.

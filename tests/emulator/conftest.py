@@ -12,7 +12,8 @@ import pytest
 
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
-from tests.emulator import FakeClock, get_token, inventory
+from tests.emulator import get_token, inventory
+from tests.helpers.clocks import FakeClock
 
 
 @pytest.fixture

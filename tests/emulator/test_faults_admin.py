@@ -14,7 +14,8 @@ import pytest
 from gatewayd.emulator import EmulatorServer, Faults, RateLimit, build_app, serve_forever
 from gatewayd.emulator.app import EMULATOR_KEY
 from gatewayd.emulator.faults import CLOUDS, cloud_of
-from tests.emulator import ALL_CLOUDS, FakeClock, call, error_code, inventory, register
+from tests.emulator import ALL_CLOUDS, call, error_code, inventory, register
+from tests.helpers.clocks import FakeClock
 
 # --------------------------------------------------------------------------------------------------
 # The rules, without a server

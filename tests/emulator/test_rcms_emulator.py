@@ -21,20 +21,13 @@ from gatewayd.emulator.faults import Faults
 from gatewayd.emulator.rcms import RcmsEmulator
 from gatewayd.emulator.rcmstimeline import ReportTimeline
 from gatewayd.inventory.config import RcmsConfig
+from tests.helpers.clocks import FakeClock
 
 CLIENT_ID = "rcmsClient01"
 SECRET = "rcms-secret-key"
 DEVICES = ["6001A2B3C4", "6001A2B3C5", "6001A2B3C6"]
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 MINUTE = 60_000
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sign_request(
@@ -74,12 +67,12 @@ def sign_request(
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> FakeClock:
+    return FakeClock(NOW)
 
 
 @pytest.fixture
-def emulator(clock: Clock) -> RcmsEmulator:
+def emulator(clock: FakeClock) -> RcmsEmulator:
     config = RcmsConfig(
         endpoint="http://127.0.0.1:1", client_id=CLIENT_ID, client_secret=SECRET, devices=DEVICES
     )
@@ -97,7 +90,7 @@ async def client(emulator: RcmsEmulator) -> AsyncIterator[TestClient[web.Request
 Client = TestClient[web.Request, web.Application]
 
 
-def now_ms(clock: Clock) -> int:
+def now_ms(clock: FakeClock) -> int:
     return int(clock.now * 1000)
 
 
@@ -117,7 +110,7 @@ def status_params(begin: int, end: int, page_num: int = 1, page_size: int = 10) 
 # Signature and public parameters
 
 
-async def test_device_total_signed_as_the_document_does(client: Client, clock: Clock) -> None:
+async def test_device_total_signed_as_the_document_does(client: Client, clock: FakeClock) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     body = await get(client, url, headers)
     assert body["code"] == 0, body
@@ -130,7 +123,7 @@ async def test_device_total_signed_as_the_document_does(client: Client, clock: C
     assert data["userTotal"] >= 1
 
 
-async def test_online_total_changes_over_time_and_stays_consistent(client: Client, clock: Clock) -> None:
+async def test_online_total_changes_over_time_and_stays_consistent(client: Client, clock: FakeClock) -> None:
     seen = set()
     for minute in range(0, 60, 5):
         clock.now = NOW + minute * 60
@@ -144,7 +137,7 @@ async def test_online_total_changes_over_time_and_stays_consistent(client: Clien
 @pytest.mark.parametrize(
     "header", ["apiVersion", "signatureVersion", "uniqueCode", "clientId", "timestamp", "signature"]
 )
-async def test_missing_header_is_40001(client: Client, clock: Clock, header: str) -> None:
+async def test_missing_header_is_40001(client: Client, clock: FakeClock, header: str) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     del headers[header]
     body = await get(client, url, headers)
@@ -154,7 +147,7 @@ async def test_missing_header_is_40001(client: Client, clock: Clock, header: str
 
 
 @pytest.mark.parametrize("param", ["apiVersion", "clientId", "signatureVersion", "timestamp", "uniqueCode"])
-async def test_missing_public_query_parameter_is_40001(client: Client, clock: Clock, param: str) -> None:
+async def test_missing_public_query_parameter_is_40001(client: Client, clock: FakeClock, param: str) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     path, query = url.split("?")
     query = "&".join(p for p in query.split("&") if not p.startswith(param + "="))
@@ -162,7 +155,7 @@ async def test_missing_public_query_parameter_is_40001(client: Client, clock: Cl
     assert body["code"] == 40001, body
 
 
-async def test_flipped_signature_character_is_40002(client: Client, clock: Clock) -> None:
+async def test_flipped_signature_character_is_40002(client: Client, clock: FakeClock) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     sig = headers["signature"]
     headers["signature"] = sig[:-1] + ("0" if sig[-1] != "0" else "1")
@@ -171,21 +164,21 @@ async def test_flipped_signature_character_is_40002(client: Client, clock: Clock
     assert "signature" in body["msg"].lower()
 
 
-async def test_uppercase_signature_is_refused(client: Client, clock: Clock) -> None:
+async def test_uppercase_signature_is_refused(client: Client, clock: FakeClock) -> None:
     """The document lowercases the hex digest; the emulator holds clients to it."""
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     headers["signature"] = headers["signature"].upper()
     assert (await get(client, url, headers))["code"] == 40002
 
 
-async def test_wrong_secret_is_40002(client: Client, clock: Clock) -> None:
+async def test_wrong_secret_is_40002(client: Client, clock: FakeClock) -> None:
     url, headers = sign_request(
         "GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock), secret=SECRET + "x"
     )
     assert (await get(client, url, headers))["code"] == 40002
 
 
-async def test_unknown_client_is_40002(client: Client, clock: Clock) -> None:
+async def test_unknown_client_is_40002(client: Client, clock: FakeClock) -> None:
     url, headers = sign_request(
         "GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock), client_id="someoneElse"
     )
@@ -194,7 +187,7 @@ async def test_unknown_client_is_40002(client: Client, clock: Clock) -> None:
     assert "clientid" in body["msg"].lower()
 
 
-async def test_signature_covers_the_query(client: Client, clock: Clock) -> None:
+async def test_signature_covers_the_query(client: Client, clock: FakeClock) -> None:
     sn = DEVICES[0]
     path = f"/api/link/device/devices/{sn}/statusData"
     begin = now_ms(clock) - 30 * MINUTE
@@ -205,7 +198,7 @@ async def test_signature_covers_the_query(client: Client, clock: Clock) -> None:
     assert (await get(client, tampered, headers))["code"] == 40002
 
 
-async def test_signature_covers_the_path(client: Client, clock: Clock) -> None:
+async def test_signature_covers_the_path(client: Client, clock: FakeClock) -> None:
     params = status_params(now_ms(clock) - 10 * MINUTE, now_ms(clock))
     url, headers = sign_request(
         "GET", f"/api/link/device/devices/{DEVICES[0]}/statusData", params, timestamp=now_ms(clock)
@@ -214,7 +207,7 @@ async def test_signature_covers_the_path(client: Client, clock: Clock) -> None:
     assert (await get(client, other, headers))["code"] == 40002
 
 
-async def test_signature_covers_the_method(client: Client, clock: Clock) -> None:
+async def test_signature_covers_the_method(client: Client, clock: FakeClock) -> None:
     """A PUT signed as if it were a GET fails."""
     path = f"/api/link/devices/{DEVICES[0]}/group"
     url, headers = sign_request("GET", path, timestamp=now_ms(clock))
@@ -222,14 +215,14 @@ async def test_signature_covers_the_method(client: Client, clock: Clock) -> None
     assert (await response.json())["code"] == 40002
 
 
-async def test_header_and_query_must_agree(client: Client, clock: Clock) -> None:
+async def test_header_and_query_must_agree(client: Client, clock: FakeClock) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     headers["timestamp"] = str(now_ms(clock) + 1)
     assert (await get(client, url, headers))["code"] == 40002
 
 
 @pytest.mark.parametrize("offset_s", [-6 * 60, 6 * 60, -3600])
-async def test_timestamp_out_of_range_is_refused(client: Client, clock: Clock, offset_s: int) -> None:
+async def test_timestamp_out_of_range_is_refused(client: Client, clock: FakeClock, offset_s: int) -> None:
     url, headers = sign_request(
         "GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock) + offset_s * 1000
     )
@@ -240,14 +233,16 @@ async def test_timestamp_out_of_range_is_refused(client: Client, clock: Clock, o
 
 
 @pytest.mark.parametrize("offset_s", [-4 * 60, 4 * 60])
-async def test_timestamp_within_five_minutes_is_accepted(client: Client, clock: Clock, offset_s: int) -> None:
+async def test_timestamp_within_five_minutes_is_accepted(
+    client: Client, clock: FakeClock, offset_s: int
+) -> None:
     url, headers = sign_request(
         "GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock) + offset_s * 1000
     )
     assert (await get(client, url, headers))["code"] == 0
 
 
-async def test_timestamp_in_seconds_is_refused(client: Client, clock: Clock) -> None:
+async def test_timestamp_in_seconds_is_refused(client: Client, clock: FakeClock) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=int(clock.now))
     assert (await get(client, url, headers))["code"] == 40002
 
@@ -256,21 +251,21 @@ async def test_timestamp_in_seconds_is_refused(client: Client, clock: Clock) -> 
 # Status data
 
 
-async def fetch_status(client: Client, clock: Clock, sn: str, params: dict[str, Any]) -> dict[str, Any]:
+async def fetch_status(client: Client, clock: FakeClock, sn: str, params: dict[str, Any]) -> dict[str, Any]:
     url, headers = sign_request(
         "GET", f"/api/link/device/devices/{sn}/statusData", params, timestamp=now_ms(clock)
     )
     return await get(client, url, headers)
 
 
-async def test_unknown_sn_is_40004(client: Client, clock: Clock) -> None:
+async def test_unknown_sn_is_40004(client: Client, clock: FakeClock) -> None:
     params = status_params(now_ms(clock) - 10 * MINUTE, now_ms(clock))
     body = await fetch_status(client, clock, "NOSUCHSN", params)
     assert body["code"] == 40004, body
     assert body["data"] is None
 
 
-async def test_paging_one_record_a_minute_until_a_short_page(client: Client, clock: Clock) -> None:
+async def test_paging_one_record_a_minute_until_a_short_page(client: Client, clock: FakeClock) -> None:
     # 25 whole minutes lie in [begin, end]: begin is on a minute, end 30 s past the 25th.
     begin = (now_ms(clock) // MINUTE - 60) * MINUTE
     end = begin + 24 * MINUTE + 30_000
@@ -295,7 +290,7 @@ async def test_paging_one_record_a_minute_until_a_short_page(client: Client, clo
     assert body["data"] == []
 
 
-async def test_records_are_realistic_and_deterministic(client: Client, clock: Clock) -> None:
+async def test_records_are_realistic_and_deterministic(client: Client, clock: FakeClock) -> None:
     begin = now_ms(clock) - 30 * MINUTE
     params = status_params(begin, now_ms(clock), 1, 50)
     first = await fetch_status(client, clock, DEVICES[0], params)
@@ -318,7 +313,7 @@ async def test_records_are_realistic_and_deterministic(client: Client, clock: Cl
     assert len(rssis) > 1, "the signal should vary from minute to minute"
 
 
-async def test_window_ends_at_the_emulator_clock(client: Client, clock: Clock) -> None:
+async def test_window_ends_at_the_emulator_clock(client: Client, clock: FakeClock) -> None:
     begin = (now_ms(clock) // MINUTE - 5) * MINUTE
     body = await fetch_status(
         client, clock, DEVICES[0], status_params(begin, now_ms(clock) + 3600_000, 1, 100)
@@ -343,7 +338,9 @@ async def test_window_ends_at_the_emulator_clock(client: Client, clock: Clock) -
         ({"pageNum": 1, "pageSize": 10, "beginTime": 0}, 40001),
     ],
 )
-async def test_bad_status_parameters(client: Client, clock: Clock, params: dict[str, Any], code: int) -> None:
+async def test_bad_status_parameters(
+    client: Client, clock: FakeClock, params: dict[str, Any], code: int
+) -> None:
     body = await fetch_status(client, clock, DEVICES[0], params)
     assert body["code"] == code, body
 
@@ -352,7 +349,7 @@ async def test_bad_status_parameters(client: Client, clock: Clock, params: dict[
 # Group
 
 
-async def test_set_group_is_recorded(client: Client, clock: Clock, emulator: RcmsEmulator) -> None:
+async def test_set_group_is_recorded(client: Client, clock: FakeClock, emulator: RcmsEmulator) -> None:
     path = f"/api/link/devices/{DEVICES[2]}/group"
     url, headers = sign_request("PUT", path, timestamp=now_ms(clock))
     headers["Content-Type"] = "application/json"
@@ -363,7 +360,7 @@ async def test_set_group_is_recorded(client: Client, clock: Clock, emulator: Rcm
     assert emulator.snapshot()["groups"] == {DEVICES[2]: "Demo"}
 
 
-async def test_group_body_is_not_signed(client: Client, clock: Clock, emulator: RcmsEmulator) -> None:
+async def test_group_body_is_not_signed(client: Client, clock: FakeClock, emulator: RcmsEmulator) -> None:
     """The document signs method, path and query only; any body goes with the same signature."""
     path = f"/api/link/devices/{DEVICES[0]}/group"
     url, headers = sign_request("PUT", path, timestamp=now_ms(clock))
@@ -373,7 +370,7 @@ async def test_group_body_is_not_signed(client: Client, clock: Clock, emulator: 
     assert emulator.snapshot()["groups"][DEVICES[0]] == "Second"
 
 
-async def test_group_of_unknown_sn_is_40004(client: Client, clock: Clock, emulator: RcmsEmulator) -> None:
+async def test_group_of_unknown_sn_is_40004(client: Client, clock: FakeClock, emulator: RcmsEmulator) -> None:
     url, headers = sign_request("PUT", "/api/link/devices/NOSUCHSN/group", timestamp=now_ms(clock))
     response = await client.put(url, headers=headers, json={"groupName": "Demo"})
     assert response.status == 200
@@ -385,7 +382,7 @@ async def test_group_of_unknown_sn_is_40004(client: Client, clock: Clock, emulat
     ("payload", "code"), [({}, 40001), ({"groupName": ""}, 40002), ({"groupName": 5}, 40002)]
 )
 async def test_group_body_is_checked(
-    client: Client, clock: Clock, payload: dict[str, Any], code: int
+    client: Client, clock: FakeClock, payload: dict[str, Any], code: int
 ) -> None:
     url, headers = sign_request("PUT", f"/api/link/devices/{DEVICES[0]}/group", timestamp=now_ms(clock))
     response = await client.put(url, headers=headers, json=payload)
@@ -393,7 +390,7 @@ async def test_group_body_is_checked(
 
 
 async def test_put_with_bad_signature_records_nothing(
-    client: Client, clock: Clock, emulator: RcmsEmulator
+    client: Client, clock: FakeClock, emulator: RcmsEmulator
 ) -> None:
     url, headers = sign_request(
         "PUT", f"/api/link/devices/{DEVICES[0]}/group", timestamp=now_ms(clock), secret="wrong"
@@ -408,7 +405,7 @@ async def test_put_with_bad_signature_records_nothing(
 
 
 async def test_snapshot_counts_requests_and_rejections(
-    client: Client, clock: Clock, emulator: RcmsEmulator
+    client: Client, clock: FakeClock, emulator: RcmsEmulator
 ) -> None:
     url, headers = sign_request("GET", "/api/link/dashboard/deviceTotal", timestamp=now_ms(clock))
     await get(client, url, headers)
@@ -462,7 +459,7 @@ def test_timeline_times(changes: list[tuple[int, int]], begin: int, last: int, e
 
 
 async def test_each_router_reports_at_its_own_interval_and_keeps_its_history(
-    client: Client, clock: Clock, emulator: RcmsEmulator
+    client: Client, clock: FakeClock, emulator: RcmsEmulator
 ) -> None:
     emulator.set_record_interval(10_000, DEVICES[0], since_ms=0)
     start = now_ms(clock) // MINUTE * MINUTE
@@ -489,7 +486,7 @@ async def test_each_router_reports_at_its_own_interval_and_keeps_its_history(
     assert emulator.snapshot()["reporting"]["routers"][DEVICES[0]][-1] == [changed, 30_000]
 
 
-async def test_record_interval_over_admin(emulator: RcmsEmulator, clock: Clock) -> None:
+async def test_record_interval_over_admin(emulator: RcmsEmulator, clock: FakeClock) -> None:
     app = web.Application()
     app.add_routes(emulator.routes())
     app.add_routes(admin_routes(Emulator([emulator], Faults())))

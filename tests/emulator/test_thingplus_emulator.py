@@ -20,7 +20,6 @@ from tests.emulator import (
     PASSWORD,
     PASSWORD_MD5,
     RECENT_MS,
-    FakeClock,
     call,
     error_code,
     get_token,
@@ -29,6 +28,7 @@ from tests.emulator import (
     sensor_body,
     token_body,
 )
+from tests.helpers.clocks import FakeClock
 
 # --------------------------------------------------------------------------------------------------
 # Token
@@ -694,6 +694,6 @@ async def test_accepted_reports_still_reach_structlog_at_debug_level(
         await call(http, "PUT", f"/v2/gateways/{gid}/sensors/{sid}/series", auth, point)
         await call(http, "PUT", f"/v2/gateways/{gid}/status", auth, {"validDuration": 9, "value": "on"})
     assert [(e["event"], e["log_level"]) for e in logs] == [
-        ("thingplus.series_accepted", "debug"),
-        ("thingplus.status_accepted", "debug"),
+        ("emulator.thingplus.series_accepted", "debug"),
+        ("emulator.thingplus.status_accepted", "debug"),
     ]

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from gatewayd.emulator.thingplus import ThingPlusEmulator
-from tests.emulator import FakeClock, call, error_code, new_id, register, send_json_text
+from tests.emulator import call, error_code, new_id, register, send_json_text
+from tests.helpers.clocks import FakeClock
 
 DAY_MS = 86_400_000
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import json
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import Point, ThingPlusEmulator
 from gatewayd.inventory.config import HttpConfig, Inventory, load_inventory, parse_inventory
 from gatewayd.runtime.service import Daemon, Hooks
+from tests.helpers.inventories import inventory_yaml, loctube, rcms
+from tests.helpers.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,55 +77,27 @@ def inventory_text(
 
     ``extra`` adds top-level sections (rcms, loctube); ``@endpoint@`` in it becomes ``endpoint``.
     """
-    text = textwrap.dedent(
-        f"""\
-        gateway: {{name: "Integration gateway", model: "52"}}
-        state_dir: {state_dir}
-        thingplus:
-          endpoint: {endpoint}
-          client_id: itClient
-          client_secret: itSecret
-          username: it-user
-          password: it-password
-        """
+    return inventory_yaml(
+        endpoint,
+        gateway='{name: "Integration gateway", model: "52"}',
+        state_dir=state_dir,
+        sections=textwrap.dedent(extra).replace("@endpoint@", endpoint),
+        devices=textwrap.indent(textwrap.dedent(devices), "  "),
     )
-    if extra:
-        text += textwrap.dedent(extra).replace("@endpoint@", endpoint)
-    text += "devices:\n" + textwrap.indent(textwrap.dedent(devices), "  ")
-    return text
+
+
+def polled_sections(auth: str, *, rcms_interval: str = "60s") -> str:
+    """RCMS (one router) and loctube (one device) beside Thing+, for ``extra``.
+
+    RCMS keeps one record a minute, so the first poll (one interval back) must span a minute boundary.
+    """
+    return rcms("@endpoint@", poll_interval=rcms_interval, devices=["IT-SN-0001"]) + loctube(
+        "@endpoint@", sign="sha256", auth=auth, poll_interval="300ms", devices=["test001"]
+    )
 
 
 def make_inventory(endpoint: str, state_dir: Path, **kw: Any) -> Inventory:
     return parse_inventory(inventory_text(endpoint, state_dir, **kw), "<test>", env={})
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick, released at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def until(
-    cond: Callable[[], Any],
-    timeout: float = 10.0,
-    *,
-    every: float = 0.02,
-    what: str = "",
-    explain: Callable[[], str] | None = None,
-) -> None:
-    """Wait until ``cond()`` is true, polling; fail the test with ``what`` when ``timeout`` passes.
-
-    ``explain`` (called only on failure) adds what the test knows about the state, e.g. :func:`describe`.
-    """
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            detail = f"\n{explain()}" if explain is not None else ""
-            pytest.fail(
-                f"timed out after {timeout:g}s waiting for {what or getattr(cond, '__name__', cond)}{detail}"
-            )
-        await asyncio.sleep(every)
 
 
 def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
@@ -165,49 +139,6 @@ def delivered(tp: ThingPlusEmulator) -> int:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def sensor_ids(daemon: Daemon) -> dict[str, str]:
-    """'device/sensor' -> Thing+ sensor id, for the sensors the daemon samples now."""
-    assert daemon.sampler is not None
-    return {s.key: s.sensor_id for s in daemon.sampler.sensors}
-
-
-def every_sensor_has_points_after(tp: ThingPlusEmulator, daemon: Daemon, after_ms: int) -> bool:
-    return all(any(t > after_ms for t in times_of(tp, sid)) for sid in sensor_ids(daemon).values())
-
-
-def assert_delivered_exactly_once(daemon: Daemon, tp: ThingPlusEmulator) -> None:
-    """After a stop: nothing pending, and per sensor every read arrived once, in time order."""
-    assert daemon.outbox is not None and daemon.sampler is not None
-    assert daemon.outbox.stats.pending == 0
-    assert daemon.sampler.stats.sampled > 0
-    for sensor in daemon.sampler.sensors:
-        times = times_of(tp, sensor.sensor_id)
-        assert len(times) == len(set(times)), f"{sensor.key}: duplicate points"
-        assert times == sorted(times), f"{sensor.key}: not received oldest first"
-        assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, received {len(times)}"
-    assert delivered(tp) == daemon.sampler.stats.sampled
-
-
-def polled_sections(auth: str, *, rcms_interval: str = "60s") -> str:
-    # RCMS keeps one record a minute, so the first poll (one interval back) must span a minute boundary.
-    return f"""\
-rcms:
-  endpoint: @endpoint@
-  client_id: it-rcms
-  client_secret: it-rcms-secret
-  poll_interval: {rcms_interval}
-  devices: [IT-SN-0001]
-loctube:
-  endpoint: @endpoint@
-  client_id: it-loctube
-  secure_key: it-loctube-key
-  sign: sha256
-  auth: {auth}
-  poll_interval: 300ms
-  devices: [test001]
-"""
 
 
 @dataclass
@@ -343,6 +274,50 @@ class Metrics:
 
     def total(self, name: str, **labels: str) -> float:
         return sum(float(s.value) for s in self.find(name, **labels))
+
+
+def sensor_ids(daemon: Daemon) -> dict[str, str]:
+    """'device/sensor' -> Thing+ sensor id, for the sensors the daemon samples now."""
+    assert daemon.sampler is not None
+    return {s.key: s.sensor_id for s in daemon.sampler.sensors}
+
+
+def every_sensor_has_points_after(tp: ThingPlusEmulator, daemon: Daemon, after_ms: int) -> bool:
+    return all(any(t > after_ms for t in times_of(tp, sid)) for sid in sensor_ids(daemon).values())
+
+
+def assert_delivered_exactly_once(daemon: Daemon, tp: ThingPlusEmulator) -> None:
+    """After a stop: nothing pending, and per sensor every read arrived once, in time order."""
+    assert daemon.outbox is not None and daemon.sampler is not None
+    assert daemon.outbox.stats.pending == 0
+    assert daemon.sampler.stats.sampled > 0
+    for sensor in daemon.sampler.sensors:
+        times = times_of(tp, sensor.sensor_id)
+        assert len(times) == len(set(times)), f"{sensor.key}: duplicate points"
+        assert times == sorted(times), f"{sensor.key}: not received oldest first"
+        assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, received {len(times)}"
+    assert delivered(tp) == daemon.sampler.stats.sampled
+
+
+async def healthz(base: str) -> tuple[int, dict[str, Any]]:
+    status, text, headers = await get(f"{base}/healthz")
+    assert "application/json" in headers.get("Content-Type", ""), headers
+    return status, json.loads(text)
+
+
+async def until_health(base: str, status: int, limit_s: float = 10.0) -> dict[str, Any]:
+    """Poll /healthz until it answers ``status``; its JSON body then."""
+    deadline = time.monotonic() + limit_s
+    seen: list[tuple[int, str]] = []
+    while True:
+        code, body = await healthz(base)
+        if code == status:
+            return body
+        if not seen or seen[-1] != (code, body["reason"]):
+            seen.append((code, body["reason"]))
+        if time.monotonic() >= deadline:
+            pytest.fail(f"/healthz did not answer {status} within {limit_s:g}s; answers: {seen}")
+        await asyncio.sleep(0.05)
 
 
 async def scrape(base: str) -> Metrics:

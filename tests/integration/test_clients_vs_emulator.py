@@ -8,7 +8,6 @@ emulator's knobs (expire tokens, faults, reportInterval) standing in for what ti
 from __future__ import annotations
 
 import hashlib
-import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +29,9 @@ from gatewayd.errors import AuthError, PermanentError, TransientError
 from gatewayd.inventory.config import Inventory, parse_inventory
 from gatewayd.secret import Secret
 from gatewayd.statefile import StateFile
+from tests.helpers.inventories import inventory_yaml
+from tests.helpers.inventories import loctube as loctube_section
+from tests.helpers.inventories import rcms as rcms_section
 
 #: Retries fast enough for tests, bounded like production.
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -47,35 +49,17 @@ def make_inventory(
     state_dir: Path = Path("/nonexistent-state"),
     sign: str = "md5",
     auth: str = "signature",
-    rcms_secret: str = "rcms-int-secret",
+    rcms_secret: str | None = None,
 ) -> Inventory:
     """All three clouds at ``url``; the emulator is built from the same text with a placeholder URL."""
-    text = textwrap.dedent(
-        f"""\
-        gateway: {{name: "Integration gateway"}}
-        state_dir: {state_dir}
-        thingplus:
-          endpoint: {url}
-          client_id: intClient
-          client_secret: intClientSecret
-          username: integration
-          password: integration-password
-          timeout: 5s
-        rcms:
-          endpoint: {url}
-          client_id: rcms-int
-          client_secret: {rcms_secret}
-          timeout: 5s
-          devices: [{", ".join(RCMS_DEVICES)}]
-        loctube:
-          endpoint: {url}
-          client_id: loctube-int
-          secure_key: loctube-int-key
-          sign: {sign}
-          auth: {auth}
-          timeout: 5s
-          devices: [{", ".join(LOCTUBE_DEVICES)}]
-        """
+    secret = {} if rcms_secret is None else {"client_secret": rcms_secret}
+    text = inventory_yaml(
+        url,
+        gateway='{name: "Integration gateway"}',
+        state_dir=state_dir,
+        thingplus_keys={"timeout": "5s"},
+        sections=rcms_section(url, **secret, timeout="5s", devices=RCMS_DEVICES)
+        + loctube_section(url, sign=sign, auth=auth, timeout="5s", devices=LOCTUBE_DEVICES),
     )
     return parse_inventory(text, env={})
 

@@ -28,7 +28,8 @@ import pytest
 
 from gatewayd.outbox import Outbox
 from gatewayd.wallclock import BUILD_EPOCH_MS, TIME_UNKNOWN_REASON
-from tests.integration.conftest import Env, delivered, emulator_env, until
+from tests.helpers.waiting import until
+from tests.integration.conftest import Env, delivered, emulator_env
 from tests.test_cli_run import Child, assert_no_duplicates, distinct_points, gatewayd_run
 
 LIBFAKETIME_GLOBS = (
@@ -95,7 +96,7 @@ def logged(child: Child, event_prefix: str) -> list[dict[str, object]]:
 async def stop(child: Child) -> dict[str, object]:
     child.proc.send_signal(signal.SIGTERM)
     assert await child.wait() == 0, child.log.read_text(encoding="utf-8")
-    return child.event("stopped")
+    return child.event("daemon.stopped")
 
 
 async def test_a_40_day_forward_jump_with_points_pending_deletes_nothing(tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ async def test_a_40_day_forward_jump_with_points_pending_deletes_nothing(tmp_pat
             await asyncio.sleep(1.0)  # samples taken during the outage stay local (not a timing assertion)
             before_jump = delivered(env.tp)
             fake.set("+40d")
-            await until(lambda: logged(child, "wall clock jumped"), what="the daemon to see the jump")
+            await until(lambda: logged(child, "wallclock.jumped"), what="the daemon to see the jump")
             # The jump re-anchors every job, the bound check too: it runs at once, with points pending.
             await asyncio.sleep(1.0)
             await set_faults(env, "DELETE")
@@ -118,7 +119,7 @@ async def test_a_40_day_forward_jump_with_points_pending_deletes_nothing(tmp_pat
                 lambda: delivered(env.tp) > before_jump + 20, timeout=20, what="the backlog after the outage"
             )
             stopped = await stop(child)
-        assert not logged(child, "outbox max_age") and not logged(child, "outbox full")
+        assert not logged(child, "outbox.max_age_dropped") and not logged(child, "outbox.max_points_dropped")
         assert stopped["pending_on_disk"] == 0
         assert_no_duplicates(env.tp)
         assert distinct_points(env.tp) == stopped["sampled"], "every sampled point delivered"
@@ -130,14 +131,14 @@ async def test_points_sampled_in_1970_are_delivered_with_their_true_times(tmp_pa
     async with emulator_env(tmp_path) as env:
         started_ms = int(time.time() * 1000)
         async with faked_daemon(env, "@1970-01-01 00:00:00") as (child, fake):
-            await until(lambda: logged(child, "wall clock not set"), timeout=20, what="a 1970 start")
+            await until(lambda: logged(child, "wallclock.not_set"), timeout=20, what="a 1970 start")
             await until(lambda: env.tp.gateway_statuses, timeout=20, what="registration and a heartbeat")
             await asyncio.sleep(1.5)  # sampling in "1970" (not a timing assertion)
             assert delivered(env.tp) == 0, "nothing stamped 1970 may leave the box"
             set_ms = int(time.time() * 1000)
             fake.set("+0")  # NTP answers: the wall clock is the real one from now on
-            await until(lambda: logged(child, "wall clock set"), what="the re-stamping")
-            (restamp,) = logged(child, "wall clock set")
+            await until(lambda: logged(child, "outbox.points_restamped"), what="the re-stamping")
+            (restamp,) = logged(child, "outbox.points_restamped")
             await until(lambda: delivered(env.tp) >= int(restamp["restamped"]), what="the held points sent")
             stopped = await stop(child)
         ended_ms = int(time.time() * 1000)
@@ -164,7 +165,7 @@ async def test_points_sampled_before_the_clock_was_set_are_dead_lettered_after_a
     async with emulator_env(tmp_path) as env:
         await set_faults(env, "POST", {"outage": True})
         async with faked_daemon(env, "@1970-01-01 00:00:00") as (child, _):
-            await until(lambda: logged(child, "wall clock not set"), timeout=20, what="a 1970 start")
+            await until(lambda: logged(child, "wallclock.not_set"), timeout=20, what="a 1970 start")
             await asyncio.sleep(1.0)
             first = await stop(child)
         # The "reboot": the outbox records the boot id with the points; the daemon reads it from
@@ -177,7 +178,7 @@ async def test_points_sampled_before_the_clock_was_set_are_dead_lettered_after_a
         async with faked_daemon(env, "+0") as (child, _):
             await until(lambda: delivered(env.tp) > 0, timeout=20, what="points of the second run")
             second = await stop(child)
-        (dead,) = logged(child, "points sampled before the wall clock was set")
+        (dead,) = logged(child, "outbox.time_unknown_dead_lettered")
         assert dead["points"] == first["sampled"] and dead["reason"] == TIME_UNKNOWN_REASON
         assert distinct_points(env.tp) == second["sampled"]
         assert min(p.time for points in env.tp.points.values() for p in points) >= BUILD_EPOCH_MS

@@ -23,6 +23,8 @@ from gatewayd.errors import StorageError
 from gatewayd.outbox import Outbox
 from gatewayd.runtime.schedule import REPORT_INTERVAL_REFRESH_EVERY
 from tests.conftest import pairwise
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 from .conftest import (
     Env,
@@ -31,14 +33,12 @@ from .conftest import (
     describe,
     emulator_env,
     every_sensor_has_points_after,
-    free_port,
     make_inventory,
     now_ms,
     points_of,
     running,
     sensor_ids,
     times_of,
-    until,
 )
 
 REGISTER_KINDS = ("register_gateway", "register_device", "register_sensor")

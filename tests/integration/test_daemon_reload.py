@@ -16,6 +16,7 @@ import pytest
 from gatewayd.errors import ConfigError
 from gatewayd.inventory.config import load_inventory
 from gatewayd.runtime.service import Daemon, Hooks
+from tests.helpers.waiting import until
 
 from .conftest import (
     SENSORS,
@@ -31,7 +32,6 @@ from .conftest import (
     running,
     sensor_ids,
     times_of,
-    until,
 )
 
 #: SENSORS without Humidity.

@@ -17,17 +17,17 @@ import aiohttp
 from gatewayd.outbox import Outbox, Point
 from gatewayd.outbox.refusals import DEFAULT_BUDGET
 from gatewayd.runtime.registry import Registry
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 from .conftest import (
     describe,
     emulator_env,
-    free_port,
     gatewayd_cli,
     get,
     running,
     scrape,
     times_of,
-    until,
     write_with_http,
 )
 

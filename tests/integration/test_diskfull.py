@@ -25,6 +25,7 @@ from gatewayd.runtime.registry import Registry
 from gatewayd.runtime.service import Daemon, Hooks
 from gatewayd.runtime.snapshots import summary_line
 from tests.conftest import SmallDisk, logs_of
+from tests.helpers.waiting import until
 
 from .conftest import (
     SENSORS,
@@ -33,11 +34,14 @@ from .conftest import (
     delivered,
     describe,
     emulator_env,
+    get,
+    healthz,
     running,
+    scrape,
     times_of,
-    until,
+    until_health,
+    with_http,
 )
-from .test_ops import get, healthz, scrape, until_health, with_http
 
 #: Samples kept in memory while the disk is full: about 2 s of FAST.
 MEMORY = "outbox: {memory_points: 100}\n"
@@ -156,9 +160,9 @@ async def test_a_disk_that_fills_up_is_waited_out_and_every_point_accounted_for(
             await run.stop()
 
     events = [e["event"] for e in logs]
-    assert any(e.startswith("disk full: the disk space reserve is released") for e in events)
-    assert any(e.startswith("outbox not writable; sampling goes on into memory") for e in events)
-    assert any(e.startswith("outbox writable again") for e in events)
+    assert "outbox.reserve_released" in events
+    assert "outbox.not_writable" in events
+    assert "outbox.writable_again" in events
     assert corrupt_copies(env) == []
     assert daemon.sampler is not None
     assert buffer.dropped > 0
@@ -225,7 +229,7 @@ async def test_a_stop_on_a_full_disk_drops_what_waits_in_memory_with_a_count(
             await go_offline_and_fill(env, small_disk, daemon)
             await run.stop()  # returns: the daemon ends as on any stop (exit 0)
 
-    [stop_drop] = [e for e in logs if e["event"].startswith("stopping: samples waiting in memory")]
+    [stop_drop] = [e for e in logs if e["event"] == "outbox.memory_dropped_at_stop"]
     assert stop_drop["dropped"] > 0 and stop_drop["dropped_before"] >= buffer.dropped > 0
     assert daemon.disk_guard is not None and daemon.sampler is not None
     assert daemon.disk_guard.dropped()["shutdown"] == stop_drop["dropped"]
@@ -282,9 +286,9 @@ async def test_a_first_start_on_a_full_disk_runs_and_starts_its_sensors_once_the
             await until_health(base, 200)
             await run.stop()
 
-    [waiting] = [e for e in logs if e["event"].startswith("sensors not started: their new ids cannot be")]
+    [waiting] = [e for e in logs if e["event"] == "registry.sensors_waiting"]
     assert waiting["sensors"] == ["Room/Temperature", "Room/Humidity"] and waiting["disk_full"] is True
-    [started] = [e for e in logs if e["event"] == "sensors started: their ids are saved"]
+    [started] = [e for e in logs if e["event"] == "registry.sensors_started"]
     assert started["sensors"] == ["Room/Humidity", "Room/Temperature"]
     assert corrupt_copies(env) == []
     assert_accounted_for(daemon, env, sampler.stats.sampled)
@@ -366,7 +370,7 @@ async def test_registration_marks_that_cannot_be_saved_do_not_stop_the_daemon(
             assert all(on_disk.sensor_registered(s.device, s.name) for s in daemon.sampler.sensors)
             await run.stop()
 
-    warnings = [e for e in logs if e["event"].startswith("registration marks not saved")]
+    warnings = [e for e in logs if e["event"] == "registry.marks_not_saved"]
     assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
-    assert any(e["event"] == "registry saved again" for e in logs)
+    assert any(e["event"] == "registry.saved_again" for e in logs)
     assert_accounted_for(daemon, env, daemon.sampler.stats.sampled)

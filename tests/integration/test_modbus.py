@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 import tty
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,12 @@ from gatewayd.errors import SourceError
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.inventory.sources import ModbusSource
 from gatewayd.sources import SourceContext, build_source
-from gatewayd.sources.modbus import ModbusPool, ModbusReader, encode_registers
+from gatewayd.sources.modbus import ModbusReader
+from gatewayd.sources.modbuslink import ModbusPool
+from gatewayd.sources.modbusvalues import encode_registers
+from tests.helpers.inventories import inventory_yaml
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals and loopback POSIX only")
 
@@ -129,12 +133,6 @@ def make_server_context(slow: SlowAction) -> Any:
     return ModbusServerContext(slaves=units, single=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TcpPeer:
     """pymodbus's TCP server on 127.0.0.1; can be stopped and started again on the same port."""
 
@@ -168,14 +166,6 @@ class TcpPeer:
         server, self.server = self.server, None
         if server is not None:
             await server.shutdown()
-
-
-async def until(condition: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -436,16 +426,8 @@ async def test_the_last_sensor_of_an_endpoint_closing_closes_its_connection(
 
 
 async def test_inventory_sensors_built_by_the_daemon_share_the_context_pool(peer: TcpPeer) -> None:
-    text = f"""\
-gateway: {{name: "Edge Box 1", model: "52"}}
-state_dir: ./state
-thingplus:
-  endpoint: https://api.sandbox.thingplus.net
-  client_id: testClientId
-  client_secret: testClientPwd12
-  username: serviceadmin
-  password: hunter2-password
-devices:
+    text = inventory_yaml(
+        devices=f"""\
   - name: PLC
     sensors:
       - name: Flow
@@ -461,6 +443,7 @@ devices:
         interval: 10
         modbus: {{host: 127.0.0.1, port: {peer.port}, address: 11, data_type: int16, scale: 0.1}}
 """
+    )
     inventory = parse_inventory(text, "inv.yaml", env={})
     context = SourceContext(clock=time.time)
     try:

@@ -23,6 +23,7 @@ from gatewayd.inventory.config import Inventory, load_inventory
 from gatewayd.runtime import gatewaywatch, inventorycontrol, pollers
 from gatewayd.runtime.service import Hooks
 from tests.conftest import logs_of, loopback_server
+from tests.helpers.waiting import until
 
 from .conftest import (
     SENSORS,
@@ -36,7 +37,6 @@ from .conftest import (
     points_of,
     polled_sections,
     running,
-    until,
 )
 
 
@@ -167,7 +167,7 @@ async def test_a_forged_unsigned_loctube_answer_never_reaches_thingplus(tmp_path
                     latest is not None and latest[0] >= trusted[0] and "FORGED" not in json.dumps(latest[1])
                 )
                 assert "was refused" in (tracker.last_error or "")
-                refusals = [e for e in logs if e["event"].startswith("loctube answer refused")]
+                refusals = [e for e in logs if e["event"] == "loctube.answer_refused"]
                 assert refusals and all(e["log_level"] == "error" for e in refusals)
 
                 proxy.forge = False  # a genuine answer heals the sensor
@@ -260,14 +260,12 @@ async def test_a_reload_parsed_while_the_first_registration_ends_is_checked_agai
             await until(lambda: daemon.registered is not None, what="registration while the parse is held")
             held_parse.release()
             await until(
-                lambda: (
-                    daemon.fatal is not None or any(e["event"].startswith("reload refused") for e in logs)
-                ),
+                lambda: daemon.fatal is not None or any(e["event"] == "reload.refused" for e in logs),
                 what="the reload handled",
             )
         assert daemon.fatal is None
         assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
-        (refused,) = [e for e in logs if e["event"].startswith("reload refused")]
+        (refused,) = [e for e in logs if e["event"] == "reload.refused"]
         assert "warp_drive" in " ".join(refused["problems"])
         await until(lambda: len(env.tp.sensors) == 2 and delivered(env.tp) > 0, what="old sensors flowing")
         await run.stop()
@@ -305,7 +303,7 @@ async def test_a_gateway_deleted_on_the_cloud_side_is_registered_again_with_the_
         assert (
             env.tp.rejections["series:NOT_FOUND"] >= 1 or env.tp.rejections["gateway_status:NOT_FOUND"] >= 1
         )
-        lost = [e for e in logs if e["event"].startswith("Thing+ no longer knows this gateway")]
+        lost = [e for e in logs if e["event"] == "registration.gateway_lost"]
         assert [(e["log_level"], e["gateway_id"]) for e in lost] == [("error", gateway_id)]  # once
         assert daemon.outbox.stats.dead_lettered == 0
         await run.stop()
@@ -340,7 +338,7 @@ async def test_a_reload_while_the_gateway_is_registered_again_is_checked_against
         env.write_inventory(devices=THREE_SENSORS.replace("type: percent", "type: warp_drive"))
         with logs_of(inventorycontrol) as logs:
             daemon.reload()
-            await until(lambda: any(e["event"].startswith("reload refused") for e in logs), what="refused")
+            await until(lambda: any(e["event"] == "reload.refused" for e in logs), what="refused")
         assert not any(s.key == "Cellar/Level" for s in daemon.sampler.sensors)
         faults.clear("thingplus")
         await until(lambda: daemon.registered is not None, what="registered again")

@@ -8,72 +8,36 @@ it received, not against the daemon's belief.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gatewayd import __version__
 from gatewayd.runtime.service import Daemon
+from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 from .conftest import (
     Metrics,
     delivered,
     emulator_env,
-    free_port,
     gatewayd_cli,
     get,
+    healthz,
     inventory_text,
+    polled_sections,
     running,
     scrape,
-    until,
+    until_health,
     with_http,
     write_with_http,
 )
 
-#: RCMS (one router) and loctube (one device) beside Thing+. RCMS keeps one record a minute, so its first
-#: poll (one interval back) must span a minute boundary: hence 60 s.
-POLLED = """\
-rcms:
-  endpoint: @endpoint@
-  client_id: it-rcms
-  client_secret: it-rcms-secret
-  poll_interval: 60s
-  devices: [IT-SN-0001]
-loctube:
-  endpoint: @endpoint@
-  client_id: it-loctube
-  secure_key: it-loctube-key
-  sign: sha256
-  auth: signature
-  poll_interval: 300ms
-  devices: [test001]
-"""
-
-
-async def healthz(base: str) -> tuple[int, dict[str, Any]]:
-    status, text, headers = await get(f"{base}/healthz")
-    assert "application/json" in headers.get("Content-Type", ""), headers
-    return status, json.loads(text)
-
-
-async def until_health(base: str, status: int, limit_s: float = 10.0) -> dict[str, Any]:
-    """Poll /healthz until it answers ``status``; its JSON body then."""
-    deadline = time.monotonic() + limit_s
-    seen: list[tuple[int, str]] = []
-    while True:
-        code, body = await healthz(base)
-        if code == status:
-            return body
-        if not seen or seen[-1] != (code, body["reason"]):
-            seen.append((code, body["reason"]))
-        if time.monotonic() >= deadline:
-            pytest.fail(f"/healthz did not answer {status} within {limit_s:g}s; answers: {seen}")
-        await asyncio.sleep(0.05)
+#: RCMS (one router, first polled a minute back) and loctube (one device) beside Thing+.
+POLLED = polled_sections("signature")
 
 
 def upload_errors(metrics: Metrics) -> float:

@@ -5,27 +5,20 @@ through an RCMS outage, and across a restart, with no gap and no duplicate."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gatewayd.runtime.service import Daemon
-from tests.integration.conftest import Env, describe, emulator_env, running, times_of, until
+from tests.helpers.inventories import rcms as rcms_section
+from tests.helpers.waiting import until
+from tests.integration.conftest import Env, describe, emulator_env, now_ms, running, times_of
 
 SN = "IT-SN-0001"
 RECORD_MS = 200
 
-RCMS = f"""\
-rcms:
-  endpoint: @endpoint@
-  client_id: it-rcms
-  client_secret: it-rcms-secret
-  poll_interval: 300ms
-  lookback: 2s
-  devices: [{SN}]
-"""
+RCMS = rcms_section("@endpoint@", poll_interval="300ms", lookback="2s", devices=[SN])
 
 ROUTER = f"""\
 - name: Router
@@ -49,10 +42,6 @@ async def rcms_env(tmp_path: Path) -> AsyncIterator[Env]:
         assert rcms is not None
         rcms.set_record_interval(RECORD_MS, since_ms=0)
         yield env
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def bridged(daemon: Daemon) -> dict[str, str]:

@@ -10,6 +10,7 @@ from gatewayd.sources.bridge import CloudBridge
 from gatewayd.sources.latest import LatestState
 from gatewayd.sources.pick import pick_path
 from tests.conftest import VALID
+from tests.helpers.inventories import loctube, rcms
 
 RCMS_RECORD = {
     "time": 1_700_000_040_000,
@@ -104,8 +105,8 @@ def _with_bridge(source: str, sections: str = "") -> str:
     return VALID.replace("simulate: {pattern: sine, min: 18, max: 26, period: 1h}", source) + sections
 
 
-RCMS_SECTION = "rcms: {endpoint: https://r.example, client_id: c, client_secret: s, devices: [SN1]}\n"
-LOCTUBE_SECTION = "loctube: {endpoint: https://l.example, client_id: c, secure_key: k, devices: [test001]}\n"
+RCMS_SECTION = rcms("https://r.example", devices=["SN1"])
+LOCTUBE_SECTION = loctube("https://l.example", devices=["test001"])
 
 
 def test_bridge_needs_its_section() -> None:
@@ -142,7 +143,7 @@ def test_valid_bridges() -> None:
 def test_rcms_lookback_and_max_age_keys() -> None:
     text = _with_bridge(
         "rcms: {sn: SN1, field: cellular.rssi, max_age: 10m}",
-        RCMS_SECTION.replace("devices: [SN1]", "devices: [SN1], lookback: 2h"),
+        rcms("https://r.example", devices=["SN1"], lookback="2h"),
     )
     inventory = parse_inventory(text, env={})
     assert inventory.rcms is not None and inventory.rcms.lookback == 7200
@@ -160,13 +161,13 @@ def test_rcms_lookback_and_max_age_keys() -> None:
         (
             "rcms: {sn: SN1, field: cellular.rssi}",
             "5d",
-            "inv.yaml:16:85: rcms.lookback: must be at most 4d (got 432000s): Thing+ refuses points about "
+            "inv.yaml:21:3: rcms.lookback: must be at most 4d (got 432000s): Thing+ refuses points about "
             "5 days old, so older RCMS history is never fetched",
         ),
         (
             "rcms: {sn: SN1, field: cellular.rssi}",
             "0",
-            "inv.yaml:16:85: rcms.lookback: must be greater than zero (got 0)",
+            "inv.yaml:21:3: rcms.lookback: must be greater than zero (got 0)",
         ),
         (
             "rcms: {sn: SN1, field: cellular.rssi, max_age: -5s}",
@@ -182,9 +183,7 @@ def test_rcms_lookback_and_max_age_keys() -> None:
     ],
 )
 def test_rcms_history_keys_are_checked_with_their_place(bridge: str, lookback: str, expected: str) -> None:
-    text = _with_bridge(
-        bridge, RCMS_SECTION.replace("devices: [SN1]", f"devices: [SN1], lookback: {lookback}")
-    )
+    text = _with_bridge(bridge, rcms("https://r.example", devices=["SN1"], lookback=lookback))
     with pytest.raises(ConfigError) as info:
         parse_inventory(text, "inv.yaml", env={})
     assert [str(p) for p in info.value.problems] == [expected]

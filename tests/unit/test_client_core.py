@@ -22,7 +22,8 @@ from gatewayd.errors import (
     RateLimitedError,
     TransientError,
 )
-from tests.conftest import Clocks, loopback_server
+from tests.conftest import loopback_server
+from tests.helpers.clocks import Clocks
 
 START = 1_700_000_000.0
 

@@ -11,6 +11,7 @@ from gatewayd.errors import ConfigError
 from gatewayd.inventory.config import load_inventory, parse_duration, parse_inventory
 from gatewayd.secret import Secret
 from tests.conftest import VALID
+from tests.helpers.inventories import loctube
 
 
 def problems_of(text: str, env: dict[str, str] | None = None) -> list[str]:
@@ -211,14 +212,7 @@ def test_parse_duration(text: object, seconds: float) -> None:
 
 
 def textwrap_loctube(sign: str = "md5", auth: str = "signature") -> str:
-    return (
-        "loctube:\n"
-        "  endpoint: https://loctube.example.com\n"
-        "  client_id: c\n"
-        "  secure_key: k\n"
-        f"  sign: {sign}\n"
-        f"  auth: {auth}\n"
-    )
+    return loctube("https://loctube.example.com", sign=sign, auth=auth)
 
 
 def test_anchors_aliases_and_merge_keys() -> None:

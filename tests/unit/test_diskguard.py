@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import textwrap
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
@@ -19,7 +18,8 @@ from gatewayd.outbox import OutboxStats, Point
 from gatewayd.runtime.diskguard import DiskGuard, memory_points_for
 from gatewayd.runtime.retryepisode import retry_delay
 from gatewayd.runtime.sampler import SampleBuffer
-from tests.emulator import FakeClock
+from tests.helpers.clocks import FakeClock
+from tests.helpers.inventories import inventory_yaml
 
 T = TypeVar("T")
 
@@ -111,12 +111,7 @@ def sensors_yaml(count: int, interval: str) -> str:
 def test_memory_points_default_is_ten_minutes_of_sampling_within_bounds(
     count: int, interval: str, outbox: str, expected: int
 ) -> None:
-    text = textwrap.dedent(
-        """\
-        gateway: {name: G}
-        thingplus: {endpoint: "http://127.0.0.1:9", client_id: c, client_secret: s, username: u, password: p}
-        """
-    )
+    text = inventory_yaml("http://127.0.0.1:9", gateway="{name: G}", state_dir=None)
     text += outbox + "devices:\n" + (sensors_yaml(count, interval) if count else "  []\n")
     assert memory_points_for(parse_inventory(text, "<test>", env={})) == expected
 
@@ -271,8 +266,8 @@ async def test_while_not_writable_a_line_a_minute_with_the_counts() -> None:
             sample(buffer, second, 1)
             await guard.commit()
             clock.advance(1.0)
-    assert logs[0]["event"].startswith("outbox not writable")
-    reports = [e for e in logs if e["event"].startswith("outbox still not writable")]
+    assert logs[0]["event"] == "outbox.not_writable"
+    reports = [e for e in logs if e["event"] == "outbox.still_not_writable"]
     assert len(reports) == 2  # at 60 s and 120 s
     assert reports[0]["in_memory"] == 10
     assert reports[0]["dropped"] + reports[1]["dropped"] == reports[1]["dropped_total"] > 0
@@ -280,7 +275,7 @@ async def test_while_not_writable_a_line_a_minute_with_the_counts() -> None:
     clock.advance(60.0)
     with structlog.testing.capture_logs() as logs:
         await guard.commit()
-    assert logs[-1]["event"].startswith("outbox writable again")
+    assert logs[-1]["event"] == "outbox.writable_again"
 
 
 @contextlib.asynccontextmanager

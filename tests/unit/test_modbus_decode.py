@@ -10,7 +10,7 @@ import pytest
 from gatewayd.errors import ConfigError, SourceError
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.inventory.sources import ModbusSource
-from gatewayd.sources.modbus import (
+from gatewayd.sources.modbusvalues import (
     decode_bits,
     decode_registers,
     encode_registers,

@@ -25,6 +25,7 @@ from gatewayd.runtime.rcmshistory import (
 )
 from gatewayd.sources.latest import LatestState, PollStats
 from gatewayd.sources.rcmsbridge import RcmsRecordBridge, default_max_age_s, record_staleness
+from tests.helpers.clocks import FakeClock
 
 NOW = 1_800_000_000_000  # ms, after the wall clock's build-date floor
 H = 3_600_000
@@ -198,26 +199,26 @@ class Sink:
 
 
 def make_bridge(
-    latest: LatestState, now: list[float], field: str = "cellular.rssi", **kw: Any
+    latest: LatestState, clock: FakeClock, field: str = "cellular.rssi", **kw: Any
 ) -> RcmsRecordBridge:
-    return RcmsRecordBridge("SN1", field, latest=latest, poll_interval_s=60, clock=lambda: now[0], **kw)
+    return RcmsRecordBridge("SN1", field, latest=latest, poll_interval_s=60, clock=clock, **kw)
 
 
 async def test_bridge_makes_one_point_per_record_and_judges_by_the_record_time() -> None:
-    latest, now = LatestState(), [NOW / 1000]
-    bridge, sink = make_bridge(latest, now), Sink()
+    latest, clock = LatestState(), FakeClock(NOW / 1000)
+    bridge, sink = make_bridge(latest, clock), Sink()
     bridge.bind(sink)
     with pytest.raises(SourceError, match="no rcms data for 'SN1' yet"):
         bridge.check_now()
     records = [rec(NOW - 2 * MIN, -61), {"time": NOW - MIN, "data": {}}, rec(NOW, -63)]
-    latest.put("rcms", "SN1", now[0], records[-1])
+    latest.put("rcms", "SN1", clock(), records[-1])
     await latest.feed.publish("rcms", "SN1", records)
     assert sink.points == [(NOW - 2 * MIN, -61), (NOW, -63)]  # the record without the field: no point
     assert bridge.unusable == 1 and sink.refreshes == 1 and sink.commits == 1
     assert bridge.check_now() == -63
-    now[0] += 180  # three polls later, no new record: still fresh; one second more: stale
+    clock.advance(180)  # three polls later, no new record: still fresh; one second more: stale
     assert await bridge.read() == -63
-    now[0] += 1
+    clock.advance(1)
     with pytest.raises(SourceError, match=r"stale \(newest record 181s old, limit 180s\)"):
         bridge.check_now()
     latest.feed.intervals[("rcms", "SN1")] = 300.0  # the router reports every 5 min: 15 min allowed
@@ -225,10 +226,10 @@ async def test_bridge_makes_one_point_per_record_and_judges_by_the_record_time()
 
 
 async def test_bridge_max_age_set_per_sensor_and_unbinding() -> None:
-    latest, now = LatestState(), [NOW / 1000]
-    bridge, sink = make_bridge(latest, now, max_age_s=30.0), Sink()
+    latest, clock = LatestState(), FakeClock(NOW / 1000)
+    bridge, sink = make_bridge(latest, clock, max_age_s=30.0), Sink()
     bridge.bind(sink)
-    latest.put("rcms", "SN1", now[0], rec(NOW - 31_000))
+    latest.put("rcms", "SN1", clock(), rec(NOW - 31_000))
     with pytest.raises(SourceError, match="limit 30s"):
         bridge.check_now()
     await bridge.close()
@@ -238,9 +239,9 @@ async def test_bridge_max_age_set_per_sensor_and_unbinding() -> None:
 
 
 async def test_feed_commits_once_per_sink_and_passes_a_storage_error_on() -> None:
-    latest, now = LatestState(), [NOW / 1000]
+    latest, clock = LatestState(), FakeClock(NOW / 1000)
     sink = Sink()
-    first, second = make_bridge(latest, now), make_bridge(latest, now, field="data.cellular.rssi")
+    first, second = make_bridge(latest, clock), make_bridge(latest, clock, field="data.cellular.rssi")
     first.bind(sink)
     second.bind(sink)
     await latest.feed.publish("rcms", "SN1", [rec(NOW)])
@@ -258,8 +259,8 @@ async def test_feed_commits_once_per_sink_and_passes_a_storage_error_on() -> Non
 class FakeRcms:
     """Records every 10 s up to now, as RCMS keeps them; ``down`` fails every call as an outage would."""
 
-    def __init__(self, now: list[float]) -> None:
-        self.now = now
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.down = False
         self.windows: list[tuple[int, int]] = []
 
@@ -267,12 +268,12 @@ class FakeRcms:
         self.windows.append((begin_ms, end_ms))
         if self.down:
             raise TransientError("HTTP 503", cloud="rcms", operation="status_data", status=503)
-        last = min(end_ms, int(self.now[0] * 1000))
+        last = min(end_ms, int(self.clock() * 1000))
         first = -(-begin_ms // 10_000) * 10_000
         return [rec(t, -(t // 10_000) % 40 - 50) for t in range(first, last + 1, 10_000)]
 
 
-def make_poller(client: FakeRcms, latest: LatestState, tmp_path: Path, now: list[float]) -> RcmsPoller:
+def make_poller(client: FakeRcms, latest: LatestState, tmp_path: Path, clock: FakeClock) -> RcmsPoller:
     return RcmsPoller(
         client,  # type: ignore[arg-type]
         ["SN1"],
@@ -281,35 +282,35 @@ def make_poller(client: FakeRcms, latest: LatestState, tmp_path: Path, now: list
         PollStats(),
         tmp_path,
         lookback_s=60.0,
-        clock=lambda: now[0],
+        clock=clock,
     )
 
 
 async def test_poller_sends_each_record_once_across_polls_outages_and_restarts(tmp_path: Path) -> None:
-    now = [NOW / 1000]
-    client = FakeRcms(now)
+    clock = FakeClock(NOW / 1000)
+    client = FakeRcms(clock)
     latest, sink = LatestState(), Sink()
-    make_bridge(latest, now).bind(sink)
-    poller = make_poller(client, latest, tmp_path, now)
+    make_bridge(latest, clock).bind(sink)
+    poller = make_poller(client, latest, tmp_path, clock)
     await poller.poll()  # the lookback: the last minute's 7 records (both ends included)
     assert [t for t, _ in sink.points] == list(range(NOW - MIN, NOW + 1, 10_000))
     assert latest.feed.intervals[("rcms", "SN1")] == 10.0
-    now[0] += 25
+    clock.advance(25)
     await poller.poll()
-    now[0] += 25
+    clock.advance(25)
     client.down = True
     for _ in range(3):  # an outage of 3 minutes
-        now[0] += 60
+        clock.advance(60)
         await poller.poll()
     client.down = False
     await poller.poll()
     # a restart: a new poller (and latest state) from the saved marks
     restarted_latest = LatestState()
     restarted_latest.feed = latest.feed
-    now[0] += 15
-    await make_poller(client, restarted_latest, tmp_path, now).poll()
+    clock.advance(15)
+    await make_poller(client, restarted_latest, tmp_path, clock).poll()
     times = [t for t, _ in sink.points]
-    assert times == list(range(NOW - MIN, int(now[0] * 1000) + 1, 10_000)), "each record once, no gap"
+    assert times == list(range(NOW - MIN, int(clock() * 1000) + 1, 10_000)), "each record once, no gap"
     entry = restarted_latest.get("rcms", "SN1")
     assert entry is not None and entry[1]["time"] == times[-1]
     begin, _end = client.windows[-1]
@@ -317,15 +318,15 @@ async def test_poller_sends_each_record_once_across_polls_outages_and_restarts(t
 
 
 async def test_a_storage_error_keeps_the_saved_mark_back(tmp_path: Path) -> None:
-    now = [NOW / 1000]
-    client = FakeRcms(now)
+    clock = FakeClock(NOW / 1000)
+    client = FakeRcms(clock)
     latest, sink = LatestState(), Sink()
-    make_bridge(latest, now).bind(sink)
-    poller = make_poller(client, latest, tmp_path, now)
+    make_bridge(latest, clock).bind(sink)
+    poller = make_poller(client, latest, tmp_path, clock)
     await poller.poll()
     saved = RouterMark.from_json(poller._marks_file.load()["SN1"])  # type: ignore[index]
     sink.fail_commit = True
-    now[0] += 30
+    clock.advance(30)
     await poller.poll()
     assert poller.marks["SN1"].record_ms == NOW + 30_000  # the next window goes on after them ...
     assert RouterMark.from_json(poller._marks_file.load()["SN1"]) == saved  # type: ignore[index]
@@ -333,42 +334,42 @@ async def test_a_storage_error_keeps_the_saved_mark_back(tmp_path: Path) -> None
 
 
 async def test_no_poll_before_the_wall_clock_is_set(tmp_path: Path) -> None:
-    now = [1_000.0]  # 1970: a box without an RTC before NTP
-    client = FakeRcms(now)
-    poller = make_poller(client, LatestState(), tmp_path, now)
+    clock = FakeClock(1_000.0)  # 1970: a box without an RTC before NTP
+    client = FakeRcms(clock)
+    poller = make_poller(client, LatestState(), tmp_path, clock)
     await poller.poll()
     assert client.windows == [] and poller.marks == {}
 
 
 async def test_a_mark_held_back_is_not_saved_by_a_poll_that_commits_nothing(tmp_path: Path) -> None:
-    now = [NOW / 1000]
-    client = FakeRcms(now)
+    clock = FakeClock(NOW / 1000)
+    client = FakeRcms(clock)
     latest, sink = LatestState(), Sink()
-    make_bridge(latest, now).bind(sink)
-    poller = make_poller(client, latest, tmp_path, now)
+    make_bridge(latest, clock).bind(sink)
+    poller = make_poller(client, latest, tmp_path, clock)
     await poller.poll()
     saved = RouterMark.from_json(poller._marks_file.load()["SN1"])  # type: ignore[index]
     sink.fail_commit = True
-    now[0] += 30
+    clock.advance(30)
     await poller.poll()  # three records wait in memory
-    client.now = [now[0] - 30]  # the router goes silent: the next windows bring nothing new
+    client.clock = FakeClock(clock() - 30)  # the router goes silent: the next windows bring nothing new
     sink.fail_commit = False
-    now[0] += 60
+    clock.advance(60)
     await poller.poll()
     assert sink.commits == 2, "nothing new, so nothing committed"
     assert RouterMark.from_json(poller._marks_file.load()["SN1"]) == saved  # type: ignore[index]
-    client.now = now  # it reports again: its commit flushes the held points, the mark may go on
-    now[0] += 10
+    client.clock = clock  # it reports again: its commit flushes the held points, the mark may go on
+    clock.advance(10)
     await poller.poll()
     assert sink.commits == 3
-    assert poller._marks_file.load()["SN1"]["record_ms"] == int(now[0] * 1000)  # type: ignore[index]
+    assert poller._marks_file.load()["SN1"]["record_ms"] == int(clock() * 1000)  # type: ignore[index]
 
 
 class GatedRcms(FakeRcms):
     """A FakeRcms whose answers wait for ``gate`` (a poll still under way)."""
 
-    def __init__(self, now: list[float]) -> None:
-        super().__init__(now)
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
         self.gate = asyncio.Event()
 
     async def status_data(self, sn: str, begin_ms: int, end_ms: int) -> list[dict[str, Any]]:
@@ -377,15 +378,15 @@ class GatedRcms(FakeRcms):
 
 
 async def test_a_reloaded_poller_goes_on_from_the_one_it_replaces(tmp_path: Path) -> None:
-    now = [NOW / 1000]
-    client = GatedRcms(now)
+    clock = FakeClock(NOW / 1000)
+    client = GatedRcms(clock)
     latest, sink = LatestState(), Sink()
-    make_bridge(latest, now).bind(sink)
-    old = make_poller(client, latest, tmp_path, now)
+    make_bridge(latest, clock).bind(sink)
+    old = make_poller(client, latest, tmp_path, clock)
     client.gate.set()
     await old.poll()
     client.gate.clear()
-    now[0] += 30
+    clock.advance(30)
     under_way = asyncio.ensure_future(old.poll())  # the reload comes while this poll waits for RCMS
     await asyncio.sleep(0)
     new = RcmsPoller(
@@ -396,7 +397,7 @@ async def test_a_reloaded_poller_goes_on_from_the_one_it_replaces(tmp_path: Path
         PollStats(),
         tmp_path,
         lookback_s=60.0,
-        clock=lambda: now[0],
+        clock=clock,
         previous=old,
     )
     polling = asyncio.ensure_future(new.poll())

@@ -24,7 +24,7 @@ from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.sampler import SampleBuffer
 from gatewayd.runtime.snapshots import WaitingSensor
 from tests.conftest import VALID, logs_of
-from tests.emulator import FakeClock
+from tests.helpers.clocks import FakeClock
 from tests.unit.test_daemon_parts import MODEL
 from tests.unit.test_diskguard import FakeOutbox, make, sample
 
@@ -207,9 +207,9 @@ async def test_marks_that_cannot_be_saved_are_logged_once_and_saved_later(tmp_pa
         await r.saver.retry()
     assert r.outbox.asides == [False] * 5  # marks alone never take the disk space reserve
     warnings = [e for e in logs if e["log_level"] == "warning"]
-    assert len(warnings) == 1 and warnings[0]["event"].startswith("registration marks not saved")
+    assert len(warnings) == 1 and warnings[0]["event"] == "registry.marks_not_saved"
     assert warnings[0]["disk_full"] is True
-    assert logs[-1]["event"] == "registry saved again" and logs[-1]["failures"] == 4
+    assert logs[-1]["event"] == "registry.saved_again" and logs[-1]["failures"] == 4
     again = Registry(tmp_path)
     assert again.gateway_registered() and again.sensor_registered("Room", "Temperature")
     assert r.started == []

@@ -17,7 +17,8 @@ from gatewayd.clouds.retry import (
     with_retries,
 )
 from gatewayd.errors import DeferredError, RateLimitedError, TransientError
-from tests.conftest import Clocks, logs_of
+from tests.conftest import logs_of
+from tests.helpers.clocks import Clocks
 
 NOW = 1_700_000_000.0
 
@@ -131,9 +132,9 @@ def test_a_deferral_starts_logged_once_extends_quietly_and_ends_logged() -> None
     assert (error.cloud, error.operation, error.kind) == ("thingplus", "gateway_status", "deferred")
     assert error.retry_after == pytest.approx(0.5)
     assert "deferred by Retry-After until 2023-11-14T22:15:20Z (1s left); no request sent" in str(error)
-    assert [(e["log_level"], e["event"].split(":")[0]) for e in logs] == [
-        ("warning", "cloud deferred by Retry-After"),
-        ("info", "Retry-After deferral over; requests resume"),
+    assert [(e["log_level"], e["event"]) for e in logs] == [
+        ("warning", "cloud.deferred"),
+        ("info", "cloud.deferral_ended"),
     ]
     assert logs[0]["deferred_s"] == 100 and logs[0]["capped"] is False
     assert logs[0]["until"] == "2023-11-14T22:15:00Z"

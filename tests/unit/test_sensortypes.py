@@ -157,5 +157,5 @@ async def test_the_sampler_counts_a_value_the_type_cannot_carry_as_a_read_error_
     assert len(buffer) == 2 and sampler.stats.sampled == 2
     assert sampler.stats.read_errors == 3 and sensor.failures == 3
     assert sensor.status == "err" and "'closed'" in (sensor.last_error or "")
-    failed = [e for e in logs if e["event"] == "sensor read failed"]
+    failed = [e for e in logs if e["event"] == "sensor.read_failed"]
     assert len(failed) == 2  # once per change: 'open' (twice in a row), then 'closed'

@@ -15,35 +15,26 @@ from gatewayd.errors import ConfigError, SourceError
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.inventory.sources import SawtoothPattern, SimulateSource, SinePattern, StepPattern
 from gatewayd.sources import thingplus_value
+from gatewayd.sources.replay import load_replay
 from gatewayd.sources.simulate import (
     Simulation,
-    load_replay,
     sawtooth_value,
     sine_value,
     step_value,
 )
 from tests.conftest import VALID, pairwise
+from tests.helpers.clocks import FakeClock
 
 N = 10_000
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(SimulateSource)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, t: float = 0.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def pattern(**kw: Any) -> Any:
     return _ADAPTER.validate_python(kw)
 
 
-def sim(clock: Clock | None = None, **kw: Any) -> Simulation:
-    return Simulation(pattern(**kw), clock=clock or Clock())
+def sim(clock: FakeClock | None = None, **kw: Any) -> Simulation:
+    return Simulation(pattern(**kw), clock=clock or FakeClock(0.0))
 
 
 def draws(source: Simulation, n: int = N) -> list[Any]:
@@ -82,11 +73,11 @@ def test_sine_hits_min_and_max_at_the_right_phases_with_its_period() -> None:
 
 
 def test_sine_is_a_function_of_wall_clock_time_so_gateways_agree() -> None:
-    clock = Clock(1_700_000_123.0)
+    clock = FakeClock(1_700_000_123.0)
     a = sim(clock, pattern="sine", min=0, max=1, period=60, seed=1)
     b = sim(clock, pattern="sine", min=0, max=1, period=60, seed=2)
     p: SinePattern = pattern(pattern="sine", min=0, max=1, period=60)
-    assert a.next_value() == b.next_value() == sine_value(p, clock.t)
+    assert a.next_value() == b.next_value() == sine_value(p, clock.now)
     assert a.rng is None  # nothing random to draw: no generator is allocated
 
 
@@ -110,10 +101,10 @@ def test_step_holds_each_value_for_hold_and_cycles() -> None:
     assert seen[:60] == [1] * 60 and seen[60:120] == [2] * 60 and seen[120:180] == [3] * 60
     assert seen[180:] == seen[:180]
     # aligned to the epoch, not to when the source started
-    clock = Clock(1_700_000_000.0)  # = 28333333 minutes + 20 s; 28333333 % 3 == 1
+    clock = FakeClock(1_700_000_000.0)  # = 28333333 minutes + 20 s; 28333333 % 3 == 1
     source = sim(clock, pattern="step", values=["idle", "run", "stop"], hold=60)
     assert source.next_value() == "run"
-    clock.t += 40
+    clock.now += 40
     assert source.next_value() == "stop"
 
 
@@ -251,11 +242,11 @@ def _csv(tmp_path: Path, text: str, name: str = "replay.csv") -> str:
 
 async def test_replay_of_unix_seconds_keeps_spacing_and_loops(tmp_path: Path) -> None:
     file = _csv(tmp_path, "time,value\n1700000000,1.5\n1700000010,2\n1700000030,on\n")
-    clock = Clock(5_000.0)
+    clock = FakeClock(5_000.0)
     source = sim(clock, pattern="replay", file=file)
     got = []
     for t in (0, 9.9, 10, 29, 30, 49.9, 50, 60, 85):  # duration 50: the last row lasts the last gap (20)
-        clock.t = 5_000.0 + t
+        clock.now = 5_000.0 + t
         got.append(await source.read())
     assert got == [1.5, 1.5, 2, 2, "on", "on", 1.5, 2, "on"]
 
@@ -269,22 +260,22 @@ async def test_replay_of_unix_milliseconds_is_detected(tmp_path: Path) -> None:
 
 async def test_replay_of_offsets_without_loop_finishes(tmp_path: Path) -> None:
     file = _csv(tmp_path, "offset_s,value\n0,20\n1,21\n2,22\n")
-    clock = Clock(100.0)
+    clock = FakeClock(100.0)
     source = sim(clock, pattern="replay", file=file, loop=False)
     got = []
     for _ in range(5):
         got.append((await reads(source, 1))[0])
-        clock.t += 1
+        clock.now += 1
     assert got[:3] == [20, 21, 22]
     assert all(g.startswith("replay finished") for g in got[3:])
 
 
 async def test_replay_values_take_the_common_options(tmp_path: Path) -> None:
     file = _csv(tmp_path, 'offset_s,value\n0,1.26\n1,"open, latched"\n')
-    clock = Clock()
+    clock = FakeClock(0.0)
     source = sim(clock, pattern="replay", file=file, decimals=1)
     assert await source.read() == 1.3
-    clock.t = 1
+    clock.now = 1
     assert await source.read() == "open, latched"
 
 
@@ -296,7 +287,7 @@ async def test_replay_relative_file_is_resolved_against_the_inventory(tmp_path: 
     inventory = parse_inventory(text, env={}, base_dir=tmp_path)
     p = inventory.devices[0].sensors[0].simulate
     assert p is not None
-    assert await Simulation(p, clock=Clock()).read() == 7  # a single row is a constant
+    assert await Simulation(p, clock=FakeClock(0.0)).read() == 7  # a single row is a constant
 
 
 async def test_replay_follows_an_edited_file(tmp_path: Path) -> None:
@@ -388,7 +379,7 @@ def correlation(xs: list[float], ys: list[float]) -> float:
 
 def test_seeded_random_is_uniform_and_independent_across_seeds() -> None:
     """The small generator behind seeded sources: mean, spread and no correlation between seeds."""
-    from gatewayd.sources.simulate import SeededRandom
+    from gatewayd.sources.randomness import SeededRandom
 
     a, b = SeededRandom(1), SeededRandom(2)
     xs = [a.random() for _ in range(N)]

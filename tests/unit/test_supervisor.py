@@ -8,6 +8,7 @@ import pytest
 
 from gatewayd.errors import ConfigError
 from gatewayd.runtime.supervisor import EXIT_OK, Hooks, Supervisor
+from tests.helpers.clocks import FakeClock
 
 
 class Recorder:
@@ -43,9 +44,10 @@ async def forever(name: str, ended: dict[str, bool]) -> None:
 
 
 async def test_the_stop_ends_the_intake_then_gives_one_grace_period_then_closes_in_reverse() -> None:
-    now = [100.0]
     stopping: list[bool] = []
-    sup = Supervisor(grace_s=7.0, mono=lambda: now[0], hooks=Hooks(on_stopping=lambda: stopping.append(True)))
+    sup = Supervisor(
+        grace_s=7.0, mono=FakeClock(100.0), hooks=Hooks(on_stopping=lambda: stopping.append(True))
+    )
     journal: list[str] = []
     ended: dict[str, bool] = {}
     first, second = Recorder("sensors", journal, ended), Recorder("reporting", journal, ended)

@@ -63,7 +63,7 @@ class ThingPlusEmulator(ThingPlusState):
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far: the next call with one gets 401 ``jwt expired``."""
-        log.info("thingplus.tokens_expired", count=self.tokens.expire_all())
+        log.info("emulator.thingplus.tokens_expired", count=self.tokens.expire_all())
 
     def issue_token(self) -> str:
         """A fresh valid token, as if the token endpoint had been called."""
@@ -103,7 +103,7 @@ class ThingPlusEmulator(ThingPlusState):
             except Reject as exc:
                 self.rejections[f"{kind}:{exc.code}"] += 1
                 log.info(
-                    "thingplus.rejected",
+                    "emulator.thingplus.rejected",
                     kind=kind,
                     method=request.method,
                     path=request.path,

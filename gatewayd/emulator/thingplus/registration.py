@@ -108,9 +108,7 @@ class Registration:
             "reportInterval": str(interval),
         }
         gateway = self._record(fields, gateway_id, params, _GATEWAY_KEPT, tree=True)
-        return _created(
-            state.gateways, gateway, "thingplus.gateway_registered", gateway=gateway_id, name=name
-        )
+        return _created(state.gateways, gateway, "gateway", gateway=gateway_id, name=name)
 
     async def list_gateways(self, request: web.Request) -> web.StreamResponse:
         return ok([dict(g) for g in self.state.gateways.values()])
@@ -137,9 +135,7 @@ class Registration:
             raise invalid(f"gateway {owner} already has the most devices its model allows ({MAX_DEVICES})")
         fields = {"name": name, "model": model, "owner": owner, "_site": gateway["_site"], "_service": "1"}
         device = self._record(fields, device_id, body, _DEVICE_OPTIONAL)
-        return _created(
-            state.devices, device, "thingplus.device_registered", gateway=owner, device=device_id, name=name
-        )
+        return _created(state.devices, device, "device", gateway=owner, device=device_id, name=name)
 
     async def list_devices(self, request: web.Request) -> web.StreamResponse:
         return self._list(self.state.devices, request)
@@ -186,7 +182,7 @@ class Registration:
             {**fields, "deviceId": device_id, "owner": owner}, sensor_id, body, _SENSOR_OPTIONAL
         )
         fields = {"gateway": owner, "device": device_id, "sensor": sensor_id, "type": kind}
-        return _created(state.sensors, sensor, "thingplus.sensor_registered", **fields)
+        return _created(state.sensors, sensor, "sensor", **fields)
 
     async def list_sensors(self, request: web.Request) -> web.StreamResponse:
         return self._list(self.state.sensors, request)
@@ -223,8 +219,16 @@ class Registration:
         return ok(dict(self.state.owned(store, what, info["owner"], info["id"])))
 
 
-def _created(store: dict[str, Record], record: Record, event: str, **fields: Any) -> web.Response:
-    """Keep a registered object under its id, log ``event``, and answer 201 with the record."""
+#: The event logged when an object of each kind is registered (names written out, so they can be found).
+_REGISTERED = {
+    "gateway": "emulator.thingplus.gateway_registered",
+    "device": "emulator.thingplus.device_registered",
+    "sensor": "emulator.thingplus.sensor_registered",
+}
+
+
+def _created(store: dict[str, Record], record: Record, kind: str, **fields: Any) -> web.Response:
+    """Keep a registered object of ``kind`` under its id, log it, and answer 201 with the record."""
     store[record["id"]] = record
-    log.info(event, **fields)
+    log.info(_REGISTERED[kind], **fields)
     return ok(dict(record), 201)

@@ -80,7 +80,7 @@ class ThingPlusState:
             self.series_max_age_s = checked["max_age_s"]
         if "max_future_s" in checked:
             self.series_max_future_s = checked["max_future_s"]
-        log.info("thingplus.series_limits_set", **self.series_limits())
+        log.info("emulator.thingplus.series_limits_set", **self.series_limits())
 
     def series_limits(self) -> dict[str, float | None]:
         return {"max_age_s": self.series_max_age_s, "max_future_s": self.series_max_future_s}
@@ -107,7 +107,7 @@ class ThingPlusState:
         for gateway in targets:
             gateway["reportInterval"] = str(ms)
             gateway["mtime"] = now
-        log.info("thingplus.report_interval_set", ms=ms, gateway=gateway_id or "all")
+        log.info("emulator.thingplus.report_interval_set", ms=ms, gateway=gateway_id or "all")
 
     def delete_gateway(self, gateway_id: str) -> dict[str, int]:
         """Delete a gateway with its devices and sensors, as the portal does: from then on every call
@@ -123,7 +123,12 @@ class ThingPlusState:
             del self.devices[device_id]
         for sensor_id in sensors:
             del self.sensors[sensor_id]
-        log.info("thingplus.gateway_deleted", gateway=gateway_id, devices=len(devices), sensors=len(sensors))
+        log.info(
+            "emulator.thingplus.gateway_deleted",
+            gateway=gateway_id,
+            devices=len(devices),
+            sensors=len(sensors),
+        )
         return {"devices": len(devices), "sensors": len(sensors)}
 
     # -- inspection -------------------------------------------------------------------------------

@@ -128,7 +128,9 @@ class Tokens:
             raise OAuthError(401, "invalid_grant", "invalid resource owner credentials")
         token = self.issue()
         log.info(
-            "thingplus.token_issued", client_id=self._client_id, encoding=_encoding(request.content_type)
+            "emulator.thingplus.token_issued",
+            client_id=self._client_id,
+            encoding=_encoding(request.content_type),
         )
         return web.json_response({"access_token": token, "token_type": "Bearer"})
 

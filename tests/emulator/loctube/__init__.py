@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gatewayd.emulator.loctube import LoctubeEmulator
+from tests.helpers.clocks import FakeClock
 
 CLIENT_ID = "testId"
 KEY = "testSecure"
@@ -65,14 +66,6 @@ def encode_query(pairs: list[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Reply:
     status: int
@@ -89,7 +82,7 @@ class Reply:
 class Env:
     client: Client
     emulator: LoctubeEmulator
-    clock: Clock
+    clock: FakeClock
     key: str
     algorithm: str
     client_id: str

@@ -10,7 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gatewayd.emulator.loctube import LoctubeEmulator
 from gatewayd.inventory.config import LoctubeConfig
-from tests.emulator.loctube import CLIENT_ID, DEVICES, KEY, NOW, Client, Clock, Env
+from tests.emulator.loctube import CLIENT_ID, DEVICES, KEY, NOW, Client, Env
+from tests.helpers.clocks import FakeClock
 
 Start = Callable[..., Awaitable[Env]]
 
@@ -22,7 +23,7 @@ async def start() -> AsyncIterator[Start]:
     async def _start(
         *, sign: str = "md5", key: str = KEY, client_id: str = CLIENT_ID, now: float = NOW
     ) -> Env:
-        clock = Clock(now)
+        clock = FakeClock(now)
         form_only = [False]
         config = LoctubeConfig(
             endpoint="http://127.0.0.1:1", client_id=client_id, secure_key=key, sign=sign, devices=DEVICES

@@ -22,6 +22,7 @@ from tests.emulator.loctube import (
     assert_spring_error,
     assert_unauthorized,
 )
+from tests.helpers.inventories import LOCTUBE
 
 TOKEN = "/loctube/oauth2/token"
 
@@ -252,8 +253,8 @@ async def admin() -> AsyncIterator[Client]:
 async def test_form_only_is_set_and_cleared_over_the_admin_api(admin: Client) -> None:
     credentials = {
         "grant_type": "client_credentials",
-        "client_id": "loctube-client",
-        "client_secret": "loctube-key",
+        "client_id": LOCTUBE["client_id"],
+        "client_secret": LOCTUBE["secure_key"],
     }
     async with admin.post("/_emulator/faults/loctube", json={"oauth2_form_only": True}) as resp:
         assert resp.status == 200
