@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.outbox import Lease, Outbox, Point, bounds, opening, schema, store
+from gatewayd.outbox import Lease, Outbox, Point, opening, queue, schema, store
 from tests.conftest import Clocks, logs_of
 
 T0 = (int(time.time()) - 3600) * 1000  # a sample time in ms, an hour ago (inside the default max_age)
@@ -335,13 +335,13 @@ async def test_max_points_drops_the_oldest_and_counts_them(db_path: Path) -> Non
 
 async def test_max_points_drop_is_logged(db_path: Path) -> None:
     async with await Outbox.open(db_path, max_points=2) as ob:
-        with logs_of(bounds) as logs:
+        with logs_of(queue) as logs:
             await ob.put(pts("a", 5))
         drops = [e for e in logs if e["event"].startswith("outbox full")]
         assert len(drops) == 1
         assert drops[0]["dropped"] == 3
         assert drops[0]["log_level"] == "warning"
-        with logs_of(bounds) as logs:
+        with logs_of(queue) as logs:
             await ob.put(pts("a", 1, start=5))  # within the minute: counted, not logged again
         assert not [e for e in logs if e["event"].startswith("outbox full")]
         assert ob.stats.dropped == 4
