@@ -118,6 +118,7 @@ class Opening(StoreBase):
         self._sensor_nums = dict(db.execute("SELECT sensor_id, num FROM sensors"))
         row = db.execute("SELECT value FROM meta WHERE key = 'merged_upto'").fetchone()
         self._merged_upto = int(row[0]) if row else 0
+        self._unmerged = 1  # whatever an earlier run left unindexed: the first merge looks
 
     def _count(self) -> Opened:
         db = self._conn

@@ -57,7 +57,9 @@ class StoreBase:
         self._reserve = DiskReserve(self.path.with_suffix(".reserve"), reserve_bytes)
         self._sensor_nums: dict[str, int] = {}
         self._merged_upto = 0  # every point with a higher id is not in points_by_sensor yet
-        self._unmerged = 0  # points put since the last merge (an upper bound: drops are not subtracted)
+        # Points put since the last merge (an upper bound: drops are not subtracted); 0 only once a merge
+        # has covered every point, so a lease with nothing new to index skips even asking.
+        self._unmerged = 1
 
     @property
     def is_open(self) -> bool:
@@ -121,6 +123,8 @@ class StoreBase:
         Points are merged in id order, so the indexed ones are always the oldest: a lease reads only
         indexed points, after this has run, and so sees every point of its sensor.
         """
+        if not self._unmerged:  # nothing put since the last merge: not even a query
+            return
         db = self._conn
         top = db.execute("SELECT MAX(id) FROM points").fetchone()[0] or 0
         while self._merged_upto < top:

@@ -125,34 +125,28 @@ class Writes(StoreBase):
         ]
         return self._conn.execute(delete_sql(len(leases)), params).rowcount
 
-    def _delete_chunk(self, leases: Sequence[Lease]) -> list[int]:
-        """Delete the leases' points, one statement for all (one GIL hand-over, not one per lease).
-
-        A range never holds more than its lease's points, so when the statement removed as many as were
-        leased each lease lost exactly its own. Fewer means a trim took some of them meanwhile: the
-        statement is undone and run lease by lease, so each sensor's pending count stays right.
-        """
-        db = self._conn
-        db.execute("SAVEPOINT ack_chunk")
-        if self._delete_ranges(leases) == sum(len(lease) for lease in leases):
-            db.execute("RELEASE ack_chunk")
-            return [len(lease) for lease in leases]
-        db.execute("ROLLBACK TO ack_chunk")
-        db.execute("RELEASE ack_chunk")
-        return [self._delete_ranges([lease]) for lease in leases]
-
     def delete(self, leases: Sequence[Lease]) -> list[int]:
         """Delete the acknowledged leases' points in one transaction (with the reserve: an ack frees
         room); how many each lost (fewer than its length when a bound dropped some meanwhile)."""
         return self._freeing(self._delete, leases)
 
     def _delete(self, leases: Sequence[Lease]) -> list[int]:
+        """One statement per chunk of leases (each statement is a GIL hand-over, see the module).
+
+        A range never holds more than its lease's points, so when the statements removed as many as
+        were leased each lease lost exactly its own. Fewer means a trim took some of them meanwhile:
+        the transaction is undone and run lease by lease, so each sensor's pending count stays right.
+        """
         db = self._conn
+        chunks = list(chunked(leases, SENSORS_PER_LEASE_QUERY))
         try:
             db.execute("BEGIN IMMEDIATE")
-            removed = [
-                n for chunk in chunked(leases, SENSORS_PER_LEASE_QUERY) for n in self._delete_chunk(chunk)
-            ]
+            if all(self._delete_ranges(chunk) == sum(map(len, chunk)) for chunk in chunks):
+                removed = [len(lease) for lease in leases]
+            else:
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                removed = [self._delete_ranges([lease]) for lease in leases]
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
