@@ -48,7 +48,7 @@ class Trims(StoreBase):
 
     def _drop_where(self, where: str, params: tuple[int, ...]) -> Removed:
         """Delete the points ``where`` says, leased ones included (their ack then finds fewer points to
-        delete and reports what it removed: see :meth:`~gatewayd.outbox.writes.Writes._delete_chunk`)."""
+        delete and reports what it removed: see :meth:`~gatewayd.outbox.writes.Writes._delete`)."""
         db = self._conn
         counts = db.execute(
             f"SELECT sensor, time_ms < 0, COUNT(*) FROM points WHERE {where} GROUP BY sensor, time_ms < 0",
