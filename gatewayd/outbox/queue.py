@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 import structlog
 
 from gatewayd.errors import StorageError
-from gatewayd.outbox.diskreserve import RESERVE_BYTES
 from gatewayd.outbox.model import Lease, OutboxStats, Point
 from gatewayd.outbox.rules import QueueRules
 from gatewayd.outbox.sqlitestore import SqliteStore
@@ -50,30 +49,18 @@ class Outbox:
         *,
         max_points: int = 5_000_000,
         max_age_s: float = 30 * 86400.0,
-        dead_letter_limit: int = 100_000,
-        put_synchronous: str = "FULL",
-        clock: Callable[[], float] = time.time,
-        reserve_bytes: int = RESERVE_BYTES,
-        mono: Callable[[], float] = time.monotonic,
-        boot: str | None = None,
         store: OutboxStorage | None = None,
+        **store_options: Any,
     ) -> None:
-        """The options after ``max_age_s`` are the SQLite store's, unused when a ``store`` is given."""
+        """``store_options`` go to :class:`~gatewayd.outbox.sqlitestore.SqliteStore` (dead_letter_limit,
+        put_synchronous, clock, reserve_bytes, mono, boot) unless a ``store`` is given."""
         self.path = Path(path)
         self.max_age_s = max_age_s
-        self.store: OutboxStorage = (
-            store
-            if store is not None
-            else SqliteStore(
-                self.path,
-                dead_letter_limit=dead_letter_limit,
-                put_synchronous=put_synchronous,
-                clock=clock,
-                reserve_bytes=reserve_bytes,
-                mono=mono,
-                boot=boot,
+        if store is not None and store_options:
+            raise TypeError(
+                f"options for the SQLite store given with a store of its own: {sorted(store_options)}"
             )
-        )
+        self.store: OutboxStorage = store if store is not None else SqliteStore(self.path, **store_options)
         self.rules = QueueRules(max_points)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._closed = False
