@@ -104,7 +104,7 @@ async def main_async(args: argparse.Namespace) -> int:
         path = Path(tmp) / "outbox.db"
         outbox, t_full, lat = await fill(path, batches, "FULL")
         assert outbox.stats.pending == n, outbox.stats
-        await outbox._run(lambda: outbox._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+        await outbox.checkpoint()
         size = disk_bytes(path)
 
         drained, cycles, t_drain = await drain(outbox, args.lease)

@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.outbox import Lease, Outbox, Point, bounds, opening, schema, store
+from gatewayd.outbox import Lease, Outbox, Point, opening, queue, schema, store
 from tests.conftest import logs_of
 from tests.helpers.clocks import Clocks
 
@@ -166,6 +167,32 @@ async def test_ack_deletes_exactly_the_leased_range(outbox: Outbox) -> None:
     nxt = await outbox.lease("a", 10)
     assert nxt is not None
     assert values(nxt.points()) == ["a-3", "a-4", "a-5", "a-6"]
+
+
+async def test_an_ack_whose_caller_is_cancelled_mid_delete_is_still_counted(outbox: Outbox) -> None:
+    # The counts change on the loop from what the store reports: a delete that finished after its
+    # caller gave up still took the points off the disk, so they must leave the counts too.
+    await outbox.put(pts("a", 3) + pts("b", 1))
+    lease = await outbox.lease("a", 10)
+    assert lease is not None
+    started, go_on = threading.Event(), threading.Event()
+    delete = outbox.store.delete
+
+    def held_delete(leases: Any) -> list[int]:
+        started.set()
+        go_on.wait(10)
+        return delete(leases)
+
+    outbox.store.delete = held_delete  # type: ignore[method-assign]
+    ack = asyncio.ensure_future(outbox.ack(lease))
+    assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    ack.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await ack
+    assert values(await outbox.all_points()) == ["b-0"]  # queued behind the delete: counted by now
+    assert (outbox.stats.pending, outbox.stats.acked, outbox.stats.pending_by_sensor) == (1, 3, {"b": 1})
+    assert outbox.sensors_with_pending() == ["b"] and not outbox.leased
 
 
 async def test_ack_many_deletes_every_batch_in_one_go(outbox: Outbox) -> None:
@@ -336,13 +363,13 @@ async def test_max_points_drops_the_oldest_and_counts_them(db_path: Path) -> Non
 
 async def test_max_points_drop_is_logged(db_path: Path) -> None:
     async with await Outbox.open(db_path, max_points=2) as ob:
-        with logs_of(bounds) as logs:
+        with logs_of(queue) as logs:
             await ob.put(pts("a", 5))
         drops = [e for e in logs if e["event"] == "outbox.max_points_dropped"]
         assert len(drops) == 1
         assert drops[0]["dropped"] == 3
         assert drops[0]["log_level"] == "warning"
-        with logs_of(bounds) as logs:
+        with logs_of(queue) as logs:
             await ob.put(pts("a", 1, start=5))  # within the minute: counted, not logged again
         assert not [e for e in logs if e["event"] == "outbox.max_points_dropped"]
         assert ob.stats.dropped == 4

@@ -1,8 +1,14 @@
 """The durable outbox: every sample is on disk (SQLite, WAL) before anything else happens to it.
 
-Why SQLite: one file, atomic transactions, crash-safe WAL, and a range delete for acknowledgements; the
-same reasons Fluent Bit and Greengrass stream manager keep a local store. One connection is owned by one
-dedicated thread, so the event loop never blocks on disk and SQLite never sees two threads.
+Three parts, read in this order:
+
+- the **rules** (:mod:`~gatewayd.outbox.rules`): the five verbs (put, lease, ack, release,
+  dead-letter), leases, pending counts, the ``max_points`` bound, as plain state with no I/O: the
+  page to read first;
+- the **store** (:mod:`~gatewayd.outbox.storage` the interface, :mod:`~gatewayd.outbox.sqlitestore`
+  the SQLite implementation): the disk work and its speed tricks, reporting what each call did;
+- the **outbox** (:mod:`~gatewayd.outbox.queue`): :class:`Outbox`, which runs the store on a thread of
+  its own and has the rules count what it reports, on the event loop's thread.
 
 Life of a point: ``put`` (committed when it returns) -> ``lease`` (oldest first, one lease per sensor at a
 time, held in memory only) -> ``ack`` (deleted) | ``release`` (back to pending) | ``dead_letter`` (moved
@@ -21,43 +27,15 @@ space (acks, dead letters, trims, the index, the checkpoint at close, opening) g
 only while more than the reserve's size stays free.
 
 Writes: a put appends rows and nothing else. The per-sensor index that leases read is partial (rows with
-``merged = 1``) and is brought up to date in bulk, at most ``_MERGE_CHUNK`` rows per transaction, before
-each lease and whenever that many rows are waiting. Indexing on every put dirtied one index page per
-sensor per commit (4 KB written and synced per point with one point per sensor per put); in bulk, many
-points of a sensor share each page write.
-
-The package, one job a module, read from the bottom up:
-
-- ``model``: :class:`Point`, :class:`Lease`, :class:`OutboxStats`, what goes in and comes out;
-- ``schema``: the tables and the SQL statements built for a number of rows or sensors;
-- ``store``: the state, the thread and connection, the full-disk retry, the index merge;
-- ``opening``: open with integrity check, quarantine of a damaged file, migration, counts; close;
-- ``bounds``: ``max_age`` and ``max_points``, and re-stamping provisional points;
-- ``queue``: put, lease, ack, release, dead-letter;
-- ``inspection``: dead letters and points read, dead letters requeued;
-- ``timekeeping``, ``diskreserve``, ``storagefaults``: the storage clock and age marks, the disk space
-  reserve, a damaged file told from a machine that cannot write it.
-
-Why mixins, each a layer on :class:`~gatewayd.outbox.store.OutboxStore`, rather than helper objects the
-class delegates to: every verb works on the same connection, counters, sensor numbers, leases and
-reserve, inside one transaction. Helpers would each need all of that handed to them (or a context
-object that is the class again under another name), and a call would go through two layers to reach
-SQLite. As layers, each file holds the methods of one job, unchanged, on one ``self``; a layer uses only
-what the layers below it define (the queue trims on put, so it is built on the bounds; a requeue is a
-put, so inspection is built on the queue), which mypy checks. :class:`Outbox` below names them all.
+``merged = 1``) and is brought up to date in bulk before each lease and whenever enough rows are
+waiting: indexing on every put dirtied one index page per sensor per commit, while in bulk many points
+of a sensor share each page write.
 """
 
 from __future__ import annotations
 
-from gatewayd.outbox.bounds import Bounds
-from gatewayd.outbox.inspection import Inspection
 from gatewayd.outbox.model import Lease, OutboxStats, Point
-from gatewayd.outbox.opening import Opening
-from gatewayd.outbox.queue import Queue
+from gatewayd.outbox.queue import Outbox
 from gatewayd.outbox.schema import chunked
 
 __all__ = ["Lease", "Outbox", "OutboxStats", "Point", "chunked"]
-
-
-class Outbox(Opening, Inspection, Queue, Bounds):
-    """Durable queue of points. Open with :meth:`open`; every method is a coroutine run on its own thread."""

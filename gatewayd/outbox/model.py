@@ -16,8 +16,7 @@ class Point(NamedTuple):
     stamp, read before the wall clock was set, see :mod:`gatewayd.wallclock`), and its value.
 
     ``value`` is what Thing+ gets: a string (numbers as strings) or a JSON object. A named tuple, not a
-    frozen dataclass: one is made per sample (10,000 a second in a big simulation) and a frozen
-    dataclass takes twice as long to build.
+    frozen dataclass: one is made per sample, and a named tuple is the cheaper to build.
     """
 
     sensor_id: str
@@ -56,17 +55,28 @@ class Lease:
 
 @dataclass
 class OutboxStats:
-    """Counters since start (pending is read from disk on open)."""
+    """The outbox's counts, kept by :class:`~gatewayd.outbox.rules.QueueRules` on the event loop's thread
+    from what the store reports; /status, /metrics and the uploader read them.
 
+    The state of the queue (read from disk at each open):
+    """
+
+    #: Points stored and not yet acknowledged, dead-lettered or dropped (leased and provisional included).
     pending: int = 0
+    #: Leasable points per sensor; a sensor with none has no key.
+    pending_by_sensor: dict[str, int] = field(default_factory=dict)
+    #: Points held (in ``pending``, not in ``pending_by_sensor``) until the wall clock is set.
+    provisional: int = 0
+
+    # Totals since start, one per way a point goes in or out:
+
     put: int = 0
     acked: int = 0
+    #: Points of leases given back for a retry (they stay pending: a point may count more than once).
     released: int = 0
     dead_lettered: int = 0
     dropped: int = 0
     #: Drops by the bound that made them: "max_age" or "max_points".
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
-    #: Points held (in ``pending``, not in ``pending_by_sensor``) until the wall clock is set.
-    provisional: int = 0
+    #: Damaged database files moved aside at an open.
     recovered_corrupt: int = 0
-    pending_by_sensor: dict[str, int] = field(default_factory=dict)

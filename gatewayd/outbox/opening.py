@@ -13,19 +13,17 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, TypeVar
 
 import structlog
 
 from gatewayd.errors import StorageError
 from gatewayd.outbox.schema import SCHEMA
+from gatewayd.outbox.storage import Opened
 from gatewayd.outbox.storagefaults import Fault, check_error, fault_of
-from gatewayd.outbox.store import OutboxStore
+from gatewayd.outbox.store import StoreBase
 from gatewayd.outbox.timekeeping import SCHEMA_VERSION
 
 log = structlog.get_logger(__name__)
-
-OutboxT = TypeVar("OutboxT", bound="Opening")
 
 
 def require_json_functions() -> None:
@@ -47,45 +45,23 @@ class _Damaged(Exception):
     """The database failed its integrity check, or SQLite called it corrupt or not a database."""
 
 
-class Opening(OutboxStore):
-    """Open (with recovery), close, and ``async with``."""
+class Opening(StoreBase):
+    """Open (with recovery) and close."""
 
-    @classmethod
-    async def open(cls: type[OutboxT], path: Path, **kw: Any) -> OutboxT:
-        outbox = cls(path, **kw)
-        try:
-            await outbox.open_db()
-        except BaseException:
-            await outbox.close()
-            raise
-        return outbox
-
-    async def open_db(self) -> None:
-        """Open the database; may be called again after it failed (the daemon retries while the disk
-        is full). Raises StorageError (DiskFullError for a full disk); never moves a sound file aside."""
-        await self._run(self._open_sync)
-
-    async def close(self) -> None:
+    def open(self) -> Opened | None:
+        """Open the database and count what is in it; None when it is open already (a retry queued
+        behind an attempt that worked). May be called again after it failed (the daemon retries while
+        the disk is full). Raises StorageError (DiskFullError for a full disk); never moves a sound
+        file aside."""
         if self._db is not None:
-            await self._run(self._close_sync)
-        self._executor.shutdown(wait=True)
-        self._closed = True
-
-    async def __aenter__(self: OutboxT) -> OutboxT:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _open_sync(self) -> None:
-        if self._db is not None:  # a retry queued behind an attempt that worked
-            return
+            return None
         require_json_functions()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise self._error("cannot create the outbox directory", exc) from exc
         self._reserve.take(now=True)  # adopts the reserve an earlier run left, or makes one if there is room
+        recovered = 0
         try:
             self._freeing(self._connect)
         except _Damaged as exc:
@@ -102,9 +78,9 @@ class Opening(OutboxStore):
                 moved_to=str(aside),
                 error=str(exc),
             )
-            self.stats.recovered_corrupt += 1
+            recovered = 1
             self._freeing(self._connect)
-        self._load_counts()
+        return self._count()._replace(recovered_corrupt=recovered)
 
     def _connect(self) -> None:
         """Connect and check: a damaged file raises :class:`_Damaged`, anything else a StorageError
@@ -143,40 +119,43 @@ class Opening(OutboxStore):
         self._sensor_nums = dict(db.execute("SELECT sensor_id, num FROM sensors"))
         row = db.execute("SELECT value FROM meta WHERE key = 'merged_upto'").fetchone()
         self._merged_upto = int(row[0]) if row else 0
+        self._unmerged = 1  # whatever an earlier run left unindexed: the first merge looks
 
-    def _load_counts(self) -> None:
+    def _count(self) -> Opened:
         db = self._conn
-        self.stats.dead_lettered += self._time.open(db)
+        dead_lettered = self._time.open(db)
         indexed = self._merge_or_not()  # everything indexed: the count reads the index, not the table
         # Provisional points (negative stamps) are never indexed; they are counted apart below.
         where = "WHERE merged = 1" if indexed else "WHERE time_ms >= 0"
         by_num = dict(db.execute(f"SELECT sensor, COUNT(*) FROM points {where} GROUP BY sensor"))
-        names = {num: sid for sid, num in self._sensor_nums.items()}
-        self.stats.pending_by_sensor = {names[n]: c for n, c in by_num.items() if n in names}
-        provisional = self._time.count_provisional(db)
-        self.stats.provisional = sum(provisional.values())
-        self.stats.pending = sum(by_num.values()) + self.stats.provisional
-        if self.stats.pending:
+        names = self._names()
+        by_sensor = {names[n]: c for n, c in by_num.items() if n in names}
+        provisional = sum(self._time.count_provisional(db).values())
+        if by_num or provisional:
             log.info(
                 "outbox.backlog_recovered",
-                pending=self.stats.pending,
-                sensors=len(self.stats.pending_by_sensor),
+                pending=sum(by_num.values()) + provisional,
+                sensors=len(by_sensor),
             )
+        return Opened(by_sensor, provisional, dead_lettered, 0)
 
-    def _close_sync(self) -> None:
-        db = self._conn
+    def close(self) -> None:
+        """Save the storage clock, fold the WAL into the file, close; the next open resumes here."""
+        db = self._db
+        if db is None:
+            return
         try:
             self._time.save(db)  # where the storage clock resumes at the next open
         except sqlite3.DatabaseError:
             pass  # it resumes from the last bound check's save instead (keeping points longer)
         try:
-            self._freeing(self._checkpoint)
+            self._freeing(self.checkpoint)
         except StorageError as exc:  # the WAL stays; the next open reads it
             log.warning("outbox.close_checkpoint_failed", error=str(exc))
         db.close()
         self._db = None
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
         try:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:

@@ -1,106 +1,140 @@
-"""The queue's verbs: put, lease, ack, release, dead-letter.
+"""The outbox as the daemon sees it: the rules on the event loop, the store on a thread of its own.
 
-Life of a point: ``put`` (committed when it returns) -> ``lease`` (oldest first, one lease per sensor at a
-time, held in memory only) -> ``ack`` (deleted) | ``release`` (back to pending) | ``dead_letter`` (moved
-to the dead-letter table with the reason, bounded). Leases are not persisted: after a crash or restart
-every leased point is pending again, so a batch that was in flight may be sent twice, nothing else.
-
-A put appends rows and nothing else; leases read the per-sensor index, brought up to date in bulk
-(:meth:`~gatewayd.outbox.store.OutboxStore._merge_sync`). A put past ``max_points`` trims at once,
-which is why the queue is built on :class:`~gatewayd.outbox.bounds.Bounds`.
+Each verb is the same three steps: the rules say what may happen (which sensors to lease, how many
+points a bound drops), the store does it on its thread (so the loop never blocks on disk and SQLite
+never sees two threads), and the rules count what the store reports it did, back on the loop. The
+counters therefore change on one thread only, in the order the store's results come back, with no
+lock and nothing assumed about when the interpreter switches threads. What the store did is counted
+as soon as its result is back, even when the caller was cancelled meanwhile (:meth:`Outbox._counted`).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
+import asyncio
+import concurrent.futures
+import functools
+import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
-from gatewayd.compat import zip_strict
-from gatewayd.errors import DiskFullError, StorageError
-from gatewayd.outbox.bounds import Bounds
-from gatewayd.outbox.model import Lease, Point
-from gatewayd.outbox.schema import (
-    SENSORS_PER_LEASE_QUERY,
-    chunked,
-    delete_sql,
-    encode_value,
-    in_id_order,
-    insert_rows,
-    lease_sql,
-)
+from gatewayd.errors import StorageError
+from gatewayd.outbox.model import Lease, OutboxStats, Point
+from gatewayd.outbox.rules import QueueRules
+from gatewayd.outbox.sqlitestore import SqliteStore
+from gatewayd.outbox.storage import Opened, OutboxStorage, Removed, Requeued
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+R = TypeVar("R")
+OutboxT = TypeVar("OutboxT", bound="Outbox")
 
-class Queue(Bounds):
-    """Points in, leases out, and each lease settled: acked, released or dead-lettered."""
+#: The log line of a drop, by the bound that made it.
+_DROP_EVENTS = {
+    "max_age": "outbox.max_age_dropped",
+    "max_points": "outbox.max_points_dropped",
+}
+
+
+class Outbox:
+    """Durable queue of points. Open with :meth:`open`; the store's work runs on the outbox's thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_points: int = 5_000_000,
+        max_age_s: float = 30 * 86400.0,
+        store: OutboxStorage | None = None,
+        **store_options: Any,
+    ) -> None:
+        """``store_options`` go to :class:`~gatewayd.outbox.sqlitestore.SqliteStore` (dead_letter_limit,
+        put_synchronous, clock, reserve_bytes, mono, boot) unless a ``store`` is given."""
+        self.path = Path(path)
+        self.max_age_s = max_age_s
+        if store is not None and store_options:
+            raise TypeError(
+                f"options for the SQLite store given with a store of its own: {sorted(store_options)}"
+            )
+        self.store: OutboxStorage = store if store is not None else SqliteStore(self.path, **store_options)
+        self.rules = QueueRules(max_points)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._closed = False
+        # per reason: monotonic time of the last drop line (-inf: log the first drop), drops since then
+        self._last_drop_log: dict[str, float] = {}
+        self._dropped_since_log: dict[str, int] = {}
+
+    @property
+    def stats(self) -> OutboxStats:
+        return self.rules.stats
+
+    @property
+    def max_points(self) -> int:
+        return self.rules.max_points
+
+    @property
+    def leased(self) -> frozenset[str]:
+        """Sensors with a lease out."""
+        return self.rules.leased
+
+    @property
+    def is_open(self) -> bool:
+        return self.store.is_open
+
+    @property
+    def reserve_held(self) -> bool:
+        return self.store.reserve_held
+
+    @property
+    def provisional(self) -> int:
+        """Points held until the wall clock is set (see :mod:`gatewayd.wallclock`)."""
+        return self.stats.provisional
+
+    # -- opening and closing ----------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls: type[OutboxT], path: Path, **kw: Any) -> OutboxT:
+        outbox = cls(path, **kw)
+        try:
+            await outbox.open_db()
+        except BaseException:
+            await outbox.close()
+            raise
+        return outbox
+
+    async def open_db(self) -> None:
+        """Open the database; may be called again after it failed (the daemon retries while the disk
+        is full). Raises StorageError (DiskFullError for a full disk); never moves a sound file aside."""
+        await self._counted(self._opened, self.store.open)
+
+    def _opened(self, opened: Opened | None) -> None:
+        if opened is not None:  # None: open already
+            self.stats.recovered_corrupt += opened.recovered_corrupt
+            self.rules.opened(opened.pending_by_sensor, opened.provisional, opened.dead_lettered)
+
+    async def close(self) -> None:
+        if self.store.is_open:
+            await self._run(self.store.close)
+        self._executor.shutdown(wait=True)
+        self._closed = True
+
+    async def __aenter__(self: OutboxT) -> OutboxT:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the five verbs (see gatewayd.outbox.rules) -----------------------------------------------------
 
     async def put(self, points: Sequence[Point]) -> None:
         """Store points in one transaction; durable (committed) when this returns."""
         if points:
-            await self._run(self._put_sync, points)
-
-    def _put_sync(
-        self, points: Sequence[Point], also: Callable[[sqlite3.Connection], object] | None = None
-    ) -> None:
-        """``also`` runs in the same transaction, before the commit (see :meth:`requeue_dead_letters`)."""
-        db = self._conn
-        # Sensors seen for the first time get their numbers in the same transaction as their points
-        # (one multi-row insert, not a commit each: a start with thousands of new sensors would wait on as
-        # many commits).
-        new_nums = self._number_new_sensors(points)
-        nums = {**self._sensor_nums, **new_nums} if new_nums else self._sensor_nums
-        rows = [(nums[p.sensor_id], p.time_ms, encode_value(p.value)) for p in points]
-        page_limit = self._reserve.hold_size(db)  # while the disk is full: fill freed pages, add none
-        provisional = sum(1 for p in points if p.time_ms < 0)  # stamped before the wall clock was set
-        try:
-            # Accepted data must survive a power cut: this commit syncs the WAL. Acks and trims stay at
-            # NORMAL (a lost ack only means one batch is sent twice), which spares the flash.
-            db.execute(f"PRAGMA synchronous={self.put_synchronous}")
-            db.execute("BEGIN IMMEDIATE")
-            insert_rows(db, "sensors (num, sensor_id)", [(num, sid) for sid, num in new_nums.items()])
-            insert_rows(db, "points (sensor, time_ms, value)", rows)
-            if provisional:
-                last_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-                self._time.note_provisional(db, last_id - len(rows) + 1)
-            if also is not None:
-                also(db)
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            error = self._error("outbox write failed", exc)
-            if isinstance(error, DiskFullError):  # the samples wait in memory; acks get the room
-                self._reserve.release(str(error))
-                self._reserve.restart_wal(db)
-            raise error from exc
-        finally:
-            db.execute("PRAGMA synchronous=NORMAL")
-            if page_limit is not None:
-                db.execute(f"PRAGMA max_page_count = {page_limit}")
-        self._reserve.restart_wal(db)
-        self._sensor_nums.update(new_nums)
-        self.stats.put += len(points)
-        self.stats.pending += len(points)
-        self.stats.provisional += provisional
-        by_sensor = self.stats.pending_by_sensor
-        for p in points if not provisional else [p for p in points if p.time_ms >= 0]:
-            by_sensor[p.sensor_id] = by_sensor.get(p.sensor_id, 0) + 1
-        if self.stats.pending > self.max_points:
-            try:
-                self._drop_sync(self.stats.pending - self.max_points)
-            except StorageError as exc:  # the points are committed: raising would get them put twice
-                log.warning("outbox.trim_failed", effect="retried at the next bound check", error=str(exc))
-        self._merge_when_due(len(points))
-
-    def _number_new_sensors(self, points: Sequence[Point]) -> dict[str, int]:
-        """Numbers for the sensors of ``points`` not stored yet (kept in memory only once committed)."""
-        known = self._sensor_nums
-        new = [sid for sid in dict.fromkeys(p.sensor_id for p in points) if sid not in known]
-        first = max(known.values(), default=0) + 1 if new else 0
-        return {sid: first + i for i, sid in enumerate(new)}
+            excess = await self._counted(functools.partial(self.rules.put, points), self.store.put, points)
+            await self._trim(excess)
 
     async def lease(self, sensor_id: str, limit: int) -> Lease | None:
         """The sensor's oldest pending points (at most ``limit``), or None when it has none or is leased."""
@@ -109,55 +143,20 @@ class Queue(Bounds):
 
     async def lease_many(self, sensor_ids: Iterable[str], limit: int) -> list[Lease]:
         """One lease per listed sensor that has pending points and no lease out; one trip to the disk."""
-        wanted = [
-            s
-            for s in dict.fromkeys(sensor_ids)
-            if s not in self._leased and self.stats.pending_by_sensor.get(s, 0) > 0
-        ]
+        wanted = self.rules.lease(sensor_ids)
         if not wanted:
             return []
-        self._leased.update(wanted)
         leases: list[Lease] = []
+        complete = False
         try:
-            leases = await self._run(self._lease_sync, wanted, limit)
+            leases, complete = await self._run(self.store.lease, wanted, limit)
         finally:
-            self._leased.difference_update(set(wanted) - {lease.sensor_id for lease in leases})
-        return leases
-
-    def _lease_sync(self, sensor_ids: list[str], limit: int) -> list[Lease]:
-        """The oldest ``limit`` points of each sensor, read in one statement per chunk of sensors.
-
-        Why one statement: sqlite3 lets go of the GIL at every step (every row), and with the event loop
-        busy each step waits for it, so reading sensor by sensor costs a wait per row (bench/README.md,
-        History). Here SQLite gathers the chunk into one JSON text (one step), already
-        split per sensor into ids, times and values: no object per row, which matters when a backlog
-        drains 64 x 500 points a pass.
-        """
-        indexed = self._merge_or_not()
-        nums = self._sensor_nums
-        wanted = [(sensor_id, nums[sensor_id]) for sensor_id in sensor_ids if sensor_id in nums]
-        found: dict[int, tuple[list[int], list[int], list[str]]] = {}
-        for chunk in chunked(wanted, SENSORS_PER_LEASE_QUERY):
-            params = [v for _, num in chunk for v in (num, limit)]
-            (text,) = self._conn.execute(lease_sql(len(chunk)), params).fetchone()
-            for num, ids, times, values in json.loads(text):
-                if num is not None:  # None: a sensor with nothing to lease
-                    found[num] = in_id_order(ids, times, values)
-        leases = []
-        for sensor_id, num in wanted:
-            batch = found.get(num)
-            if batch is None:
-                if indexed:  # else its points may all be waiting for the index
-                    self.stats.pending_by_sensor.pop(sensor_id, None)
-                continue
-            ids, times, values = batch
-            leases.append(Lease(sensor_id, ids[0], ids[-1], times, values, ids))
+            self.rules.leases_read(wanted, leases, complete=complete)
         return leases
 
     def sensors_with_pending(self) -> list[str]:
-        """Sensors that have points waiting and no lease out (cheap: from in-memory counts)."""
-        counts = self.stats.pending_by_sensor.copy()  # atomic snapshot: the outbox thread may be writing
-        return [s for s, n in counts.items() if n > 0 and s not in self._leased]
+        """Sensors that have points waiting and no lease out (cheap: from the counts in memory)."""
+        return self.rules.sensors_with_pending()
 
     async def ack(self, lease: Lease) -> None:
         """The cloud took the batch: delete it."""
@@ -168,103 +167,163 @@ class Queue(Bounds):
         if not leases:
             return
         try:
-            await self._run(self._freeing, self._delete_sync, leases)
-        finally:
-            self._leased.difference_update(lease.sensor_id for lease in leases)
+            await self._counted(functools.partial(self.rules.ack, leases), self.store.delete, leases)
+        except BaseException:
+            self.rules.unlease(leases)
+            raise
 
     async def release(self, lease: Lease, *, unlease: bool = True) -> None:
         """The send failed in a way worth retrying: the points stay pending, oldest first as before.
 
-        ``unlease=False`` for a part of a lease whose other parts are still being settled (as for
-        :meth:`dead_letter`)."""
-        if unlease:
-            self._leased.discard(lease.sensor_id)
-        self.stats.released += len(lease)
+        ``unlease=False`` for a part of a lease whose other parts are still being settled."""
+        self.rules.release(lease, unlease=unlease)
 
     async def dead_letter(self, lease: Lease, reason: str, *, unlease: bool = True) -> None:
         """The cloud refused the batch for good: keep it aside with the reason, never resend it.
 
         ``unlease=False`` for a part of a lease whose other parts are still being settled: the sensor
-        stays leased until the last of them (see :meth:`Lease.part`).
-        """
+        stays leased until the last of them (see :meth:`Lease.part`)."""
+        count = functools.partial(self.rules.dead_letter, lease, unlease=unlease)
         try:
-            await self._run(self._freeing, self._dead_letter_sync, lease, reason)
-        finally:
+            await self._counted(count, self.store.dead_letter, lease, reason)
+        except BaseException:
             if unlease:
-                self._leased.discard(lease.sensor_id)
+                self.rules.unlease([lease])
+            raise
 
-    def _delete_ranges(self, leases: Sequence[Lease]) -> int:
-        """Delete each lease's id range of its sensor's points in one statement; how many went.
+    # -- bounds and the wall clock ----------------------------------------------------------------------
 
-        ``merged = 1`` lets SQLite use the partial index; it excludes nothing: a lease reads only merged
-        points, and points put later get higher ids (AUTOINCREMENT), so none falls inside a range.
+    async def enforce_bounds(self) -> int:
+        """Drop what is past max_age or max_points; returns how many points were dropped."""
+        if not self.store.is_open:  # not open yet (the disk was full at start-up): nothing to bound
+            return 0
+        dropped = await self._counted(self._dropped("max_age"), self.store.drop_aged, self.max_age_s)
+        excess = self.rules.excess()
+        if excess:
+            dropped += await self._counted(self._dropped("max_points"), self.store.drop_oldest, excess)
+        return dropped
+
+    async def restamp(self) -> int:
+        """Give the provisional points their wall-clock times, if the wall clock is set now (or
+        dead-letter them, if they come from an earlier boot); returns how many were re-stamped."""
+        return await self._counted(self._restamped, self.store.restamp)
+
+    def _restamped(self, removed: Removed) -> int:
+        return self.rules.restamped(removed.by_sensor, removed.provisional)
+
+    async def _trim(self, excess: int) -> None:
+        """Just past ``max_points`` (a put), drop the oldest at once."""
+        if excess:
+            try:
+                await self._counted(self._dropped("max_points"), self.store.drop_oldest, excess)
+            except StorageError as exc:  # the points are committed: raising would get them put twice
+                log.warning("outbox.trim_failed", effect="retried at the next bound check", error=str(exc))
+
+    def _dropped(self, reason: str) -> Callable[[Removed], int]:
+        """How a drop by the bound ``reason`` is counted (and logged)."""
+
+        def count(removed: Removed) -> int:
+            total = self.rules.dropped(removed.by_sensor, removed.provisional, reason)
+            if total:
+                self._log_drop(reason, total)
+            return total
+
+        return count
+
+    def _log_drop(self, reason: str, dropped: int) -> None:
+        """One line a minute per bound, saying which bound dropped the points."""
+        since = self._dropped_since_log[reason] = self._dropped_since_log.get(reason, 0) + dropped
+        now = time.monotonic()
+        if now - self._last_drop_log.get(reason, float("-inf")) < 60.0:
+            return
+        log.warning(
+            _DROP_EVENTS[reason],
+            reason=reason,
+            dropped=since,
+            dropped_total=self.stats.dropped_by_reason[reason],
+            max_points=self.max_points,
+            max_age_s=self.max_age_s,
+        )
+        self._last_drop_log[reason] = now
+        self._dropped_since_log[reason] = 0
+
+    # -- inspection, dead letters sent again, the disk space reserve ----------------------------------
+
+    async def requeue_dead_letters(self, reason: str | None = None) -> int:
+        """Dead letters (all, or those whose reason contains ``reason``) back to pending, taken out of
+        the dead-letter table in the same transaction; how many. For ``gatewayd outbox requeue`` once
+        the cause is fixed, with no daemon running on this outbox (it holds the state directory's lock).
         """
-        params = [
-            v for lease in leases for v in (self._sensor_nums[lease.sensor_id], lease.first_id, lease.last_id)
-        ]
-        return self._conn.execute(delete_sql(len(leases)), params).rowcount
+        requeued, excess = await self._counted(self._requeued, self.store.requeue, reason)
+        await self._trim(excess)
+        return requeued
 
-    def _delete_chunk(self, leases: Sequence[Lease]) -> list[int]:
-        """Delete the leases' points, one statement for all (one GIL hand-over, not one per lease).
+    def _requeued(self, requeued: Requeued) -> tuple[int, int]:
+        """How many came back, and how many of the oldest points that puts past ``max_points``."""
+        if not requeued.points:
+            return 0, 0
+        return len(requeued.points), self.rules.put(requeued.points, requeued.provisional)
 
-        A range never holds more than its lease's points, so when the statement removed as many as were
-        leased each lease lost exactly its own. Fewer means a trim took some of them meanwhile: the
-        statement is undone and run lease by lease, so each sensor's pending count stays right.
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        return await self._run(self.store.dead_letters, limit)
+
+    async def all_points(self, sensor_ids: Iterable[str] | None = None) -> list[Point]:
+        """Every pending point (tests and diagnostics; not for the hot path)."""
+        return await self._run(self.store.points, sensor_ids)
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL into the database file (as closing does), e.g. to measure the file's size."""
+        await self._run(self.store.checkpoint)
+
+    async def regain_reserve(self) -> bool:
+        """Take the disk space reserve back if the disk has room for it again; True when it is held."""
+        return await self._run(self.store.take_reserve)
+
+    async def write_aside(self, write: Callable[[], T], *, essential: bool = False) -> T:
+        """Run ``write``, a small write of another file in the state directory (the registry), on the
+        outbox's thread, which owns the disk space reserve. ``essential``: with the reserve, as acks
+        have it: a new sensor's id must be on disk before the sensor may sample."""
+        return await self._run(functools.partial(self.store.write_aside, write, essential))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the outbox's thread (reads, and writes the rules need not hear of)."""
+        return await self._counted(_same, fn, *args)
+
+    async def _counted(self, count: Callable[[R], T], fn: Callable[..., R], *args: Any) -> T:
+        """``fn(*args)`` on the outbox's thread, then ``count(result)`` on the loop's; its value returned.
+
+        ``count`` runs as soon as the store is done, in the order the store finished, whether or not
+        the caller still waits: a caller cancelled mid-ack must not leave deleted points counted as
+        pending. An error of ``fn`` is raised to the caller and counts nothing.
         """
-        db = self._conn
-        db.execute("SAVEPOINT ack_chunk")
-        if self._delete_ranges(leases) == sum(len(lease) for lease in leases):
-            db.execute("RELEASE ack_chunk")
-            return [len(lease) for lease in leases]
-        db.execute("ROLLBACK TO ack_chunk")
-        db.execute("RELEASE ack_chunk")
-        return [self._delete_ranges([lease]) for lease in leases]
-
-    def _delete_sync(self, leases: Sequence[Lease]) -> list[int]:
-        db = self._conn
+        loop = asyncio.get_running_loop()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            removed = [
-                n for chunk in chunked(leases, SENSORS_PER_LEASE_QUERY) for n in self._delete_chunk(chunk)
-            ]
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._error("outbox ack failed", exc) from exc
-        for lease, n in zip_strict(leases, removed):
-            self.stats.acked += n
-            self._count_removed(lease.sensor_id, n)
-        return removed
+            work = self._executor.submit(fn, *args)
+        except RuntimeError as exc:
+            if self._closed:  # the executor refuses work once the outbox is closed
+                raise StorageError("outbox is closed") from exc
+            raise
+        outcome: asyncio.Future[T] = loop.create_future()
 
-    def _dead_letter_sync(self, lease: Lease, reason: str) -> int:
-        db = self._conn
-        now_ms = int(self.clock() * 1000)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(
-                "INSERT INTO dead_letters (sensor_id, time_ms, value, reason, dead_at_ms) "
-                "SELECT ?, time_ms, value, ?, ? FROM points WHERE sensor = ? AND merged = 1 AND id BETWEEN ? AND ?",
-                (
-                    lease.sensor_id,
-                    reason[:500],
-                    now_ms,
-                    self._sensor_nums[lease.sensor_id],
-                    lease.first_id,
-                    lease.last_id,
-                ),
-            )
-            removed = self._delete_ranges([lease])
-            db.execute(
-                "DELETE FROM dead_letters WHERE id <= (SELECT MAX(id) FROM dead_letters) - ?",
-                (self.dead_letter_limit,),
-            )
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._error("outbox dead-letter failed", exc) from exc
-        self.stats.dead_lettered += removed
-        self._count_removed(lease.sensor_id, removed)
-        # The caller says why at warning level, once per refused batch (a search may dead-letter hundreds
-        # of single points of one batch).
-        log.debug("outbox.points_dead_lettered", sensor=lease.sensor_id, points=removed, reason=reason[:200])
-        return removed
+        def settle(done: concurrent.futures.Future[R]) -> None:  # on the loop's thread
+            try:
+                value = count(done.result())
+            except BaseException as exc:  # the caller gets it as is
+                if not outcome.done():
+                    outcome.set_exception(exc)
+                return
+            if not outcome.done():
+                outcome.set_result(value)
+
+        def back_to_loop(done: concurrent.futures.Future[R]) -> None:  # on the outbox's thread
+            try:
+                loop.call_soon_threadsafe(settle, done)
+            except RuntimeError:  # the loop is closed: nobody is left to count for
+                pass
+
+        work.add_done_callback(back_to_loop)
+        return await outcome
+
+
+def _same(value: T) -> T:
+    return value

@@ -19,13 +19,13 @@ from gatewayd.outbox.timekeeping import AGE_MARKS_TABLE
 S = TypeVar("S")
 
 # One encoder for every value: json.dumps(value, separators=...) builds a new encoder per call, on the
-# hot path of every put. Same output, compact JSON text.
+# put's hot path. Same output, compact JSON text.
 encode_value = json.JSONEncoder(separators=(",", ":")).encode
 
 #: Rows per INSERT. sqlite3 lets go of the GIL at every statement step, and taking it back from a busy
-#: event loop can cost a switch interval (5 ms): with ``executemany`` that is per row, so a big commit
-#: would stall while samples pile up in memory (bench/README.md, History). 300 rows x 3 values keeps
-#: under the 999-variable limit of older SQLite builds.
+#: event loop can cost a switch interval: with ``executemany`` that is per row, so a big commit would
+#: wait once per point while samples pile up in memory. 300 rows x 3 values keeps under the
+#: 999-variable limit of older SQLite builds.
 _ROWS_PER_INSERT = 300
 
 

@@ -208,14 +208,10 @@ def run_under_systemd(make: Callable[[Hooks], Runnable]) -> int:
     event loop and says STOPPING=1 on the way out.
     """
     import signal
-    import sys
 
     from gatewayd.runtime import heap
     from gatewayd.runtime.notify import Notifier
 
-    # The outbox thread's SQLite calls let go of the GIL at every row; with the event loop busy, taking it
-    # back waits a switch interval each time (5 ms by default): 1 ms keeps commits and leases prompt.
-    sys.setswitchinterval(0.001)
     notifier = Notifier()
     hooks = Hooks(
         on_ready=lambda: notifier.ready("sampling; registering on Thing+"),

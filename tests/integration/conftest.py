@@ -110,7 +110,7 @@ def describe(daemon: Daemon, tp: ThingPlusEmulator | None = None) -> str:
     if daemon.buffer is not None:
         lines.append(f"buffer: {len(daemon.buffer)} points, committed {daemon.buffer.committed}")
     if daemon.outbox is not None:
-        lines.append(f"outbox: {daemon.outbox.stats} leased={sorted(daemon.outbox._leased)}")
+        lines.append(f"outbox: {daemon.outbox.stats} leased={sorted(daemon.outbox.leased)}")
     if daemon.disk_guard is not None:
         lines.append(f"storage: {daemon.disk_guard.as_json()}")
     if daemon.uploader is not None:

@@ -21,6 +21,7 @@ import pytest
 from gatewayd.emulator import EmulatorServer
 from gatewayd.errors import StorageError
 from gatewayd.outbox import Outbox
+from gatewayd.outbox.sqlitestore import SqliteStore
 from gatewayd.runtime.schedule import REPORT_INTERVAL_REFRESH_EVERY
 from tests.conftest import pairwise
 from tests.helpers.ports import free_port
@@ -317,13 +318,13 @@ async def test_stop_while_a_commit_is_in_flight_loses_nothing(
 ) -> None:
     # Slow disk: every commit of sampled points takes 300 ms in the outbox's thread, so the stop finds
     # the flusher in the middle of one. That commit must end before the final drain, not after it.
-    put_sync = Outbox._put_sync
+    put = SqliteStore.put
 
-    def slow_put(self: Outbox, points: Any) -> None:
+    def slow_put(self: SqliteStore, points: Any) -> int:
         time.sleep(0.3)
-        put_sync(self, points)
+        return put(self, points)
 
-    monkeypatch.setattr(Outbox, "_put_sync", slow_put)
+    monkeypatch.setattr(SqliteStore, "put", slow_put)
     async with running(env.inventory()) as run:
         daemon = run.daemon
         await until(lambda: daemon.registered is not None and delivered(env.tp) > 0, what="first points")

@@ -92,7 +92,7 @@ async def test_one_bad_point_in_500_costs_it_alone_in_a_bounded_number_of_reques
     assert client.requests == 1 + 2 * math.ceil(math.log2(500)) == 19
     assert outbox.stats.pending == 0 and outbox.stats.dead_lettered == 1
     assert all(client.leased_while_sent), "the sensor was un-leased while parts were in flight"
-    assert outbox.sensors_with_pending() == [] and SENSOR not in outbox._leased
+    assert outbox.sensors_with_pending() == [] and SENSOR not in outbox.leased
     assert up.stats.errors == {"permanent": 1 + 9}  # the batch and one refused half per level
 
 

@@ -75,7 +75,7 @@ async def test_no_lease_is_stranded_when_the_outbox_fails_under_a_pass(outbox: O
     def disk_full(*_: Any) -> int:
         raise StorageError("outbox dead-letter failed: database or disk is full")
 
-    outbox._dead_letter_sync = disk_full  # type: ignore[method-assign]
+    outbox.store.dead_letter = disk_full  # type: ignore[method-assign]
     up = uploader(client, outbox)
     with pytest.raises(StorageError):
         await up.drain()
@@ -85,7 +85,7 @@ async def test_no_lease_is_stranded_when_the_outbox_fails_under_a_pass(outbox: O
     assert up.stats.uploaded == 3 * len(client.sent) == outbox.stats.acked
     assert "s01" in outbox.stats.pending_by_sensor
 
-    del outbox._dead_letter_sync  # the disk has room again: the next cycle sends the rest
+    del outbox.store.dead_letter  # the disk has room again: the next cycle sends the rest
     client.fail.clear()
     result = await uploader(client, outbox).drain()
     assert result.pending == 0 and sorted(client.sent) == SENSORS
