@@ -152,3 +152,15 @@ def test_no_gatewayd_module_is_over_400_lines() -> None:
     assert not over, f"modules over {MAX_LINES} lines (split them by job):\n" + "\n".join(
         f"{modules()[name].relative_to(PACKAGE.parent)}: {n}" for n, name in over
     )
+
+
+def test_the_emulator_shares_no_code_with_the_clients() -> None:
+    """The emulator stands for the real servers: a check shared with the clients would agree with itself."""
+    shared = sorted(
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if name.startswith("gatewayd.emulator")
+        for target in targets
+        if target.startswith("gatewayd.clouds")
+    )
+    assert not shared, "\n".join(shared)
