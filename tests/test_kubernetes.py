@@ -296,6 +296,28 @@ def test_generated_config_reaches_the_pods(rendered: dict[str, list[dict[str, An
     assert "${FLEET_RUN}" in fleet_template()["fleet"]["name"]
 
 
+@pytest.mark.parametrize(("left_out", "kept"), [("soak", "Job"), ("loadtest", "StatefulSet")])
+def test_one_workload_applies_alone(
+    rendered: dict[str, list[dict[str, Any]]], left_out: str, kept: str
+) -> None:
+    """`kubectl apply -k ... -l 'app.kubernetes.io/component!=X'` (README) applies one workload with
+    everything it names, and nothing of the other."""
+    docs = rendered["small"]
+    chosen = [
+        d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") != left_out
+    ]
+    kinds = {d["kind"] for d in chosen}
+    assert kept in kinds and ({"Job", "StatefulSet"} - {kept}).isdisjoint(kinds)
+    assert ("PodDisruptionBudget" in kinds) == (kept == "StatefulSet")
+    names = {(d["kind"], d["metadata"]["name"]) for d in chosen}
+    workload = only(chosen, kept)
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+    assert ("ConfigMap", volumes["inventory"]["configMap"]["name"]) in names
+    assert ("Secret", volumes["credentials"]["secret"]["secretName"]) in names
+    assert ("ConfigMap", container(workload)["envFrom"][0]["configMapRef"]["name"]) in names
+    assert ("Service", "gatewayd-fleet") in names
+
+
 # --------------------------------------------------------------------------------------------------
 # Credentials
 
