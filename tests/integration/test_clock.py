@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import os
 import signal
 import sqlite3
 import statistics
@@ -24,10 +23,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from gatewayd.outbox import Outbox
 from gatewayd.wallclock import BUILD_EPOCH_MS, TIME_UNKNOWN_REASON
+from tests.helpers.tools import missing_tool
 from tests.helpers.waiting import until
 from tests.integration.conftest import Env, delivered, emulator_env
 from tests.test_cli_run import Child, assert_no_duplicates, distinct_points, gatewayd_run
@@ -45,10 +44,7 @@ def libfaketime() -> str:
         found = sorted(glob.glob(pattern))
         if found:
             return found[0]
-    reason = "libfaketime is not installed (apt-get install faketime; .ci/run does it)"
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    missing_tool("libfaketime is not installed (apt-get install faketime; .ci/run does it)")
 
 
 class FakeTime:
