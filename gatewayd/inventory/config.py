@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gatewayd.errors import ConfigError, ConfigProblem
+from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.fingerprint import fingerprint
 from gatewayd.inventory.models import (
     MAX_RCMS_HISTORY_S,
@@ -37,7 +38,9 @@ from gatewayd.regularfile import load_ca_bundle
 
 __all__ = [
     "MAX_RCMS_HISTORY_S",
+    "ActuatorConfig",
     "CloudConfig",
+    "CommandsConfig",
     "DeviceConfig",
     "Duration",
     "GatewayConfig",
@@ -176,7 +179,14 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
                 load_ca_bundle(section.ca_file)
             except ValueError as exc:
                 problem((name, "ca_file"), f"CA bundle {section.ca_file} {exc}")
+    transport = getattr(inventory.thingplus, "transport", "https")  # the key comes with MQTT (issue 18)
     for i, device in enumerate(inventory.devices):
+        if device.actuators and transport != "mqtt":
+            problem(
+                ("devices", i, "actuators"),
+                f"actuators need thingplus.transport: mqtt (Thing+ cannot link actuators over "
+                f"{transport}): set it, or remove the actuators",
+            )
         for j, sensor in enumerate(device.sensors):
             at: DataPath = ("devices", i, "sensors", j)
             if sensor.rcms is not None:

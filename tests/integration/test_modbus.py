@@ -1,4 +1,4 @@
-"""Modbus sources against a real Modbus peer: pymodbus's own server, on loopback TCP and on a serial line.
+"""Modbus sources (and actuators' writes) against a real Modbus peer: pymodbus's own server, on loopback TCP and on a serial line.
 
 The TCP server listens on 127.0.0.1 at a free port. RTU is exercised for real: two pseudo-terminal pairs
 joined by a byte relay (what ``socat`` would do, in-process) make a null-modem cable; pymodbus's serial
@@ -26,13 +26,17 @@ try:  # pymodbus 3.10+ describes a server's units as SimDevices
 except ImportError:  # pymodbus 3.8, the last line for Python 3.9: units are datastore contexts
     SimDevice = None
 
-from gatewayd.errors import SourceError
+from gatewayd.actuators.modbustarget import ModbusDriver
+from gatewayd.actuators.runner import Actuator, Command
+from gatewayd.errors import ActuatorError, SourceError
+from gatewayd.inventory.actuators import ActuatorConfig
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.inventory.sources import ModbusSource
 from gatewayd.sources import SourceContext, build_source
 from gatewayd.sources.modbus import ModbusReader
 from gatewayd.sources.modbuslink import ModbusPool
 from gatewayd.sources.modbusvalues import encode_registers
+from tests.helpers.clocks import FakeClock, ManualSleeps
 from tests.helpers.inventories import inventory_yaml
 from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
@@ -585,3 +589,49 @@ async def test_rtu_missing_serial_port_fails_and_backs_off(tmp_path: Any) -> Non
         assert reader.link.connect_attempts == 1
     finally:
         await pool.close()
+
+
+# ---------------------------------------------------------------------------------------------- actuators
+
+
+def _actuator(peer: TcpPeer, pool: ModbusPool, sleeps: ManualSleeps, **target: Any) -> Actuator:
+    config = ActuatorConfig.model_validate(
+        {
+            "name": "Lamp",
+            "type": "led",
+            "modbus": {"host": "127.0.0.1", "port": peer.port, "timeout": 2.0, **target},
+        }
+    )
+    assert config.modbus is not None
+    return Actuator(
+        "Room 1", config, ModbusDriver(config.modbus, pool), sleep=sleeps.sleep, clock=sleeps.clock
+    )
+
+
+async def test_a_blinking_actuator_is_seen_toggling_its_coil(peer: TcpPeer, pool: ModbusPool) -> None:
+    sleeps = ManualSleeps(FakeClock(1000.0))
+    lamp = _actuator(peer, pool, sleeps, coil=1)
+    coil = ModbusReader(tcp(peer, function="coil", address=1), pool)  # what the device holds
+    seen = [await coil.read()]
+    await lamp.control(Command("blink", interval_ms=500, duration_ms=2000))
+    seen.append(await coil.read())
+    while lamp.timer_running:
+        await sleeps.wake()
+        await until(lambda: bool(sleeps.waiting()) or not lamp.timer_running, what="the next toggle")
+        seen.append(await coil.read())
+    assert seen == [False, True, False, True, False, False]  # on, 3 toggles at 0.5 s, off at 2 s
+    assert (lamp.state, lamp.row().status, len(pool.links)) == ("off", "on", 1)  # one shared connection
+
+
+async def test_an_actuator_writes_its_values_to_a_holding_register(peer: TcpPeer, pool: ModbusPool) -> None:
+    sleeps = ManualSleeps(FakeClock(1000.0))
+    valve = _actuator(peer, pool, sleeps, register=2, on_value=255, off_value=7)
+    register = ModbusReader(tcp(peer, address=2), pool)
+    await valve.control(Command("on"))
+    assert await register.read() == 255
+    await valve.control(Command("off"))
+    assert await register.read() == 7
+    refused = _actuator(peer, pool, sleeps, register=2, unit=9)  # a unit the server does not serve
+    with pytest.raises(ActuatorError):
+        await refused.control(Command("on"))
+    assert refused.row().status.startswith("err:") and refused.state == "unknown"
