@@ -611,11 +611,12 @@ async def test_a_big_put_does_not_block_the_event_loop(outbox: Outbox) -> None:
     assert outbox.stats.pending == 100_000
     # the loop kept turning while the put ran on the outbox thread
     assert len(gaps) >= 5, (took, gaps)
-    assert max(gaps) < max(0.25, took / 3), (took, max(gaps))
+    # blocked, the loop would stall for the whole put; a busy box stretches single gaps, never to that
+    assert max(gaps) < max(0.5, took / 2), (took, max(gaps))
 
 
 async def test_concurrent_puts_and_acks_keep_counts_exact(outbox: Outbox) -> None:
-    """Counters are touched by the outbox thread only: no lost updates when calls overlap."""
+    """Counters change on the loop from what the store returned: no lost updates when calls overlap."""
 
     async def producer(k: int) -> None:
         for r in range(20):

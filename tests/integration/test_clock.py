@@ -140,9 +140,10 @@ async def test_points_sampled_in_1970_are_delivered_with_their_true_times(tmp_pa
         ended_ms = int(time.time() * 1000)
         times = [p.time for points in env.tp.points.values() for p in points]
         assert min(times) >= started_ms and max(times) <= ended_ms, "every time is a true one"
-        # Re-stamped to the ms: those before the switch are the ones held (give or take the ms around it).
+        # Re-stamped from the monotonic clock: those before the switch are the ones held, give or take the
+        # few ms a loaded box puts between reading set_ms here and the child seeing the new clock.
         held = int(str(restamp["restamped"]))
-        assert sum(t < set_ms - 5 for t in times) <= held <= sum(t < set_ms + 5 for t in times)
+        assert sum(t < set_ms - 50 for t in times) <= held <= sum(t < set_ms + 50 for t in times)
         assert held >= 10
         assert distinct_points(env.tp) == stopped["sampled"]
         assert_no_duplicates(env.tp)
