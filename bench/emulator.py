@@ -266,27 +266,10 @@ def run(args: argparse.Namespace) -> int:
         # The emulator takes only its credentials from the inventory: the client registers its own sensors.
         write_inventory(config, sensors=1, endpoint=f"http://127.0.0.1:{port}", state_dir=tmpdir / "state")
         emulator = start_emulator(procs, config, port)
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--client",
-            "--url",
-            emulator.url,
-            "--emulator-pid",
-            str(emulator.proc.pid),
-            "--sensors",
-            str(args.sensors),
-            "--gateways",
-            str(args.gateways),
-            "--rate",
-            str(args.rate),
-            "--concurrency",
-            str(args.concurrency),
-            "--warmup",
-            str(args.warmup),
-            "--window",
-            str(args.window),
-        ]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--client", "--url", emulator.url]
+        argv += ["--emulator-pid", str(emulator.proc.pid), "--rate", str(args.rate)]
+        for option in ("sensors", "gateways", "concurrency", "warmup", "window"):
+            argv += [f"--{option}", str(getattr(args, option))]
         client = procs.add(Proc("client", argv, stdout=True))
         client.wait_stdout(lambda s: s.startswith("REGISTERED "), 60 + args.gateways * args.sensors / 50)
         _, done = client.wait_stdout(lambda s: s.startswith("DONE "), args.warmup + args.window + 60)
