@@ -3,20 +3,22 @@
 Run on demand, not a test::
 
     .venv/bin/python bench/emulator.py [--sensors 2000] [--concurrency 32] [--warmup 5] [--window 20]
+    .venv/bin/python bench/emulator.py --gateways 1000 --sensors 10 --rate 350   # a fleet's load
 
 The emulator runs in its own process (``gatewayd emulator``, uvloop); a client in another process
-(``emulator.py --client``) registers a gateway with N sensors (the floor client's registration,
-:func:`bench.common.register_thingplus`; not measured), then sends, as fast as the emulator answers and
-``--concurrency`` at a time over as many keep-alive connections, the requests of steady reporting: per
-sensor one series PUT (an array of 5 points) and one status PUT, and the gateway status once per pass
-over the sensors. The client is a bare HTTP/1.1 writer over asyncio streams, far cheaper per request
+(``emulator.py --client``) registers ``--gateways`` gateways with ``--sensors`` sensors each (the floor
+client's registration, :func:`bench.common.register_thingplus`; timed, not in the window), then sends,
+as fast as the emulator answers (or ``--rate`` a second) and ``--concurrency`` at a time over as many
+keep-alive connections, the requests of steady reporting: per sensor one series PUT (an array of 5
+points) and one status PUT, and each gateway's status once per pass over its sensors. The client is a bare HTTP/1.1 writer over asyncio streams, far cheaper per request
 than the emulator, so the emulator is the side that saturates (the client's own CPU is shown to check).
 
 After a warm-up, over the window: requests/s answered (by kind), the emulator's CPU (utime+stime from
 ``/proc/<pid>/stat``) in % of one core and in us per request, split into user and system time, the same
 for the client, and the box's steal time (on a VM, the host running other guests: such a run is noisy).
-Afterwards the emulator's own counts (``/_emulator/state``) are checked against what the client sent:
-every request counted, none refused, every point recorded.
+Afterwards the emulator's own counts (``/_emulator/state?summary=gateways``: a line per gateway) are
+checked against what the client sent: every request counted, none refused, every point recorded; the
+time the emulator takes to answer that summary and the whole state is shown (a fleet's tests poll it).
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,7 +45,10 @@ from bench.common import (
     BenchError,
     Proc,
     Procs,
+    Registered,
+    bounded,
     free_port,
+    http_json,
     mb,
     print_machine,
     print_table,
@@ -63,6 +68,7 @@ SATURATED_PCT = 90.0
 #: Steal time (in % of the box's CPUs) above which a run is called unreliable.
 STEAL_PCT = 5.0
 KINDS = ("series", "sensor_status", "gateway_status")
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------- client
@@ -86,24 +92,26 @@ def request_bytes(host: str, token: str, path: str, body: Any) -> bytes:
     return head.encode() + data
 
 
-def jobs(host: str, token: str, gateway: str, sensors: list[str]) -> Iterator[Job]:
-    """Passes over the sensors, without end: the gateway status, then per sensor its series and status.
+def jobs(host: str, gateways: list[Registered]) -> Iterator[Job]:
+    """Passes over the gateways, without end: each one's status, then per sensor its series and status.
 
-    Point times move on by a second per pass (as a 1 Hz sampler's would); values are random.
+    Point times move on by a second per point each pass (as a 1 Hz sampler's would); values are random.
     """
     status = {"value": "on", "validDuration": 8}
     base_ms = int(time.time() * 1000)
     for n in itertools.count():
-        yield Job("gateway_status", request_bytes(host, token, f"/v2/gateways/{gateway}/status", status))
         t0 = base_ms + 1000 * POINTS_PER_SERIES * n
-        for sid in sensors:
-            points = [
-                {"value": f"{random.uniform(0, 100):.2f}", "time": t0 + 1000 * k}
-                for k in range(POINTS_PER_SERIES)
-            ]
-            path = f"/v2/gateways/{gateway}/sensors/{sid}"
-            yield Job("series", request_bytes(host, token, f"{path}/series", points), POINTS_PER_SERIES)
-            yield Job("sensor_status", request_bytes(host, token, f"{path}/status", status))
+        for gw in gateways:
+            token, gateway = gw.token, gw.gateway_id
+            yield Job("gateway_status", request_bytes(host, token, f"/v2/gateways/{gateway}/status", status))
+            for sid in gw.sensor_ids:
+                points = [
+                    {"value": f"{random.uniform(0, 100):.2f}", "time": t0 + 1000 * k}
+                    for k in range(POINTS_PER_SERIES)
+                ]
+                path = f"/v2/gateways/{gateway}/sensors/{sid}"
+                yield Job("series", request_bytes(host, token, f"{path}/series", points), POINTS_PER_SERIES)
+                yield Job("sensor_status", request_bytes(host, token, f"{path}/status", status))
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
@@ -161,26 +169,44 @@ def steal_seconds() -> float:
     return int(fields[8]) / CLK_TCK
 
 
-async def drive(
-    url: str, sensors: int, concurrency: int, warmup: float, window: float, emulator_pid: int
-) -> None:
-    """Register, then load the emulator; print ``REGISTERED <gateway>``, then ``DONE <json>``."""
+async def drive(args: argparse.Namespace) -> None:
+    """Register, then load the emulator; print ``REGISTERED <seconds>``, then ``DONE <json>``."""
     import aiohttp
 
+    url, concurrency = args.url, args.concurrency
+    started = time.monotonic()
     async with aiohttp.ClientSession() as session:
-        registered = await register_thingplus(session, url, sensors, concurrency, "bench")
-    print(f"REGISTERED {registered.gateway_id}", flush=True)
+        registered = await bounded(
+            (
+                register_thingplus(session, url, args.sensors, concurrency, f"bench {i}")
+                for i in range(args.gateways)
+            ),
+            min(concurrency, args.gateways),
+        )
+    registration_s = time.monotonic() - started
+    print(f"REGISTERED {registration_s:.3f}", flush=True)
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    mix = jobs(f"{host}:{port}", registered.token, registered.gateway_id, registered.sensor_ids)
+    mix = jobs(f"{host}:{port}", registered)
     tally = Tally(Counter())
     stop = asyncio.Event()
+    next_slot = time.monotonic()
+
+    async def paced() -> None:
+        """With ``--rate``: wait for this request's turn (requests start 1/rate s apart)."""
+        nonlocal next_slot
+        if args.rate:
+            now = time.monotonic()
+            next_slot = max(next_slot, now) + 1 / args.rate
+            if next_slot - now > 1 / args.rate:
+                await asyncio.sleep(next_slot - now - 1 / args.rate)
 
     async def worker() -> None:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while not stop.is_set():
+                await paced()
                 job = next(mix)
                 status = await exchange(reader, writer, job.raw)
                 tally.answers[job.kind, status] += 1
@@ -191,15 +217,16 @@ async def drive(
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
 
-    await asyncio.sleep(warmup)
-    start = Look.now(emulator_pid, tally)
-    await asyncio.sleep(window)
-    end = Look.now(emulator_pid, tally)
+    await asyncio.sleep(args.warmup)
+    start = Look.now(args.emulator_pid, tally)
+    await asyncio.sleep(args.window)
+    end = Look.now(args.emulator_pid, tally)
     stop.set()
     await asyncio.gather(*workers)
     answers = end.tally.answers - start.tally.answers
     summary = {
         "seconds": end.t - start.t,
+        "registration_s": registration_s,
         "emulator_user_s": end.emulator[0] - start.emulator[0],
         "emulator_system_s": end.emulator[1] - start.emulator[1],
         "client_cpu_s": end.client - start.client,
@@ -212,16 +239,25 @@ async def drive(
             "by_kind": {k: sum(n for (kind, _), n in tally.answers.items() if kind == k) for k in KINDS},
         },
     }
+    summary["rate"] = args.rate
     print("DONE " + json.dumps(summary), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- orchestration
 
 
+def timed(call: Callable[[], T]) -> tuple[T, float]:
+    """What ``call`` returned, and the seconds it took."""
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
 def run(args: argparse.Namespace) -> int:
     print(
-        f"emulator benchmark: {args.sensors:,} sensors, {args.concurrency} requests at a time, warm-up "
-        f"{args.warmup:g} s, window {args.window:g} s; emulator and client each in their own process"
+        f"emulator benchmark: {args.gateways:,} gateway(s) x {args.sensors:,} sensors, {args.concurrency} "
+        f"requests at a time{f', {args.rate:g}/s' if args.rate else ''}, warm-up {args.warmup:g} s, window "
+        f"{args.window:g} s; emulator and client each in their own process"
     )
     with temp_dir("emulator") as tmp, Procs() as procs:
         tmpdir = Path(tmp)
@@ -230,31 +266,22 @@ def run(args: argparse.Namespace) -> int:
         # The emulator takes only its credentials from the inventory: the client registers its own sensors.
         write_inventory(config, sensors=1, endpoint=f"http://127.0.0.1:{port}", state_dir=tmpdir / "state")
         emulator = start_emulator(procs, config, port)
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--client",
-            "--url",
-            emulator.url,
-            "--emulator-pid",
-            str(emulator.proc.pid),
-            "--sensors",
-            str(args.sensors),
-            "--concurrency",
-            str(args.concurrency),
-            "--warmup",
-            str(args.warmup),
-            "--window",
-            str(args.window),
-        ]
+        argv = [sys.executable, str(Path(__file__).resolve()), "--client", "--url", emulator.url]
+        argv += ["--emulator-pid", str(emulator.proc.pid), "--rate", str(args.rate)]
+        for option in ("sensors", "gateways", "concurrency", "warmup", "window"):
+            argv += [f"--{option}", str(getattr(args, option))]
         client = procs.add(Proc("client", argv, stdout=True))
-        client.wait_stdout(lambda s: s.startswith("REGISTERED "), 60 + args.sensors / 50)
+        client.wait_stdout(lambda s: s.startswith("REGISTERED "), 60 + args.gateways * args.sensors / 50)
         _, done = client.wait_stdout(lambda s: s.startswith("DONE "), args.warmup + args.window + 60)
         summary = json.loads(done[5:])
         client.stopping = True  # done: it exits on its own
         rss = emulator.proc.sample().rss
-        state = emulator.state()["thingplus"]
         client.terminate(timeout=10)
+        state, summary["state_s"] = timed(
+            lambda: http_json(f"{emulator.url}/_emulator/state?summary=gateways")
+        )
+        state = state["thingplus"]
+        _, summary["full_state_s"] = timed(emulator.state)
         emulator.proc.terminate()
     report(summary, state, rss)
     print()
@@ -278,7 +305,9 @@ def report(summary: dict[str, Any], state: dict[str, Any], emulator_rss: int) ->
     emulator_pct = 100 * (user_s + system_s) / seconds
     client_s = summary["client_cpu_s"]
     steal_pct = 100 * summary["steal_s"] / (seconds * (os.cpu_count() or 1))
+    gateways = len(state["gateways"])
     rows: list[tuple[str, ...]] = [
+        ("registration", f"{gateways:,} gateways in {summary['registration_s']:.1f} s"),
         ("window", f"{seconds:.1f} s"),
         ("requests/s answered", f"{total / seconds:,.0f}"),
         ("  series (5 points)", per_s("series")),
@@ -294,12 +323,14 @@ def report(summary: dict[str, Any], state: dict[str, Any], emulator_rss: int) ->
         ("client CPU (% of one core)", f"{100 * client_s / seconds:.1f} %"),
         ("client CPU per request", per_request(client_s)),
         ("steal (% of the box's CPUs)", f"{steal_pct:.1f} %"),
+        ("/_emulator/state?summary=gateways", f"{1000 * summary['state_s']:,.0f} ms"),
+        ("/_emulator/state (everything)", f"{1000 * summary['full_state_s']:,.0f} ms"),
     ]
     print()
     print_table("emulator, over the window:", rows)
     if total > ok:
         print(f"NOTE: answers by kind and status: {answers}")
-    if emulator_pct < SATURATED_PCT:
+    if emulator_pct < SATURATED_PCT and not summary.get("rate"):
         print(
             f"NOTE: the emulator used less than {SATURATED_PCT:.0f} % of a core: it was not saturated (the client "
             "or something else on the box held it back), so requests/s is a lower bound; CPU per request stands."
@@ -313,7 +344,7 @@ def report(summary: dict[str, Any], state: dict[str, Any], emulator_rss: int) ->
     # The emulator's own counts over the whole run (warm-up included) against what the client sent.
     sent = summary["sent"]
     counted = {k: int(state["requests"].get(k, 0)) for k in KINDS}
-    recorded = sum(int(s["points"]) for s in state["sensors"])
+    recorded = sum(int(g["points"]) for g in state["gateways"])
     checks = [
         (
             "requests counted by the emulator = sent",
@@ -332,7 +363,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sensors", type=int, default=2000, help="sensors registered (default 2000)")
+    parser.add_argument("--sensors", type=int, default=2000, help="sensors per gateway (default 2000)")
+    parser.add_argument("--gateways", type=int, default=1, help="gateways registered (default 1)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="requests/s to send (default 0: as fast as answered)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     parser.add_argument(
         "--warmup", type=float, default=5.0, help="seconds of load before the window (default 5)"
@@ -345,9 +380,7 @@ def main() -> int:
     if args.client:
         if not args.url or not args.emulator_pid:
             parser.error("--client needs --url and --emulator-pid")
-        eventloop.run(
-            drive(args.url, args.sensors, args.concurrency, args.warmup, args.window, args.emulator_pid)
-        )
+        eventloop.run(drive(args))
         return 0
     return run_main(lambda: run(args))
 

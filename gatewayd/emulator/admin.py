@@ -4,7 +4,9 @@ Never faulted. Requests and answers are JSON; a refusal is ``{"error": "..."}`` 
 
 =======  ======================================  ====================================================
 GET      /_emulator/healthz                      ``{"ok": true, "clouds": [...]}``
-GET      /_emulator/state                        every cloud's snapshot under its name, and ``faults``
+GET      /_emulator/state                        every cloud's snapshot under its name, and ``faults``;
+                                                 ``?summary=gateways``: Thing+ as a line per gateway
+                                                 (counts, not points) and totals, cheap for a fleet
 GET      /_emulator/faults                       the faults of every cloud
 POST     /_emulator/faults/{cloud}               set faults (``{cloud}``: thingplus, rcms, loctube,
                                                  or ``all``); body keys, all optional:
@@ -122,7 +124,10 @@ class AdminApi:
         return web.json_response({"ok": True, "clouds": sorted(self.emulator.clouds)})
 
     async def state(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.emulator.state())
+        summary = request.query.get("summary")
+        if summary not in (None, "gateways"):
+            return _error(_BadRequest(f"unknown summary {summary!r}: expected 'gateways'"))
+        return web.json_response(self.emulator.state(per_gateway=summary == "gateways"))
 
     async def get_faults(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.emulator.faults.snapshot())

@@ -26,6 +26,7 @@ from aiohttp import web
 from gatewayd.emulator.admin import routes as admin_routes
 from gatewayd.emulator.faults import Faults
 from gatewayd.emulator.thingplus import DEFAULT_SERIES_MAX_AGE_S, ThingPlusEmulator
+from gatewayd.emulator.thingplus.summary import gateways_summary
 from gatewayd.inventory.config import Inventory
 
 if TYPE_CHECKING:
@@ -80,9 +81,16 @@ class Emulator:
             self.clouds[name].expire_tokens()
         return names
 
-    def state(self) -> dict[str, Any]:
-        """Every cloud's snapshot under its name, and the faults under ``faults``."""
-        state: dict[str, Any] = {name: cloud.snapshot() for name, cloud in self.clouds.items()}
+    def state(self, *, per_gateway: bool = False) -> dict[str, Any]:
+        """Every cloud's snapshot under its name, and the faults under ``faults``; with ``per_gateway``,
+        Thing+ summarised per gateway (gatewayd.emulator.thingplus.summary) instead of in full."""
+        state: dict[str, Any] = {
+            name: cloud.snapshot()
+            for name, cloud in self.clouds.items()
+            if name != "thingplus" or not per_gateway
+        }
+        if per_gateway and "thingplus" in self.clouds:
+            state["thingplus"] = gateways_summary(self.thingplus)
         state["faults"] = self.faults.snapshot()
         return state
 

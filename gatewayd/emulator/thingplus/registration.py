@@ -35,6 +35,7 @@ from gatewayd.emulator.thingplus.model import (
     SENSOR_MODELS,
     gateway_model,
 )
+from gatewayd.emulator.thingplus.owners import ByOwner
 from gatewayd.emulator.thingplus.state import Record, ThingPlusState
 from gatewayd.emulator.thingplus.wire import invalid, not_found, ok, read_json
 
@@ -131,7 +132,7 @@ class Registration:
         gateway = state.gateway(owner)
         if model != DEVICE_MODEL_ID:
             raise invalid(f"device model {model!r} is not a device model of gateway model {gateway['model']}")
-        if sum(1 for d in state.devices.values() if d["owner"] == owner) >= MAX_DEVICES:
+        if state.devices.count_of(owner) >= MAX_DEVICES:
             raise invalid(f"gateway {owner} already has the most devices its model allows ({MAX_DEVICES})")
         fields = {"name": name, "model": model, "owner": owner, "_site": gateway["_site"], "_service": "1"}
         device = self._record(fields, device_id, body, _DEVICE_OPTIONAL)
@@ -211,7 +212,7 @@ class Registration:
         record.update((key, given[key]) for key in sorted(kept & given.keys()))
         return record
 
-    def _list(self, store: Mapping[str, Record], request: web.Request) -> web.Response:
+    def _list(self, store: ByOwner, request: web.Request) -> web.Response:
         return ok(self.state.children(store, request.match_info["owner"]))
 
     def _get(self, store: Mapping[str, Record], what: str, request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ import structlog
 
 from gatewayd.emulator.thingplus.checks import check_interval
 from gatewayd.emulator.thingplus.model import Point, StatusRecord, status_view
+from gatewayd.emulator.thingplus.owners import ByOwner, Record
 from gatewayd.emulator.thingplus.tokens import TOKEN_LIFETIME_S, Tokens
 from gatewayd.emulator.thingplus.wire import not_found
 from gatewayd.inventory.config import ThingPlusConfig
@@ -27,8 +28,6 @@ DEFAULT_SERIES_MAX_AGE_S = 5 * 86400.0
 #: How far ahead of the emulator's clock a point's time may be. The real platform's tolerance is not
 #: published; 10 minutes takes a box whose clock runs a few minutes fast, and refuses a clock set wrong.
 DEFAULT_SERIES_MAX_FUTURE_S = 600.0
-
-Record = dict[str, Any]
 
 
 class ThingPlusState:
@@ -57,8 +56,8 @@ class ThingPlusState:
         self.created_ms = self.now_ms()
 
         self.gateways: dict[str, Record] = {}
-        self.devices: dict[str, Record] = {}
-        self.sensors: dict[str, Record] = {}
+        self.devices = ByOwner()
+        self.sensors = ByOwner()
         self.points: dict[str, list[Point]] = {}
         self.gateway_statuses: dict[str, list[StatusRecord]] = {}
         self.sensor_statuses: dict[str, list[StatusRecord]] = {}
@@ -117,8 +116,8 @@ class ThingPlusState:
         if gateway_id not in self.gateways:
             raise KeyError(gateway_id)
         del self.gateways[gateway_id]
-        devices = [d for d, device in self.devices.items() if device["owner"] == gateway_id]
-        sensors = [s for s, sensor in self.sensors.items() if sensor["owner"] == gateway_id]
+        devices = [device["id"] for device in self.devices.of(gateway_id)]
+        sensors = [sensor["id"] for sensor in self.sensors.of(gateway_id)]
         for device_id in devices:
             del self.devices[device_id]
         for sensor_id in sensors:
@@ -193,10 +192,10 @@ class ThingPlusState:
             raise not_found(f"{what} {object_id} not found under gateway {owner}")
         return record
 
-    def children(self, store: Mapping[str, Record], owner: str) -> list[Record]:
+    def children(self, store: ByOwner, owner: str) -> list[Record]:
         """Copies of the devices or sensors of gateway ``owner`` (which must exist)."""
         self.gateway(owner)
-        return [dict(r) for r in store.values() if r["owner"] == owner]
+        return [dict(r) for r in store.of(owner)]
 
 
 def _limit(name: str, value: Any) -> float | None:
