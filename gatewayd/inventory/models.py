@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 
+from gatewayd.inventory.fleet import FleetConfig
 from gatewayd.inventory.sources import (
     SOURCE_KEYS,
     CommandSource,
@@ -179,6 +180,8 @@ class Inventory(Strict):
     loctube: LoctubeConfig | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    #: Many gateways from this one as a template (``gatewayd fleet``; ``gatewayd run`` refuses it).
+    fleet: Optional[FleetConfig] = None  # noqa: UP045 - pydantic evaluates it on 3.9
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> Inventory:
