@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from prometheus_client.utils import floatToGoString
 
 from gatewayd import __version__
 from gatewayd.outbox.deadletters import DeadLetterCounts
-from gatewayd.runtime.requestmetrics import BUCKETS
+from gatewayd.runtime.requestmetrics import BUCKETS, LatencySnapshot
 from gatewayd.runtime.snapshots import DaemonSnapshot, StatusSource
 
 log = structlog.get_logger(__name__)
@@ -150,21 +150,27 @@ class DaemonCollector(Collector):
             "gatewayd_registered", "1 once registered on Thing+", 1 if d.registration.registered else 0
         )
         yield _gauge("gatewayd_sensors", "Sensors in the inventory", sensors.count)
-        yield _request_seconds(d)
-        info = InfoMetricFamily("gatewayd_build", "gatewayd version and runtime")
-        info.add_metric([], {"version": __version__, "python": platform.python_version()})
-        yield info
+        yield request_seconds_family(d.requests)
+        yield build_info()
 
 
-def _request_seconds(snapshot: DaemonSnapshot) -> HistogramMetricFamily:
-    """Cloud request latency by cloud and operation, from the daemon's request observer."""
+def build_info() -> InfoMetricFamily:
+    """``gatewayd_build``: the version and the Python running it (also on a fleet's /metrics)."""
+    info = InfoMetricFamily("gatewayd_build", "gatewayd version and runtime")
+    info.add_metric([], {"version": __version__, "python": platform.python_version()})
+    return info
+
+
+def request_seconds_family(requests: Mapping[tuple[str, str], LatencySnapshot]) -> HistogramMetricFamily:
+    """Cloud request latency by cloud and operation, from a request observer's snapshot (a daemon's, or a
+    fleet's: one per process, whatever the number of gateways)."""
     family = HistogramMetricFamily(
         "gatewayd_request_seconds",
         "Cloud request latency by cloud and operation",
         labels=["cloud", "operation"],
     )
     bounds = [*(floatToGoString(b) for b in BUCKETS), "+Inf"]
-    for (cloud, operation), latency in sorted(snapshot.requests.items()):
+    for (cloud, operation), latency in sorted(requests.items()):
         cumulative = list(itertools.accumulate(latency.counts))
         family.add_metric([cloud, operation], list(zip(bounds, cumulative)), latency.sum_s)
     return family
