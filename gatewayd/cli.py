@@ -23,6 +23,7 @@ from gatewayd.cliargs import duration as _duration
 from gatewayd.cliargs import port as _port
 from gatewayd.cliargs import positive_seconds as _positive_seconds
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.fleet.reportcli import add_fleet_report_parser
 from gatewayd.inventory.config import Inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
 from gatewayd.ops.outboxcli import add_outbox_parser
@@ -161,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_oneshot_parsers(sub)
     add_outbox_parser(sub, add_config, _add_log_level)
+    fleet = sub.add_parser("fleet", help="many simulated gateways from one inventory: reports of a run")
+    add_fleet_report_parser(
+        fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", parser_class=_Parser)
+    )
     return parser
 
 
