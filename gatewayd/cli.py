@@ -23,6 +23,7 @@ from gatewayd.cliargs import duration as _duration
 from gatewayd.cliargs import port as _port
 from gatewayd.cliargs import positive_seconds as _positive_seconds
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.fleet.cli import add_fleet_run_options
 from gatewayd.fleet.reportcli import add_fleet_report_parser
 from gatewayd.inventory.config import Inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
@@ -162,7 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_oneshot_parsers(sub)
     add_outbox_parser(sub, add_config, _add_log_level)
-    fleet = sub.add_parser("fleet", help="many simulated gateways from one inventory: reports of a run")
+    fleet = _command(
+        sub,
+        "fleet",
+        None,
+        help="run many simulated Thing+ gateways from one fleet inventory (or a shard of them)",
+        description="Run the gateways of a fleet inventory (its 'fleet:' section) in this process, or the "
+        "shard --shard I/K of them; print a live line every few seconds and, at the end, write the "
+        "shard's JSON report. 'gatewayd fleet report FILE...' merges the shards' reports.",
+        log_level=True,
+    )
+    add_fleet_run_options(fleet)
     add_fleet_report_parser(
         fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", parser_class=_Parser)
     )
@@ -231,6 +242,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  polled:    {polled}")
     print(f"  thingplus: {summary['thingplus']}")
     print(f"  state_dir: {summary['state_dir']}")
+    if inventory.fleet is not None:
+        fleet = inventory.fleet
+        print(f"  fleet:     {fleet.gateways} gateways (checked as gateway 0: the template filled in)")
     return EXIT_OK
 
 
@@ -238,6 +252,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.runtime.service import run_daemon
 
     inventory = load_config_arg(args)
+    if inventory.fleet is not None:
+        raise ConfigError(
+            f"{args.config}: is a fleet inventory (it has a 'fleet' section): 'gatewayd run' runs one gateway; "
+            f"run the fleet with 'gatewayd fleet --config {args.config}'"
+        )
     return run_daemon(inventory, require_config(args))
 
 

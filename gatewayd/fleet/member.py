@@ -112,7 +112,9 @@ class Member:
             lost=lost,
             dead_lettered=dead,
             status=self.status,
-            errors_by_kind=MappingProxyType(dict(stats.errors)) if stats is not None else MappingProxyType({}),
+            errors_by_kind=MappingProxyType(dict(stats.errors))
+            if stats is not None
+            else MappingProxyType({}),
             pending=unsent - lost,
             statuses_sent=stats.statuses if stats is not None else 0,
         )

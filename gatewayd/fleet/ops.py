@@ -57,7 +57,9 @@ class FleetOps:
         return web.json_response(body, status=200 if ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics().encode("utf-8"), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=self.metrics().encode("utf-8"), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())

@@ -47,7 +47,9 @@ def _count(given: Optional[int], env: Mapping[str, str], why: str) -> int:  # no
         return given
     raw = env.get(SHARDS_ENV)
     if raw is None:
-        raise ConfigError(f"{why} gives the shard index: the shard count is needed too (--shards K or {SHARDS_ENV})")
+        raise ConfigError(
+            f"{why} gives the shard index: the shard count is needed too (--shards K or {SHARDS_ENV})"
+        )
     try:
         return int(raw)
     except ValueError:

@@ -26,7 +26,9 @@ class FleetTemplate:
         #: Gateway 0 (of this shard's index): the sections all gateways share (thingplus, outbox, http).
         self.first = load_inventory(self.path, env, fleet_gateway=(0, shard.index))
         if self.first.fleet is None:
-            raise ConfigError(f"{self.path}: has no 'fleet' section: run a single gateway with 'gatewayd run'")
+            raise ConfigError(
+                f"{self.path}: has no 'fleet' section: run a single gateway with 'gatewayd run'"
+            )
         self.fleet: FleetConfig = self.first.fleet
         self.name = self.fleet.name or _raw_gateway_name(self.path)
         #: This shard's directory: the outbox of its gateways, and a directory per gateway.

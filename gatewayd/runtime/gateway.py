@@ -84,7 +84,12 @@ class Gateway:
         self.polling: Polling | None = None
 
     async def start_sampling(
-        self, scheduler: AsyncIOScheduler, *, at_start: bool = True, job_prefix: str = "", clock_guard: bool = True
+        self,
+        scheduler: AsyncIOScheduler,
+        *,
+        at_start: bool = True,
+        job_prefix: str = "",
+        clock_guard: bool = True,
     ) -> None:
         """Sampling to the shared outbox, as soon as the sensors' ids are saved (see registrysaver).
         ``job_prefix`` and ``clock_guard``: see :meth:`Sensors.start`."""
