@@ -168,7 +168,10 @@ def main() -> int:
         [
             ("registration rate", f"{rate:.1f} gateways/s (ramp {args.ramp:g}/s)"),
             ("CPU (fleet process)", f"{cpu_pct:.1f} % of one core"),
-            ("CPU per gateway", f"{cpu_pct * 10 / n:.3f} ms of CPU per second ({cpu_pct / n:.4f} % of a core)"),
+            (
+                "CPU per gateway",
+                f"{cpu_pct * 10 / n:.3f} ms of CPU per second ({cpu_pct / n:.4f} % of a core)",
+            ),
             ("RSS at the end / peak", f"{mb(after.rss)} / {mb(after.hwm)}"),
             ("RSS before any gateway", mb(base.rss)),
             ("RSS after the ramp", mb(ramp_rss.rss)),

@@ -335,8 +335,6 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, GatewaydError) else f"{type(exc).__name__}: {exc}"
 
 
-
-
 class ClockJumpGuard:
     """Re-anchors interval jobs when the wall clock jumps (NTP after boot, a manual date change).
 
