@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -23,9 +22,10 @@ from gatewayd.cliargs import duration as _duration
 from gatewayd.cliargs import port as _port
 from gatewayd.cliargs import positive_seconds as _positive_seconds
 from gatewayd.errors import CloudError, ConfigError, GatewaydError
+from gatewayd.fleet.cli import add_fleet_run_options
 from gatewayd.fleet.reportcli import add_fleet_report_parser
-from gatewayd.inventory.config import Inventory
 from gatewayd.logging import LEVELS, resolve_level, setup_logging
+from gatewayd.ops.oneshotcli import add_oneshot_parsers, print_json
 from gatewayd.ops.outboxcli import add_outbox_parser
 
 EXIT_OK = 0
@@ -160,9 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
         "like the real platform)",
     )
 
-    _add_oneshot_parsers(sub)
+    add_oneshot_parsers(sub, _Parser, _add_log_level)
     add_outbox_parser(sub, add_config, _add_log_level)
-    fleet = sub.add_parser("fleet", help="many simulated gateways from one inventory: reports of a run")
+    fleet = _command(
+        sub,
+        "fleet",
+        None,
+        help="run many simulated Thing+ gateways from one fleet inventory (or a shard of them)",
+        description="Run the gateways of a fleet inventory (its 'fleet:' section) in this process, or the "
+        "shard --shard I/K of them; print a live line every few seconds and, at the end, write the "
+        "shard's JSON report. 'gatewayd fleet report FILE...' merges the shards' reports.",
+        log_level=True,
+    )
+    add_fleet_run_options(fleet)
     add_fleet_report_parser(
         fleet.add_subparsers(dest="fleet_command", metavar="COMMAND", parser_class=_Parser)
     )
@@ -182,57 +192,6 @@ def _command(
     return p
 
 
-def _add_oneshot_parsers(sub: Any) -> None:
-    """``thingplus``, ``rcms`` and ``loctube``: one API call each, JSON on stdout."""
-    tp = sub.add_parser("thingplus", help="one-shot Thing+ calls (JSON on stdout)")
-    tp_sub = tp.add_subparsers(dest="what", metavar="CALL", required=True, parser_class=_Parser)
-    p = tp_sub.add_parser("sites", help="the account's sites")
-    p = tp_sub.add_parser("model", help="a gateway model (default: the inventory's)")
-    p.add_argument("id", metavar="ID", nargs="?")
-    p = tp_sub.add_parser("gateway", help="a gateway record (reportInterval, ...)")
-    p.add_argument("id", metavar="ID")
-    p = tp_sub.add_parser(
-        "rpc",
-        help="send a JSON-RPC command to an MQTT gateway through the emulator's admin API",
-        description="POST {gateway, method, params} to <thingplus endpoint>/_emulator/thingplus/rpc and print "
-        "the gateway's answer (the emulator only; exit 1 on a timeout or an unknown gateway).",
-    )
-    p.add_argument("method", metavar="METHOD", help="timeSync, setProperty, controlActuator, swInfo, ...")
-    p.add_argument(
-        "params", metavar="JSON", nargs="?", help='the params object, e.g. \'{"id": "...", "cmd": "on"}\''
-    )
-    p.add_argument(
-        "--gateway", metavar="ID", help="the gateway (default: the inventory's thingplus.gateway_id)"
-    )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
-    _finish_oneshot(tp_sub, cmd_thingplus)
-
-    rc = sub.add_parser("rcms", help="one-shot RCMS calls (JSON on stdout)")
-    rc_sub = rc.add_subparsers(dest="what", metavar="CALL", required=True, parser_class=_Parser)
-    rc_sub.add_parser("total", help="device totals of the account")
-    p = rc_sub.add_parser("status", help="a router's status data over a window, all pages")
-    p.add_argument("sn", metavar="SN")
-    p.add_argument("--since", default="1h", help="window up to now: '30m', '1h', '1d' (default 1h)")
-    p = rc_sub.add_parser("set-group", help="move a router to a group")
-    p.add_argument("sn", metavar="SN")
-    p.add_argument("group", metavar="NAME")
-    _finish_oneshot(rc_sub, cmd_rcms)
-
-    lt = sub.add_parser("loctube", help="one-shot loctube calls (JSON on stdout)")
-    lt_sub = lt.add_subparsers(dest="what", metavar="CALL", required=True, parser_class=_Parser)
-    p = lt_sub.add_parser("detail", help="a device's details")
-    p.add_argument("id", metavar="ID")
-    lt_sub.add_parser("token", help="get an access token (auth: token or oauth2) and print it")
-    _finish_oneshot(lt_sub, cmd_loctube)
-
-
-def _finish_oneshot(subparsers: Any, handler: Any) -> None:
-    for p in subparsers.choices.values():
-        add_config(p)
-        _add_log_level(p)
-        p.set_defaults(handler=handler)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     inventory = load_config_arg(args)
     summary = inventory.summary()
@@ -245,6 +204,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  polled:    {polled}")
     print(f"  thingplus: {summary['thingplus']}")
     print(f"  state_dir: {summary['state_dir']}")
+    if inventory.fleet is not None:
+        fleet = inventory.fleet
+        print(f"  fleet:     {fleet.gateways} gateways (checked as gateway 0: the template filled in)")
     return EXIT_OK
 
 
@@ -252,6 +214,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gatewayd.runtime.service import run_daemon
 
     inventory = load_config_arg(args)
+    if inventory.fleet is not None:
+        raise ConfigError(
+            f"{args.config}: is a fleet inventory (it has a 'fleet' section): 'gatewayd run' runs one gateway; "
+            f"run the fleet with 'gatewayd fleet --config {args.config}'"
+        )
     return run_daemon(inventory, require_config(args))
 
 
@@ -289,46 +256,6 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             series_max_age_s=args.series_max_age,
         )
     )
-
-
-def cmd_thingplus(args: argparse.Namespace) -> int:
-    from gatewayd.ops.oneshot import rpc_params, thingplus_call, thingplus_rpc
-
-    if args.what == "rpc":
-        params = rpc_params(args.params)
-        return _print_call(
-            args, lambda inventory: thingplus_rpc(inventory, args.method, params, args.gateway, args.timeout)
-        )
-    return _print_call(
-        args, lambda inventory: thingplus_call(inventory, args.what, getattr(args, "id", None))
-    )
-
-
-def cmd_rcms(args: argparse.Namespace) -> int:
-    from gatewayd.ops.oneshot import rcms_call
-
-    positional = [a for a in (getattr(args, "sn", None), getattr(args, "group", None)) if a is not None]
-    return _print_call(
-        args, lambda inventory: rcms_call(inventory, args.what, positional, getattr(args, "since", None))
-    )
-
-
-def cmd_loctube(args: argparse.Namespace) -> int:
-    from gatewayd.ops.oneshot import loctube_call
-
-    return _print_call(args, lambda inventory: loctube_call(inventory, args.what, getattr(args, "id", None)))
-
-
-def _print_call(args: argparse.Namespace, call: Callable[[Inventory], Coroutine[Any, Any, Any]]) -> int:
-    """A one-shot command: the inventory loaded, one API call, its answer as JSON on stdout."""
-    print_json(run_async(call(load_config_arg(args))))
-    return EXIT_OK
-
-
-def print_json(value: Any) -> None:
-    """One-shot commands print their answer as JSON on stdout."""
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from gatewayd.errors import ConfigError, ConfigProblem
 from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.fingerprint import fingerprint
+from gatewayd.inventory.fleet import expand, template_seed
 from gatewayd.inventory.models import (
     MAX_RCMS_HISTORY_S,
     CloudConfig,
@@ -62,8 +63,13 @@ __all__ = [
 _CLOUD_SECTIONS = ("thingplus", "rcms", "loctube")
 
 
-def load_inventory(path: str | Path, env: dict[str, str] | None = None) -> Inventory:
-    """Read, expand and validate an inventory; raise ConfigError listing every problem found."""
+def load_inventory(
+    path: str | Path, env: dict[str, str] | None = None, *, fleet_gateway: tuple[int, int] = (0, 0)
+) -> Inventory:
+    """Read, expand and validate an inventory; raise ConfigError listing every problem found.
+
+    A fleet inventory (``fleet:``) is a template: ``fleet_gateway`` = (index, shard) says which of its
+    gateways to make (gatewayd.inventory.fleet)."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -75,13 +81,21 @@ def load_inventory(path: str | Path, env: dict[str, str] | None = None) -> Inven
         raise ConfigError([ConfigProblem(file, None, None, "", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigProblem(file, None, None, "", "is not UTF-8 text")]) from None
-    return parse_inventory(text, file, env=env, base_dir=Path(path).resolve().parent)
+    return parse_inventory(
+        text, file, env=env, base_dir=Path(path).resolve().parent, fleet_gateway=fleet_gateway
+    )
 
 
 def parse_inventory(
-    text: str, file: str = "<inventory>", env: dict[str, str] | None = None, base_dir: Path | None = None
+    text: str,
+    file: str = "<inventory>",
+    env: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+    *,
+    fleet_gateway: tuple[int, int] = (0, 0),
 ) -> Inventory:
-    """Validate inventory text; relative ``state_dir`` is taken relative to ``base_dir``."""
+    """Validate inventory text; relative ``state_dir`` is taken relative to ``base_dir``; of a fleet
+    template, gateway ``fleet_gateway`` = (index, shard)."""
     located = load_yaml(text, file, env, positions=False)  # positions are found again only if needed
     problems = list(located.problems)
     if any(p.message.startswith("YAML") for p in problems):
@@ -98,6 +112,9 @@ def parse_inventory(
                 ConfigProblem(file, line, col, "", "must be a mapping of sections (gateway, thingplus, ...)"),
             ]
         )
+    if "fleet" in located.data:
+        index, shard = fleet_gateway
+        located.data = expand(located.data, index, shard, template_seed(located.data))
     problems.extend(duplicate_names(located, file))
     _validate_devices_in_place(located.data)
     try:
@@ -180,6 +197,13 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
             except ValueError as exc:
                 problem((name, "ca_file"), f"CA bundle {section.ca_file} {exc}")
     transport = getattr(inventory.thingplus, "transport", "https")  # the key comes with MQTT (issue 18)
+    if inventory.fleet is not None:
+        for name in ("rcms", "loctube"):
+            if getattr(inventory, name) is not None:
+                problem(
+                    (name,),
+                    f"a fleet simulates Thing+ gateways: '{name}' is not polled by a fleet (remove it or 'fleet')",
+                )
     for i, device in enumerate(inventory.devices):
         if device.actuators and transport != "mqtt":
             problem(

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, model_validator
 
 from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
+from gatewayd.inventory.fleet import FleetConfig
 from gatewayd.inventory.oneof import present_key, validate_one_of
 from gatewayd.inventory.sources import (
     SOURCE_KEYS,
@@ -163,6 +164,8 @@ class Inventory(Strict):
     loctube: LoctubeConfig | None = None
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    #: Many gateways from this one as a template (``gatewayd fleet``; ``gatewayd run`` refuses it).
+    fleet: Optional[FleetConfig] = None  # noqa: UP045 - pydantic evaluates it on 3.9
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> Inventory:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,20 @@ from gatewayd.statefile import StateFile
 FORMAT_VERSION = 1
 
 
-def new_id() -> str:
-    """A Thing+ Open API Gateway id: a uuid4 as 32 lowercase hex digits."""
+def new_id(key: str = "") -> str:
+    """A Thing+ Open API Gateway id: a uuid4 as 32 lowercase hex digits (``key``, the object's
+    :func:`id_key`, plays no part: a fleet's gateways derive theirs from it instead, see
+    :mod:`gatewayd.fleet.ids`)."""
     return uuid.uuid4().hex
+
+
+#: Makes the id of an object from its :func:`id_key`.
+IdMaker = Callable[[str], str]
+
+
+def id_key(kind: str, name: str = "") -> str:
+    """What an id is made from: ``gateway``, ``device:NAME``, ``sensor:DEVICE/SENSOR``."""
+    return f"{kind}:{name}" if name else kind
 
 
 def sensor_key(device: str, sensor: str) -> str:
@@ -61,7 +72,8 @@ class Snapshot:
 class Registry:
     """Ids by kind and inventory name; new ids and registration marks are kept until saved."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, ids: IdMaker = new_id) -> None:
+        self._ids = ids
         self._file = StateFile(Path(state_dir) / "registry.json")
         self._gateway: Entry | None = None
         self._devices: dict[str, Entry] = {}
@@ -138,13 +150,13 @@ class Registry:
         """Make every missing id for (device, sensor) pairs, and the gateway's, in memory only: the next
         save saves them all with one write."""
         if self._gateway is None:
-            self._gateway = self._new_entry()
+            self._gateway = self._new_entry(id_key("gateway"))
         for device, sensor in pairs:
             if device not in self._devices:
-                self._devices[device] = self._new_entry()
+                self._devices[device] = self._new_entry(id_key("device", device))
             key = sensor_key(device, sensor)
             if key not in self._sensors:
-                self._sensors[key] = self._new_entry()
+                self._sensors[key] = self._new_entry(id_key("sensor", key))
 
     def ensure_ids(self, pairs: Iterable[tuple[str, str]]) -> None:
         """:meth:`add_ids`, then saved at once (StorageError when that fails)."""
@@ -156,25 +168,25 @@ class Registry:
         """The gateway's id; made and saved at once when there is none (an id made but not saved yet is
         returned as it is: see :meth:`gateway_saved`)."""
         if self._gateway is None:
-            self._gateway = self._new_entry()
+            self._gateway = self._new_entry(id_key("gateway"))
             self.save()
         return self._gateway.id
 
     def device_id(self, device: str) -> str:
-        return self._id(self._devices, device)
+        return self._id(self._devices, device, "device")
 
     def sensor_id(self, device: str, sensor: str) -> str:
-        return self._id(self._sensors, sensor_key(device, sensor))
+        return self._id(self._sensors, sensor_key(device, sensor), "sensor")
 
-    def _id(self, table: dict[str, Entry], key: str) -> str:
+    def _id(self, table: dict[str, Entry], key: str, kind: str) -> str:
         entry = table.get(key)
         if entry is None:
-            entry = table[key] = self._new_entry()
+            entry = table[key] = self._new_entry(id_key(kind, key))
             self.save()
         return entry.id
 
-    def _new_entry(self) -> Entry:
-        entry = Entry(new_id())
+    def _new_entry(self, key: str) -> Entry:
+        entry = Entry(self._ids(key))
         self._unsaved.add(entry.id)
         self._changes += 1
         return entry

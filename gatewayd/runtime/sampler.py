@@ -189,8 +189,11 @@ class Sampler:
         clock: Callable[[], float] = time.time,
         read_timeout_cap: float = 30.0,
         stamp: Callable[[], int] | None = None,
+        job_prefix: str = "",
     ) -> None:
         self.scheduler = scheduler
+        #: Tells this sampler's jobs from those of other samplers on the same scheduler (a fleet's gateways).
+        self.job_prefix = job_prefix
         self.buffer = buffer
         self.clock = clock
         #: A sample's time (unix ms, or a provisional stamp while the wall clock is not set).
@@ -212,13 +215,13 @@ class Sampler:
         for sensor in self.sensors:
             groups.setdefault(sensor.interval, []).append(sensor)
         for interval in set(self._groups) - set(groups):
-            self.scheduler.remove_job(_job_id(interval))
+            self.scheduler.remove_job(self._job_id(interval))
         for interval in set(groups) - set(self._groups):
             self.scheduler.add_job(
                 self._tick,
                 JumpSafeIntervalTrigger(seconds=interval),
                 args=[interval],
-                id=_job_id(interval),
+                id=self._job_id(interval),
                 name=f"sample every {interval:g}s",
                 coalesce=True,
                 max_instances=1,
@@ -311,12 +314,15 @@ class Sampler:
         sensor.ok = False
         sensor.last_error = reason
 
+    def _job_id(self, interval: float) -> str:
+        return f"{self.job_prefix}{SAMPLE_JOB_PREFIX}{interval:g}"
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop firing, then wait (bounded) for reads in progress so their samples are kept."""
         self._stopped = True
         for interval in list(self._groups):
             try:
-                self.scheduler.remove_job(_job_id(interval))
+                self.scheduler.remove_job(self._job_id(interval))
             except Exception:
                 pass
         self._groups = {}
@@ -327,10 +333,6 @@ class Sampler:
 def _reason(exc: Exception) -> str:
     """Our own errors say what went wrong; anything else is a source bug, named by its type."""
     return str(exc) if isinstance(exc, GatewaydError) else f"{type(exc).__name__}: {exc}"
-
-
-def _job_id(interval: float) -> str:
-    return f"{SAMPLE_JOB_PREFIX}{interval:g}"
 
 
 class ClockJumpGuard:

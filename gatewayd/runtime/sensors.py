@@ -38,6 +38,20 @@ SETTLE_WAIT_S = 10.0
 STOP_READS_S = 5.0
 
 
+def watch_wall_clock(
+    supervisor: Supervisor,
+    scheduler: AsyncIOScheduler,
+    outbox: Outbox,
+    *,
+    wall: Callable[[], float] = time.time,
+    mono: Callable[[], float] = time.monotonic,
+) -> None:
+    """The one watch of a process on the wall clock: re-anchors every job of ``scheduler`` when it
+    jumps, and has ``outbox`` re-stamp provisional points once it is set."""
+    guard = ClockJumpGuard(scheduler, wall=wall, mono=mono, on_check=RestampOnClockSet(outbox).check)
+    supervisor.spawn(guard.run(), "clock guard")
+
+
 class Sensors:
     """Which sensors sample: applied from an inventory (at start, at a reload), with their sources."""
 
@@ -60,15 +74,29 @@ class Sensors:
         self.sampler: Sampler | None = None
         self._closing: set[asyncio.Task[Any]] = set()
 
-    def start(self, scheduler: AsyncIOScheduler, buffer: SampleBuffer, outbox: Outbox) -> None:
-        """Sampling into ``buffer`` on ``scheduler``, and the watch on the wall clock."""
+    def start(
+        self,
+        scheduler: AsyncIOScheduler,
+        buffer: SampleBuffer,
+        outbox: Outbox,
+        *,
+        job_prefix: str = "",
+        clock_guard: bool = True,
+    ) -> None:
+        """Sampling into ``buffer`` on ``scheduler``, and (``clock_guard``) the watch on the wall clock.
+
+        Many gateways on one scheduler (a fleet) each take a ``job_prefix`` and share one clock guard,
+        which the process starts once (:func:`watch_wall_clock`).
+        """
         self.sampler = Sampler(
-            scheduler, buffer, clock=self.clock, stamp=Stamper(wall=self.clock, mono=self.mono)
+            scheduler,
+            buffer,
+            clock=self.clock,
+            stamp=Stamper(wall=self.clock, mono=self.mono),
+            job_prefix=job_prefix,
         )
-        guard = ClockJumpGuard(
-            scheduler, wall=self.clock, mono=self.mono, on_check=RestampOnClockSet(outbox).check
-        )
-        self.supervisor.spawn(guard.run(), "clock guard")
+        if clock_guard:
+            watch_wall_clock(self.supervisor, scheduler, outbox, wall=self.clock, mono=self.mono)
         self.supervisor.add(self)
 
     def use_session(self, session: aiohttp.ClientSession) -> None:

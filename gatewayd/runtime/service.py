@@ -7,7 +7,8 @@ A sensor whose new id cannot be saved (a full disk) waits until it is: see gatew
 
 Who does what: gatewayd.runtime.supervisor (lifecycle, tasks, the two-phase stop), storage (the outbox),
 sensors (the set that samples), inventorycontrol (reloads), registration, reporting (statuses and
-uploads), polling (RCMS, loctube). This module only builds them in order and wires them together; what
+uploads), polling (RCMS, loctube); the per-gateway ones are built by gatewayd.runtime.gateway. This module
+builds them in order over the process's supervisor, outbox and session, and wires them together; what
 it shows of them is a snapshot (gatewayd.runtime.snapshots).
 """
 
@@ -27,22 +28,14 @@ from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.errors import GatewaydError
 from gatewayd.inventory.config import Inventory
-from gatewayd.runtime.inventorycontrol import InventoryControl
+from gatewayd.runtime.gateway import Gateway
 from gatewayd.runtime.registration import CONNECT_POLICY
-from gatewayd.runtime.registry import Registry
 from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.requestmetrics import RequestMetrics
-from gatewayd.runtime.sensors import Sensors
-from gatewayd.runtime.snapshots import (
-    NOT_POLLING,
-    NOT_REGISTERED,
-    NOT_REPORTING,
-    DaemonSnapshot,
-    summary_line,
-)
+from gatewayd.runtime.snapshots import DaemonSnapshot, summary_line
 from gatewayd.runtime.storage import Storage
 from gatewayd.runtime.supervisor import Hooks, Supervisor, run_under_systemd
-from gatewayd.sources.latest import LatestState, PollStats
+from gatewayd.sources.latest import PollStats
 from gatewayd.statefile import StateFile
 from gatewayd.statelock import StateLock
 
@@ -52,6 +45,7 @@ from gatewayd.statelock import StateLock
 if TYPE_CHECKING:
     import aiohttp
 
+    from gatewayd.clouds.thingplus import ThingPlusClient
     from gatewayd.outbox import Outbox
     from gatewayd.runtime.diskguard import DiskGuard
     from gatewayd.runtime.polling import Polling
@@ -87,35 +81,32 @@ class Daemon:
     ) -> None:
         self.clock = clock
         self.mono = mono
-        self.connect_policy = connect_policy
         self.call_policy = call_policy
         self.state_dir = inventory.state_dir
         self.supervisor = Supervisor(grace_s=grace_s, mono=mono, hooks=hooks)
-        self.registry = Registry(self.state_dir)
-        self.latest = LatestState()
         self.requests = RequestMetrics()
-        self._no_polls = PollStats()
         #: Set once everything runs (sampling, the network side, the ops endpoints); systemd hears
         #: READY=1 earlier, as soon as sampling runs (Hooks.on_ready).
         self.ready = asyncio.Event()
         self.storage = Storage(inventory, self.state_dir, clock=clock, mono=mono)
-        self.saver = RegistrySaver(
-            self.registry,
-            self.storage.outbox,
-            self.storage.disk_guard,
-            on_ids_saved=self._start_saved_sensors,
+        #: The one gateway this process is (a fleet runs many: gatewayd.fleet).
+        self.gateway = Gateway(
+            self.supervisor,
+            inventory,
+            self.storage,
+            self.requests,
+            state_dir=self.state_dir,
+            inventory_path=inventory_path,
+            on_status=self._status,
+            clock=clock,
             mono=mono,
+            connect_policy=connect_policy,
         )
-        self.sensors = Sensors(
-            self.supervisor, self.registry, self.saver, self.latest, clock=clock, mono=mono
-        )
-        self.inventories = InventoryControl(
-            self.supervisor, inventory, str(inventory_path) if inventory_path else None, self.sensors
-        )
-        # set once the network side runs
-        self.reporting: Reporting | None = None
-        self.registration: Registration | None = None
-        self.polling: Polling | None = None
+        self.registry = self.gateway.registry
+        self.latest = self.gateway.latest
+        self.saver = self.gateway.saver
+        self.sensors = self.gateway.sensors
+        self.inventories = self.gateway.inventories
 
     # ------------------------------------------------------------------ control (signal handlers)
 
@@ -140,8 +131,7 @@ class Daemon:
             scheduler = AsyncIOScheduler(timezone=timezone.utc)
             scheduler.start()
             sup.stack.callback(scheduler.shutdown, wait=False)
-            self.sensors.start(scheduler, self.storage.buffer, self.storage.outbox)
-            await self.sensors.apply(self.inventories.current, at_start=True)
+            await self.gateway.start_sampling(scheduler)
             self.storage.start(sup, scheduler)
             if sup.hooks.on_ready:
                 sup.hooks.on_ready()
@@ -150,7 +140,7 @@ class Daemon:
 
             session = await sup.stack.enter_async_context(http_session())
             try:
-                self._start_network(session, scheduler)
+                self.gateway.start_network(session, scheduler, self._thingplus(session))
                 inventory = self.inventories.current
                 if inventory.http is not None:
                     await self._start_ops(inventory.http.listen)
@@ -162,7 +152,7 @@ class Daemon:
                     pending=self.storage.outbox.stats.pending,
                     event_loop=eventloop.loop_name(asyncio.get_running_loop()),
                 )
-                await sup.run_until_stopped(self._reload)
+                await sup.run_until_stopped(self.gateway.reload)
             finally:
                 await sup.shutdown()
                 snapshot = self.snapshot()
@@ -174,49 +164,17 @@ class Daemon:
                 )
         self.supervisor.result()
 
-    def _start_network(self, session: aiohttp.ClientSession, scheduler: AsyncIOScheduler) -> None:
-        """The Thing+ client, reporting, registration and the pollers, on the daemon's one session."""
+    def _thingplus(self, session: aiohttp.ClientSession) -> ThingPlusClient:
+        """The Thing+ client of the daemon's one session (its token kept in the state directory)."""
         from gatewayd.clouds.thingplus import ThingPlusClient
-        from gatewayd.runtime.gatewaywatch import GatewayWatch
-        from gatewayd.runtime.polling import Polling
-        from gatewayd.runtime.registration import Registration
-        from gatewayd.runtime.reporting import Reporting
 
-        sup = self.supervisor
-        self.sensors.use_session(session)
-        thingplus = ThingPlusClient(
+        return ThingPlusClient(
             session,
             self.inventories.current.thingplus,
             token_store=StateFile(self.state_dir / "thingplus-token.json"),
             policy=self.call_policy,
             observer=self.requests,
         )
-        watch = GatewayWatch(thingplus, self.registry, self._gateway_lost)
-        self.reporting = Reporting(
-            sup,
-            thingplus,
-            self.storage.outbox,
-            self.sensors.statuses,
-            gateway_id=self.registry.gateway_id(),
-            gateway_watch=watch,
-            on_cycle=self._status,
-            mono=self.mono,
-        )
-        self.polling = Polling(
-            sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
-        )
-        self.inventories.poll_with(self.polling)
-        self.registration = Registration(
-            sup,
-            thingplus,
-            self.registry,
-            self.sensors,
-            self.inventories,
-            self.reporting,
-            watch,
-            policy=self.connect_policy,
-        )
-        self.registration.begin()
 
     async def _start_ops(self, listen: str) -> None:
         from gatewayd.ops.server import OpsServer
@@ -229,36 +187,24 @@ class Daemon:
             raise GatewaydError(f"cannot serve http.listen {listen}: {exc.strerror or exc}") from exc
         self.supervisor.stack.push_async_callback(ops.stop)
 
-    # ------------------------------------------------------------------ wiring between controllers
-
-    async def _reload(self) -> None:
-        registration = self.registration
-        added = await self.inventories.reload(lambda: registration.model if registration else None)
-        if added is None or registration is None or registration.registered is None:
-            return
-        if added:
-            registration.register_more("register added sensors")
-        else:
-            self.inventories.settle()
-
-    async def _start_saved_sensors(self) -> None:
-        """Sensors that waited for their ids are saved now: they start, and are registered (before the
-        first registration, the one under way registers them)."""
-        await self.sensors.apply(self.inventories.current)
-        self._status()
-        if self.registration is not None:
-            self.registration.register_more("register sensors whose ids were saved")
-
-    def _gateway_lost(self) -> None:
-        if self.registration is not None:
-            self.registration.lost()
-
     def _status(self) -> None:
         self.supervisor.status(summary_line(self.snapshot()))
 
     # ------------------------------------------------------------------ what it shows
 
     # Its parts, read-only, for tests and the demo that look closer than a snapshot does.
+
+    @property
+    def reporting(self) -> Reporting | None:
+        return self.gateway.reporting
+
+    @property
+    def registration(self) -> Registration | None:
+        return self.gateway.registration
+
+    @property
+    def polling(self) -> Polling | None:
+        return self.gateway.polling
 
     @property
     def registered(self) -> Registered | None:
@@ -302,18 +248,11 @@ class Daemon:
 
     @property
     def poll_stats(self) -> PollStats:
-        return self.polling.stats if self.polling else self._no_polls
+        return self.gateway.poll_stats
 
     def snapshot(self, *, detail: bool = False) -> DaemonSnapshot:
         """The daemon's state, read-only (a :class:`gatewayd.runtime.snapshots.StatusSource`)."""
-        return DaemonSnapshot(
-            sensors=self.sensors.snapshot(detail=detail),
-            registration=self.registration.snapshot() if self.registration else NOT_REGISTERED,
-            reporting=self.reporting.snapshot() if self.reporting else NOT_REPORTING,
-            storage=self.storage.snapshot(),
-            polling=self.polling.snapshot(detail=detail) if self.polling else NOT_POLLING,
-            requests=self.requests.snapshot(),
-        )
+        return self.gateway.snapshot(detail=detail)
 
 
 def run_daemon(inventory: Inventory, inventory_path: str | None) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,6 +76,8 @@ class Supervisor:
         #: True from the start of the stop on: loops end, nothing new starts.
         self.stopping = False
         self._parts: list[Part] = []
+        #: Where :meth:`add` puts a part: the supervisor's own list, or a group's (:meth:`adding_to`).
+        self._adding: list[Part] = self._parts
         self._tasks: set[asyncio.Task[Any]] = set()
         self._drains: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -121,7 +123,18 @@ class Supervisor:
 
     def add(self, part: Part) -> None:
         """A part to stop in two phases, in the order added (closed in reverse)."""
-        self._parts.append(part)
+        self._adding.append(part)
+
+    @contextlib.contextmanager
+    def adding_to(self, group: PartGroup) -> Iterator[None]:
+        """Parts added inside the block join ``group`` instead (the controllers of one gateway of a fleet,
+        which stop with the other gateways' where the group stands in the order)."""
+        saved = self._adding
+        self._adding = group.parts
+        try:
+            yield
+        finally:
+            self._adding = saved
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str, *, drains: bool = False) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the stop cancels it (after phase 1, or after
@@ -187,6 +200,27 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._drains, return_exceptions=True)
         for part in reversed(self._parts):
+            with contextlib.suppress(Exception):
+                await part.close()
+
+
+class PartGroup:
+    """Parts that stop together as one part: intake ends part by part, in order; the drains run at
+    once (many gateways share one grace period, instead of each waiting for the one before); close in
+    reverse."""
+
+    def __init__(self) -> None:
+        self.parts: list[Part] = []
+
+    async def stop_intake(self) -> None:
+        for part in self.parts:
+            await part.stop_intake()
+
+    async def drain(self, deadline: float) -> None:
+        await asyncio.gather(*(part.drain(deadline) for part in self.parts))
+
+    async def close(self) -> None:
+        for part in reversed(self.parts):
             with contextlib.suppress(Exception):
                 await part.close()
 

@@ -34,6 +34,8 @@ class UploadStats:
     uploaded: int = 0
     batches: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    #: Points the cloud refused for good (moved to the dead letters).
+    dead_lettered: int = 0
     statuses: int = 0
     status_errors: int = 0
     last_success: float | None = None  # monotonic time of the last upload cycle that ended well
@@ -221,6 +223,7 @@ class Uploader:
                 if isinstance(exc, PermanentError):
                     settled.add(id(lease))  # dead_letter un-leases it even when it fails
                     await self.outbox.dead_letter(lease, refusal_reason(exc))
+                    self.stats.dead_lettered += len(lease)
                     log.warning(
                         "upload.batch_dead_lettered",
                         sensor=lease.sensor_id,
@@ -297,6 +300,7 @@ class Uploader:
             # The delivered parts are acknowledged with the pass, which un-leases the sensor then.
             await self.outbox.release(part, unlease=i == len(found.kept) - 1 and not found.delivered)
         refused = sum(len(part) for part, _ in found.refused)
+        self.stats.dead_lettered += refused
         log.warning(
             "upload.refused_batch_split",
             sensor=lease.sensor_id,

@@ -1,0 +1,189 @@
+"""One gateway's controllers, built over the parts a process shares (see ARCHITECTURE.md).
+
+Why apart from the daemon (gatewayd.runtime.service): the supervisor, the scheduler, the HTTP session
+and the outbox (the storage controller) are one per process; the registry, the sensors, the inventory,
+registration, reporting and polling are one per gateway. ``gatewayd run`` builds one :class:`Gateway`;
+``gatewayd fleet`` (gatewayd.fleet) builds many in one process, each with its own state directory (its
+registry), over one outbox whose points are keyed by sensor ids no two gateways share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gatewayd.clouds.retry import RetryPolicy
+from gatewayd.inventory.config import Inventory
+from gatewayd.runtime.inventorycontrol import InventoryControl
+from gatewayd.runtime.registration import CONNECT_POLICY
+from gatewayd.runtime.registry import IdMaker, Registry, new_id
+from gatewayd.runtime.registrysaver import RegistrySaver
+from gatewayd.runtime.requestmetrics import RequestMetrics
+from gatewayd.runtime.sensors import Sensors
+from gatewayd.runtime.snapshots import NOT_POLLING, NOT_REGISTERED, NOT_REPORTING, DaemonSnapshot
+from gatewayd.runtime.storage import Storage
+from gatewayd.runtime.supervisor import Supervisor
+from gatewayd.sources.latest import LatestState, PollStats
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gatewayd.clouds.thingplus import ThingPlusClient
+    from gatewayd.runtime.polling import Polling
+    from gatewayd.runtime.registration import Registration
+    from gatewayd.runtime.reporting import Reporting
+
+
+class Gateway:
+    """The controllers of one gateway: ``start_sampling``, then ``start_network``; ``snapshot`` shows it."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        inventory: Inventory,
+        storage: Storage,
+        requests: RequestMetrics,
+        *,
+        state_dir: Path,
+        inventory_path: str | Path | None = None,
+        on_status: Callable[[], object] | None = None,
+        ids: IdMaker = new_id,
+        clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        connect_policy: RetryPolicy = CONNECT_POLICY,
+    ) -> None:
+        self.supervisor = supervisor
+        self.storage = storage
+        self.requests = requests
+        self.state_dir = state_dir
+        self.on_status = on_status
+        self.clock = clock
+        self.mono = mono
+        self.connect_policy = connect_policy
+        self.registry = Registry(state_dir, ids=ids)
+        self.latest = LatestState()
+        self.no_polls = PollStats()
+        self.saver = RegistrySaver(
+            self.registry,
+            storage.outbox,
+            storage.disk_guard,
+            on_ids_saved=self._start_saved_sensors,
+            mono=mono,
+        )
+        self.sensors = Sensors(supervisor, self.registry, self.saver, self.latest, clock=clock, mono=mono)
+        self.inventories = InventoryControl(
+            supervisor, inventory, str(inventory_path) if inventory_path else None, self.sensors
+        )
+        # set once the network side runs
+        self.reporting: Reporting | None = None
+        self.registration: Registration | None = None
+        self.polling: Polling | None = None
+
+    async def start_sampling(
+        self,
+        scheduler: AsyncIOScheduler,
+        *,
+        at_start: bool = True,
+        job_prefix: str = "",
+        clock_guard: bool = True,
+    ) -> None:
+        """Sampling to the shared outbox, as soon as the sensors' ids are saved (see registrysaver).
+        ``job_prefix`` and ``clock_guard``: see :meth:`Sensors.start`."""
+        self.sensors.start(
+            scheduler,
+            self.storage.buffer,
+            self.storage.outbox,
+            job_prefix=job_prefix,
+            clock_guard=clock_guard,
+        )
+        await self.sensors.apply(self.inventories.current, at_start=at_start)
+
+    def start_network(
+        self,
+        session: aiohttp.ClientSession,
+        scheduler: AsyncIOScheduler,
+        thingplus: ThingPlusClient,
+        *,
+        polling: bool = True,
+    ) -> None:
+        """Reporting through ``thingplus``, registration (begun at once) and (``polling``) the pollers."""
+        from gatewayd.runtime.gatewaywatch import GatewayWatch
+        from gatewayd.runtime.polling import Polling
+        from gatewayd.runtime.registration import Registration
+        from gatewayd.runtime.reporting import Reporting
+
+        sup = self.supervisor
+        self.sensors.use_session(session)
+        watch = GatewayWatch(thingplus, self.registry, self._gateway_lost)
+        self.reporting = Reporting(
+            sup,
+            thingplus,
+            self.storage.outbox,
+            self.sensors.statuses,
+            gateway_id=self.registry.gateway_id(),
+            gateway_watch=watch,
+            on_cycle=self.on_status,
+            mono=self.mono,
+        )
+        if polling:
+            self.polling = Polling(
+                sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
+            )
+            self.inventories.poll_with(self.polling)
+        self.registration = Registration(
+            sup,
+            thingplus,
+            self.registry,
+            self.sensors,
+            self.inventories,
+            self.reporting,
+            watch,
+            policy=self.connect_policy,
+        )
+        self.registration.begin()
+
+    # ------------------------------------------------------------------ wiring between controllers
+
+    async def reload(self) -> None:
+        registration = self.registration
+        added = await self.inventories.reload(lambda: registration.model if registration else None)
+        if added is None or registration is None or registration.registered is None:
+            return
+        if added:
+            registration.register_more("register added sensors")
+        else:
+            self.inventories.settle()
+
+    async def _start_saved_sensors(self) -> None:
+        """Sensors that waited for their ids are saved now: they start, and are registered (before the
+        first registration, the one under way registers them)."""
+        await self.sensors.apply(self.inventories.current)
+        if self.on_status is not None:
+            self.on_status()
+        if self.registration is not None:
+            self.registration.register_more("register sensors whose ids were saved")
+
+    def _gateway_lost(self) -> None:
+        if self.registration is not None:
+            self.registration.lost()
+
+    # ------------------------------------------------------------------ what it shows
+
+    @property
+    def poll_stats(self) -> PollStats:
+        return self.polling.stats if self.polling else self.no_polls
+
+    def snapshot(self, *, detail: bool = False) -> DaemonSnapshot:
+        """The gateway's state, read-only, with the shared storage's and request metrics' as they are."""
+        return DaemonSnapshot(
+            sensors=self.sensors.snapshot(detail=detail),
+            registration=self.registration.snapshot() if self.registration else NOT_REGISTERED,
+            reporting=self.reporting.snapshot() if self.reporting else NOT_REPORTING,
+            storage=self.storage.snapshot(),
+            polling=self.polling.snapshot(detail=detail) if self.polling else NOT_POLLING,
+            requests=self.requests.snapshot(),
+        )
