@@ -6,8 +6,8 @@ and hands it every accepted message. The listening socket is our own (amqtt's ``
 port 0 gives a free port whose number we know without reading amqtt's internals.
 
 amqtt's releases that run on Python 3.9 cannot be installed beside gatewayd (pyproject.toml says why),
-so this module is imported only when the MQTT side is switched on; :func:`available` tells whether it
-can be.
+so this module is imported only when the MQTT side is switched on
+(:func:`gatewayd.emulator.app.mqtt_available` tells whether it can be).
 
 What amqtt does with a refusal: a bad CONNECT gets CONNACK "bad user name or password" and the socket
 closes; a refused SUBSCRIBE gets the failure code 0x80 in its SUBACK; a refused PUBLISH is acknowledged
@@ -17,7 +17,6 @@ closes; a refused SUBSCRIBE gets the failure code 0x80 in its SUBACK; a refused 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +37,6 @@ _LISTENER = "default"  # amqtt requires a listener of this name
 _QOS_1 = 0x01
 
 
-def available() -> bool:
-    """Whether amqtt is installed (the ``emulator-mqtt`` extra, Python >= 3.10)."""
-    return importlib.util.find_spec("amqtt") is not None
-
-
 class ThingPlusChecks(BaseAuthPlugin, BaseTopicPlugin):
     """amqtt plugin: CONNECT and topic checks from :class:`MqttSide`, accepted messages recorded there."""
 
@@ -52,7 +46,7 @@ class ThingPlusChecks(BaseAuthPlugin, BaseTopicPlugin):
 
     @property
     def side(self) -> MqttSide:
-        side = self.context.config.side  # type: ignore[union-attr]
+        side = self.context.config.side
         assert isinstance(side, MqttSide)
         return side
 
@@ -136,7 +130,9 @@ class MqttBroker:
         if task is not None:
             self._connections.add(task)
         try:
-            await broker.external_connected(StreamReaderAdapter(reader), StreamWriterAdapter(writer), _LISTENER)
+            await broker.external_connected(
+                StreamReaderAdapter(reader), StreamWriterAdapter(writer), _LISTENER
+            )
         finally:
             if task is not None:
                 self._connections.discard(task)

@@ -31,7 +31,13 @@ DM_COMMANDS = ("poweroff", "reboot", "restart", "swUpdate", "swInfo")
 
 def _entries() -> list[dict[str, str]]:
     sensors = [
-        {"network": MQTT_NETWORK, "driverName": SENSOR_DRIVER, "model": model, "type": kind, "category": "sensor"}
+        {
+            "network": MQTT_NETWORK,
+            "driverName": SENSOR_DRIVER,
+            "model": model,
+            "type": kind,
+            "category": "sensor",
+        }
         for kind, model in SENSOR_TYPES
     ]
     actuators = [

@@ -88,11 +88,15 @@ class Commands:
         if record is None:
             log.info("emulator.thingplus.rpc_answer_unmatched", gateway=gateway_id, id=request_id)
             return "rpc_answers_unmatched"
-        record.update(answer=answer, answered=self._now_ms(), outcome="error" if "error" in answer else "result")
+        record.update(
+            answer=answer, answered=self._now_ms(), outcome="error" if "error" in answer else "result"
+        )
         future = self._pending.get((gateway_id, request_id))
         if future is not None and not future.done():
             future.set_result(answer)
-        log.info("emulator.thingplus.rpc_answered", gateway=gateway_id, id=request_id, outcome=record["outcome"])
+        log.info(
+            "emulator.thingplus.rpc_answered", gateway=gateway_id, id=request_id, outcome=record["outcome"]
+        )
         return "rpc_answers"
 
     def gateway_gone(self, gateway_id: str) -> None:

@@ -93,15 +93,13 @@ class MqttSide:
     def authenticate(
         self, client_id: Any, username: Any, password: Any, will_topic: Any = None
     ) -> str | None:
-        """None when the CONNECT may pass, else why not: clientId = username = a known gateway whose
-        record exists, password = its API key, and a will (if any) under its own topics."""
+        """None when the CONNECT may pass, else why not: clientId = username = a known gateway,
+        password = its API key, and a will (if any) under its own topics."""
         reason = None
         if client_id != username:
             reason = "clientId and username differ"
         elif self.gateways.check(username, password) is None:
             reason = "unknown gateway or wrong API key"
-        elif username not in self.state.gateways:
-            reason = "gateway record deleted"
         elif will_topic is not None and gateway_of(str(will_topic)) != username:
             reason = "last will outside the gateway's topics"
         if reason is not None:
@@ -172,7 +170,9 @@ class MqttSide:
 
     def _status_record(self, status: Status, now: int) -> StatusRecord:
         expire_at = -1 if status.valid_s == -1 else now + status.valid_s * 1000
-        return StatusRecord(received=now, value=status.value, valid_duration=status.valid_s, expire_at=expire_at)
+        return StatusRecord(
+            received=now, value=status.value, valid_duration=status.valid_s, expire_at=expire_at
+        )
 
     def _gateway_status(self, gateway_id: str, gateway: Status, sensors: dict[str, Status]) -> None:
         now = self.state.now_ms()
@@ -215,7 +215,9 @@ class MqttSide:
             for point in raw:
                 if point.time < last:
                     self.count("points_out_of_order", gateway_id)
-                elif (oldest is not None and point.time < oldest) or (newest is not None and point.time > newest):
+                elif (oldest is not None and point.time < oldest) or (
+                    newest is not None and point.time > newest
+                ):
                     self.count("points_out_of_range", gateway_id)
                 else:
                     history.append(Point(point.time, point.value, now))
@@ -252,7 +254,11 @@ class MqttSide:
             "counts": dict(self.counts),
             "known_gateways": self.gateways.snapshot(),
             "links": {
-                gid: {**link.view(), "node_status": self.node_status(gid), "commands": self.commands.view(gid)}
+                gid: {
+                    **link.view(),
+                    "node_status": self.node_status(gid),
+                    "commands": self.commands.view(gid),
+                }
                 for gid, link in self.links.items()
             },
         }
