@@ -18,14 +18,14 @@ import pytest
 
 pytest.importorskip("amqtt", reason="the emulator's MQTT broker needs amqtt (Python >= 3.10)")
 
-import aiomqtt  # noqa: E402
+import aiomqtt
 
-from gatewayd.emulator import EmulatorServer  # noqa: E402
-from gatewayd.emulator.thingplus import ThingPlusEmulator  # noqa: E402
-from gatewayd.emulator.thingplus.mqttgateways import DEMO_MQTT_APIKEY, DEMO_MQTT_GATEWAY_ID  # noqa: E402
-from tests.emulator import RECENT_MS, call, discover_sensor, inventory  # noqa: E402
-from tests.helpers.clocks import FakeClock  # noqa: E402
-from tests.helpers.waiting import until  # noqa: E402
+from gatewayd.emulator import EmulatorServer
+from gatewayd.emulator.thingplus import ThingPlusEmulator
+from gatewayd.emulator.thingplus.mqttgateways import DEMO_MQTT_APIKEY, DEMO_MQTT_GATEWAY_ID
+from tests.emulator import RECENT_MS, call, discover_sensor, inventory
+from tests.helpers.clocks import FakeClock
+from tests.helpers.waiting import until
 
 GW, KEY = DEMO_MQTT_GATEWAY_ID, DEMO_MQTT_APIKEY
 STATUS_TOPIC = f"v/a/g/{GW}/mqtt/status"
@@ -114,6 +114,7 @@ async def test_statuses_and_points_are_parsed_and_recorded_in_the_series(
         assert tp.sensor_statuses[loc][-1].valid_duration == -1
         assert tp.gateway_statuses[GW][-1].value == "on"
         status, state = await call(http, "GET", "/_emulator/state")
+        assert status == 200
         link = state["thingplus"]["mqtt"]["links"][GW]
         assert link["node_status"] == "on" and link["mqtt_status"] == "on"
         assert link["err_reasons"] == {loc: "no fix"}
