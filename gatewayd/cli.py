@@ -159,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Thing+ refuses series points older than D (400 INVALID_INPUT), e.g. 90s, 30m, 2d (default 5d, "
         "like the real platform)",
     )
+    p.add_argument(
+        "--mqtt-port",
+        type=_port,
+        default=None,
+        metavar="P",
+        help="also serve Thing+'s MQTT broker on HOST:P (0 = any free port; default: no broker); needs "
+        "the emulator-mqtt extra (amqtt, Python >= 3.10)",
+    )
 
     add_oneshot_parsers(sub, _Parser, _add_log_level)
     add_outbox_parser(sub, add_config, _add_log_level)
@@ -245,7 +253,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_emulator(args: argparse.Namespace) -> int:
     from gatewayd.emulator import serve_forever
+    from gatewayd.emulator.app import mqtt_available
 
+    if args.mqtt_port is not None and not mqtt_available():
+        print(
+            "gatewayd emulator: --mqtt-port needs amqtt (pip install 'gatewayd[emulator-mqtt]', Python >= 3.10)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     inventory = load_config_arg(args)
     return run_until_signal(
         serve_forever(
@@ -254,6 +269,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             port=args.port,
             report_interval_ms=args.report_interval,
             series_max_age_s=args.series_max_age,
+            mqtt_port=args.mqtt_port,
         )
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gatewayd.emulator.app import mqtt_available
 from tests.helpers.inventories import THINGPLUS, THINGPLUS_PASSWORD_MD5, inventory_yaml
 from tests.helpers.ports import free_port
 
@@ -136,3 +138,47 @@ def test_a_bad_series_max_age_is_a_usage_error(value: str, message: str, tmp_pat
     assert done.returncode == 2, done.stderr
     assert f"gatewayd emulator: error: {message}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not mqtt_available(), reason="the emulator's MQTT broker needs amqtt (Python >= 3.10)")
+def test_mqtt_port_serves_the_broker_and_shows_it(tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yaml"
+    config.write_text(INVENTORY.replace("STATE_DIR", str(tmp_path / "state")), encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = ["emulator", "--config", str(config), "--port", str(port), "--mqtt-port", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        wait_healthy(proc, base)
+        status, state = request(f"{base}/_emulator/state")
+        assert status == 200
+        mqtt_port = state["thingplus"]["mqtt"]["port"]
+        assert isinstance(mqtt_port, int) and mqtt_port > 0
+        with socket.create_connection(("127.0.0.1", mqtt_port), timeout=2):
+            pass  # the broker listens where the state says
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert f'"mqtt": "mqtt://127.0.0.1:{mqtt_port}"' in err  # the startup line (JSON logs)
+
+
+@pytest.mark.skipif(mqtt_available(), reason="amqtt is installed here: the broker runs")
+def test_mqtt_port_without_amqtt_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "inventory.yaml"
+    config.write_text(INVENTORY.replace("STATE_DIR", str(tmp_path / "state")), encoding="utf-8")
+    argv = ["emulator", "--config", str(config), "--port", "0", "--mqtt-port", "0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gatewayd", *argv], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "--mqtt-port needs amqtt" in proc.stderr

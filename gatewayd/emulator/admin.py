@@ -30,6 +30,8 @@ DELETE   /_emulator/thingplus/gateways/{id}      delete a gateway with its devic
                                                  counted
 POST     /_emulator/rcms/record-interval         ``{"ms": 10000}``: routers report every ``ms`` from now
                                                  on (``"sn"``: one router); earlier records stay
+GET|POST /_emulator/thingplus/mqtt-gateways      MQTT gateways known (see :mod:`.thingplus.mqttadmin`)
+POST     /_emulator/thingplus/rpc                a JSON-RPC command to an MQTT gateway, its answer
 =======  ======================================  ====================================================
 """
 
@@ -43,6 +45,7 @@ import structlog
 from aiohttp import web
 
 from gatewayd.emulator.faults import CLOUDS, KINDS
+from gatewayd.emulator.thingplus.mqttadmin import routes as mqtt_routes
 from gatewayd.inventory.types import parse_duration
 
 if TYPE_CHECKING:
@@ -88,6 +91,7 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         web.post(f"{PREFIX}/thingplus/series-limits", api.series_limits),
         web.delete(f"{PREFIX}/thingplus/gateways/{{id}}", api.delete_gateway),
         web.post(f"{PREFIX}/rcms/record-interval", api.rcms_record_interval),
+        *(mqtt_routes(emulator.thingplus.mqtt) if "thingplus" in emulator.clouds else []),
     ]
 
 

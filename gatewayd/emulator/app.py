@@ -7,14 +7,21 @@
         server.emulator.thingplus.points        # what Thing+ accepted
         server.emulator.faults.set("thingplus", outage_s=30)
 
+    async with EmulatorServer(inventory, mqtt_port=0) as server:      # Thing+'s MQTT broker too
+        server.mqtt_port                        # the broker's port on the same host
+        server.emulator.thingplus.mqtt          # its gateways, links, counters and commands
+
 The clouds share one host and port (their paths do not overlap): Thing+ under ``/v2/``, RCMS under
 ``/api/link/``, loctube under ``/api/v1/``, ``/loctube/`` and ``/device/``; the emulator's own admin
-paths under ``/_emulator/`` (see :mod:`gatewayd.emulator.admin`).
+paths under ``/_emulator/`` (see :mod:`gatewayd.emulator.admin`). Thing+'s API-key REST (what MQTT
+gateways discover with) has no prefix: ``/gateways/``, ``/gatewayModels/``, ``/sensorDrivers/``. With
+``mqtt_port`` the Thing+ MQTT broker (amqtt, Python >= 3.10) runs in the same process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -32,8 +39,14 @@ from gatewayd.inventory.config import Inventory
 if TYPE_CHECKING:
     from gatewayd.emulator.loctube import LoctubeEmulator
     from gatewayd.emulator.rcms import RcmsEmulator
+    from gatewayd.emulator.thingplus.mqttbroker import MqttBroker
 
 log = structlog.get_logger(__name__)
+
+
+def mqtt_available() -> bool:
+    """Whether the MQTT broker can run: amqtt is installed (the ``emulator-mqtt`` extra, Python >= 3.10)."""
+    return importlib.util.find_spec("amqtt") is not None
 
 
 class CloudEmulator(Protocol):
@@ -146,7 +159,8 @@ def build_app(
 
 
 class EmulatorServer:
-    """Serve :func:`build_app` on ``host:port`` (port 0: a free one) for the life of an ``async with``."""
+    """Serve :func:`build_app` on ``host:port`` (port 0: a free one) for the life of an ``async with``;
+    with ``mqtt_port`` (0: a free one) Thing+'s MQTT broker on ``host`` too (None: no broker)."""
 
     def __init__(
         self,
@@ -158,6 +172,7 @@ class EmulatorServer:
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
         series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
+        mqtt_port: int | None = None,
     ) -> None:
         self.host = host
         self.app, self.emulator = build_app(
@@ -170,6 +185,13 @@ class EmulatorServer:
         self._port = port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self._mqtt_port = mqtt_port
+        self._broker: MqttBroker | None = None
+
+    @property
+    def mqtt_port(self) -> int | None:
+        """The MQTT broker's port while it serves; None when it does not."""
+        return self._broker.side.port if self._broker is not None else None
 
     @property
     def url(self) -> str:
@@ -190,9 +212,31 @@ class EmulatorServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        log.info("emulator.started", url=self.url, clouds=sorted(self.emulator.clouds))
+        if self._mqtt_port is not None:
+            try:
+                await self._start_mqtt(self._mqtt_port)
+            except BaseException:
+                await self.stop()
+                raise
+        log.info(
+            "emulator.started", url=self.url, clouds=sorted(self.emulator.clouds), mqtt_port=self.mqtt_port
+        )
+
+    async def _start_mqtt(self, port: int) -> None:
+        if not mqtt_available():
+            raise RuntimeError(
+                "the emulator's MQTT broker needs amqtt: pip install 'gatewayd[emulator-mqtt]'"
+            )
+        from gatewayd.emulator.thingplus.mqttbroker import MqttBroker
+
+        broker = MqttBroker(self.emulator.thingplus.mqtt, self.host, port)
+        await broker.start()
+        self._broker = broker
 
     async def stop(self) -> None:
+        if self._broker is not None:
+            broker, self._broker = self._broker, None
+            await broker.stop()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -218,6 +262,7 @@ async def serve_forever(
     port: int = 8080,
     report_interval_ms: int = 60000,
     series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
+    mqtt_port: int | None = None,
 ) -> None:
     """Serve the emulator until cancelled (``gatewayd emulator``)."""
     async with EmulatorServer(
@@ -226,10 +271,12 @@ async def serve_forever(
         port=port,
         report_interval_ms=report_interval_ms,
         series_max_age_s=series_max_age_s,
+        mqtt_port=mqtt_port,
     ) as server:
         log.info(
             "emulator.serving",
             url=server.url,
+            mqtt=f"mqtt://{server.host}:{server.mqtt_port}" if server.mqtt_port is not None else "off",
             clouds=sorted(server.emulator.clouds),
             report_interval_ms=report_interval_ms,
             series_max_age_s=series_max_age_s,

@@ -47,6 +47,10 @@ CLOUDS: tuple[str, ...] = ("thingplus", "rcms", "loctube")
 PREFIXES: tuple[tuple[str, str], ...] = (
     ("/_emulator/", "admin"),
     ("/v2/", "thingplus"),
+    # Thing+'s API-key REST (MQTT gateways' discovery) has no /v2 prefix.
+    ("/gateways/", "thingplus"),
+    ("/gatewayModels/", "thingplus"),
+    ("/sensorDrivers", "thingplus"),
     ("/api/link/", "rcms"),
     ("/api/", "loctube"),
     ("/loctube/", "loctube"),

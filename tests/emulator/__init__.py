@@ -134,3 +134,44 @@ def sensor_body(req_id: str, device: str, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+# -- Thing+'s API-key REST (MQTT gateways' discovery), by hand from the protocol document ------------
+
+
+def apikey_headers(gateway: str, apikey: str) -> dict[str, str]:
+    """The two headers every API-key REST call carries."""
+    return {"username": gateway, "apikey": apikey}
+
+
+async def discover_sensor(
+    http: aiohttp.ClientSession,
+    gateway: str,
+    apikey: str,
+    address: str = "dev1",
+    sensor_type: str = "temperature",
+    model: str = "openApiTemp",
+    driver: str = "embeddedSensor",
+    category: str = "sensor",
+) -> str:
+    """Register a device (409: it exists) and one sensor or actuator of it over the API-key REST, with
+    ids built from the templates ``{gatewayId}-{deviceAddress}[-{type}]``; the sensor id."""
+    headers = apikey_headers(gateway, apikey)
+    device = f"{gateway}-{address}"
+    body = {"reqId": device, "name": f"Device {address}", "model": "embedded-device-v1.0"}
+    status, answer = await call(http, "POST", f"/gateways/{gateway}/devices", headers, body)
+    assert status in (201, 409), answer
+    sensor = f"{device}-{sensor_type}"
+    body = {
+        "reqId": sensor,
+        "category": category,
+        "type": sensor_type,
+        "model": model,
+        "driverName": driver,
+        "network": "daliworks",
+        "name": f"{sensor_type} of {address}",
+        "deviceId": device,
+    }
+    status, answer = await call(http, "POST", f"/gateways/{gateway}/sensors", headers, body)
+    assert status == 201, answer
+    return sensor

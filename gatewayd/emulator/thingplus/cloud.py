@@ -8,11 +8,15 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gatewayd.emulator.thingplus.discovery import Discovery
 from gatewayd.emulator.thingplus.model import gateway_model
+from gatewayd.emulator.thingplus.mqttgateways import DEMO_MQTT_APIKEY, DEMO_MQTT_GATEWAY_ID
+from gatewayd.emulator.thingplus.mqttside import MqttSide
 from gatewayd.emulator.thingplus.registration import Registration
 from gatewayd.emulator.thingplus.reporting import Reporting
 from gatewayd.emulator.thingplus.state import ThingPlusState
 from gatewayd.emulator.thingplus.wire import Reject
+from gatewayd.inventory.config import ThingPlusConfig
 
 log = structlog.get_logger(__name__)
 
@@ -32,9 +36,25 @@ class ThingPlusEmulator(ThingPlusState):
 
     cloud = "thingplus"
 
+    def __init__(self, config: ThingPlusConfig, **options: Any) -> None:
+        super().__init__(config, **options)
+        #: The MQTT side: known MQTT gateways, their links, counters and commands (:mod:`.mqttside`).
+        self.mqtt = MqttSide(self)
+        self.mqtt.gateways.add(DEMO_MQTT_GATEWAY_ID, DEMO_MQTT_APIKEY)
+        # The MQTT gateway the inventory names, when it has the keys of the MQTT mode (read by name: the
+        # emulator shares no code with the daemon's Thing+ client).
+        gateway_id, apikey = getattr(config, "gateway_id", None), getattr(config, "apikey", None)
+        if isinstance(gateway_id, str) and apikey is not None:
+            reveal = getattr(apikey, "reveal", None)
+            self.mqtt.gateways.add(gateway_id, reveal() if callable(reveal) else str(apikey))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**super().snapshot(), "mqtt": self.mqtt.snapshot()}
+
     def routes(self) -> list[web.RouteDef]:
         r = self._route
         registration, reporting = Registration(self), Reporting(self)
+        discovery = Discovery(self, self.mqtt.gateways).routes()
         # The reporting calls come first: aiohttp tries the resources under ``/v2/gateways`` in the order
         # they were added (no path matches two of them, so the order changes nothing else).
         return [
@@ -53,6 +73,7 @@ class ThingPlusEmulator(ThingPlusState):
             web.post("/v2/gateways/{owner}/sensors", r("register_sensor", registration.register_sensor)),
             web.get("/v2/gateways/{owner}/sensors", r("list_sensors", registration.list_sensors)),
             web.get("/v2/gateways/{owner}/sensors/{id}", r("get_sensor", registration.get_sensor)),
+            *discovery,
         ]
 
     def gateway_model(self) -> dict[str, Any]:
