@@ -6,6 +6,7 @@
     │   ├── StateDirLockedError    another gatewayd holds the state directory's lock
     │   └── DiskFullError      no room left: wait for it (samples wait in memory), never give up
     ├── SourceError            one read of one sensor failed: that sensor reports 'err', the rest go on
+    ├── ActuatorError          a command to an actuator failed: it reports 'err', the cloud gets an error
     └── CloudError             anything a cloud call can end in (carries cloud, operation)
         ├── TransientError     retry with backoff: 5xx, 429, timeouts, connection errors
         │   ├── RateLimitedError   429, with the server's Retry-After when it gave one
@@ -78,6 +79,10 @@ class DiskFullError(StorageError):
 
 class SourceError(GatewaydError):
     """A sensor source could not produce a value this time (file missing, timeout, bad output...)."""
+
+
+class ActuatorError(GatewaydError):
+    """An actuator's target did not do what the command asked (write refused, command failed, timeout...)."""
 
 
 class CloudError(GatewaydError):

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gatewayd.errors import ConfigError, ConfigProblem
+from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.fingerprint import fingerprint
 from gatewayd.inventory.models import (
     MAX_RCMS_HISTORY_S,
@@ -38,7 +39,9 @@ from gatewayd.regularfile import load_ca_bundle
 
 __all__ = [
     "MAX_RCMS_HISTORY_S",
+    "ActuatorConfig",
     "CloudConfig",
+    "CommandsConfig",
     "DeviceConfig",
     "Duration",
     "GatewayConfig",
@@ -189,7 +192,14 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
                 load_ca_bundle(ca_file)
             except ValueError as exc:
                 problem(path, f"CA bundle {ca_file} {exc}")
+    transport = inventory.thingplus.transport
     for i, device in enumerate(inventory.devices):
+        if device.actuators and transport != "mqtt":
+            problem(
+                ("devices", i, "actuators"),
+                f"actuators need thingplus.transport: mqtt (Thing+ cannot link actuators over "
+                f"{transport}): set it, or remove the actuators",
+            )
         for j, sensor in enumerate(device.sensors):
             at: DataPath = ("devices", i, "sensors", j)
             if sensor.rcms is not None:

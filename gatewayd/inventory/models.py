@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 
+from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.mqtt import MqttConfig, transport_problems
+from gatewayd.inventory.oneof import present_key, validate_one_of
 from gatewayd.inventory.sources import (
     SOURCE_KEYS,
     CommandSource,
@@ -79,6 +81,9 @@ class ThingPlusConfig(CloudConfig):
         if extra:
             raise ValidationError.from_exception_data(cls.__name__, extra)
         return config
+
+    #: Remote commands from the cloud (Thing+ over MQTT): gatewayd.inventory.actuators.CommandsConfig.
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     @model_validator(mode="after")
     def _one_password(self) -> ThingPlusConfig:
@@ -158,47 +163,27 @@ class SensorConfig(Strict):
     @classmethod
     def _one_source(cls, data: Any, handler: ModelWrapValidatorHandler[SensorConfig]) -> SensorConfig:
         """Report a missing or doubled source together with the sensor's other problems, not instead."""
-        problem = _source_problem(data) if isinstance(data, dict) else None
-        try:
-            sensor = handler(data)
-        except ValidationError as exc:
-            if problem is None:
-                raise
-            errors: list[Any] = [*exc.errors(), _value_error(problem, data)]
-            raise ValidationError.from_exception_data(exc.title, errors) from None
-        if problem is not None:
-            raise ValueError(problem)
-        return sensor
+        return validate_one_of(data, handler, SOURCE_KEYS, "source")
 
     @property
     def source_kind(self) -> str:
-        return next(k for k in SOURCE_KEYS if getattr(self, k) is not None)
+        return present_key(self, SOURCE_KEYS)
 
     @property
     def source(self) -> Any:
         return getattr(self, self.source_kind)
 
 
-def _source_problem(data: dict[str, Any]) -> str | None:
-    present = [k for k in SOURCE_KEYS if data.get(k) is not None]
-    if not present:
-        return f"has no source: give exactly one of {', '.join(SOURCE_KEYS)}"
-    if len(present) > 1:
-        return f"has several sources ({', '.join(present)}): give exactly one"
-    return None
-
-
-def _value_error(message: str, data: Any) -> Any:
-    return {"type": "value_error", "loc": (), "input": data, "ctx": {"error": ValueError(message)}}
-
-
 class DeviceConfig(Strict):
     name: Name
     sensors: list[SensorConfig] = Field(default_factory=list)
+    #: What the cloud can switch (Thing+ over MQTT only): gatewayd.inventory.actuators.
+    actuators: list[ActuatorConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_sensor_names(self) -> DeviceConfig:
         require_unique([s.name for s in self.sensors], "sensors", "sensor name")
+        require_unique([a.name for a in self.actuators], "actuators", "actuator name")
         return self
 
 

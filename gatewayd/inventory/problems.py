@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from gatewayd.errors import ConfigProblem
+from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.models import (
     DeviceConfig,
     DuplicateName,
@@ -31,7 +32,7 @@ from gatewayd.inventory.yamlsource import DataPath, Located, format_path
 
 
 def duplicate_names(located: Located, file: str) -> list[ConfigProblem]:
-    """Repeated device names, and sensor names within a device, found even when other keys are wrong."""
+    """Repeated device names, and sensor and actuator names within a device, found even when other keys are wrong."""
     problems = []
 
     def check(items: Any, path: DataPath, field: str, what: str) -> None:
@@ -51,6 +52,7 @@ def duplicate_names(located: Located, file: str) -> list[ConfigProblem]:
     for i, device in enumerate(data.get("devices") or []):
         if isinstance(device, dict):
             check(device.get("sensors"), ("devices", i), "sensors", "sensor name")
+            check(device.get("actuators"), ("devices", i), "actuators", "actuator name")
     return problems
 
 
@@ -157,7 +159,9 @@ def _allowed_keys(path: DataPath) -> list[str]:
     elif parent[0] == "devices" and len(parent) == 2:
         model = DeviceConfig
     elif parent[0] == "devices" and len(parent) == 4:
-        model = SensorConfig
+        model = ActuatorConfig if parent[2] == "actuators" else SensorConfig
+    elif parent == ("thingplus", "commands"):
+        model = CommandsConfig
     else:
         model = None
-    return sorted(model.model_fields) if model else []
+    return sorted(field.alias or name for name, field in model.model_fields.items()) if model else []

@@ -271,8 +271,9 @@ class HttpSource(_Scaled):
     timeout: Duration = 10.0
 
 
-class ModbusSource(_Scaled):
-    """Registers or bits of a Modbus TCP (``host``) or RTU (``serial``) device; ``address`` 0-based."""
+class ModbusConnection(Strict):
+    """Where a Modbus device is: TCP (``host``) or RTU (``serial``), its ``unit``, and how long a request
+    may take. Shared by sensors (:class:`ModbusSource`) and actuators (gatewayd.inventory.actuators)."""
 
     host: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 502
@@ -282,18 +283,34 @@ class ModbusSource(_Scaled):
     bytesize: Literal[7, 8] = 8
     stopbits: Literal[1, 2] = 1
     unit: Annotated[int, Field(ge=0, le=255)] = 1
+    timeout: Duration = 3.0
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> ModbusConnection:
+        if (self.host is None) == (self.serial is None):
+            raise ValueError("give exactly one of 'host' (Modbus TCP) and 'serial' (Modbus RTU)")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """Sensors and actuators with the same endpoint share one connection."""
+        if self.host is not None:
+            return f"tcp://{self.host}:{self.port}"
+        return f"rtu://{self.serial}?{self.baudrate}{self.parity}{self.bytesize}{self.stopbits}"
+
+
+class ModbusSource(_Scaled, ModbusConnection):
+    """Registers or bits of a Modbus TCP (``host``) or RTU (``serial``) device; ``address`` 0-based."""
+
     function: Literal["holding", "input", "coil", "discrete"] = "holding"
     address: Annotated[int, Field(ge=0, le=65535)]
     count: Annotated[int, Field(ge=1, le=125)] | None = None
     data_type: Literal["int16", "uint16", "int32", "uint32", "float32", "bool"] | None = None
     word_order: Literal["big", "little"] = "big"
     byte_order: Literal["big", "little"] = "big"
-    timeout: Duration = 3.0
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusSource:
-        if (self.host is None) == (self.serial is None):
-            raise ValueError("give exactly one of 'host' (Modbus TCP) and 'serial' (Modbus RTU)")
         bits = self.function in ("coil", "discrete")
         if bits and self.data_type not in (None, "bool"):
             raise ValueError(f"function {self.function!r} reads bits: data_type must be 'bool'")
@@ -316,13 +333,6 @@ class ModbusSource(_Scaled):
     def words(self) -> int:
         """Registers the data type spans (1 for bits and 16-bit types)."""
         return 2 if self.effective_type in ("int32", "uint32", "float32") else 1
-
-    @property
-    def endpoint(self) -> str:
-        """Sensors with the same endpoint share one connection."""
-        if self.host is not None:
-            return f"tcp://{self.host}:{self.port}"
-        return f"rtu://{self.serial}?{self.baudrate}{self.parity}{self.bytesize}{self.stopbits}"
 
 
 class RcmsBridge(Strict):

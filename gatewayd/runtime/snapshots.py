@@ -111,6 +111,49 @@ class PollingSnapshot:
 
 
 @dataclass(frozen=True)
+class ActuatorRow:
+    """One actuator (gatewayd.actuators), as ``/status`` lists it and as its sensor-like status is sent."""
+
+    device: str
+    name: str
+    type: str
+    #: The inventory target: modbus, command, http or simulate.
+    target: str
+    #: on, off, blinking, or unknown (never switched since the start, or the last write failed).
+    state: str
+    last_command: str | None
+    last_error: str | None
+    commands: int
+    failures: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.device}/{self.name}"
+
+    @property
+    def status(self) -> str:
+        """The Thing+ status of the actuator: ``on`` while it works, ``err:<reason>`` after a failed command
+        (no commas: the gateway status message is comma-separated)."""
+        if self.last_error is None:
+            return "on"
+        return "err:" + self.last_error.replace(",", ";")[:200]
+
+
+@dataclass(frozen=True)
+class CommandsSnapshot:
+    """Remote commands from the cloud (gatewayd.commands.handler)."""
+
+    #: Commands answered, by (method, result): result is ok or the JSON-RPC error's name.
+    counts: Mapping[tuple[str, str], int]
+    #: The cloud's time minus the box's, in seconds, at the last timeSync (None before the first).
+    time_offset_s: float | None
+
+
+#: Before any command came.
+NO_COMMANDS = CommandsSnapshot(EMPTY, None)
+
+
+@dataclass(frozen=True)
 class DaemonSnapshot:
     sensors: SensorsSnapshot
     registration: RegistrationSnapshot
@@ -119,6 +162,9 @@ class DaemonSnapshot:
     polling: PollingSnapshot
     #: Cloud request latencies by (cloud, operation).
     requests: Mapping[tuple[str, str], LatencySnapshot]
+    #: The actuators' states (Thing+ over MQTT), and the remote commands answered.
+    actuators: tuple[ActuatorRow, ...] = ()
+    commands: CommandsSnapshot = NO_COMMANDS
 
 
 #: Before the network side runs: nothing registered, reported or polled yet.

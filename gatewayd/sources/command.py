@@ -83,44 +83,7 @@ class CommandReader:
             raise SourceError(f"command {self.name}: {exc}") from None
 
     async def _run(self) -> tuple[str, bool]:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise SourceError(f"command {self.name}: {self.argv[0]!r} not found") from None
-        except PermissionError:
-            raise SourceError(f"command {self.name}: {self.argv[0]!r} is not executable") from None
-        except OSError as exc:
-            raise SourceError(f"command {self.name}: cannot start: {exc.strerror or exc}") from None
-
-        async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool], int]:
-            out, err = await asyncio.gather(
-                _capture(process.stdout, MAX_OUTPUT_BYTES), _capture(process.stderr, MAX_OUTPUT_BYTES)
-            )
-            return out, err, await process.wait()
-
-        try:  # wait_for, not asyncio.timeout (3.11+): the box runs Python 3.9
-            (stdout, truncated), (stderr, _), returncode = await asyncio.wait_for(
-                communicate(), self.config.timeout
-            )
-        except asyncio.TimeoutError:
-            raise SourceError(
-                f"command {self.name}: timed out after {self.config.timeout:g}s (killed)"
-            ) from None
-        finally:
-            if process.returncode is None:
-                _kill_group(process)
-                await _reap(process)
-        if returncode != 0:
-            message = f"command {self.name}: {_exit_reason(returncode)}"
-            line = _first_line(stderr)
-            raise SourceError(f"{message}: {line}" if line else message)
-        return stdout.decode("utf-8", errors="replace"), truncated
+        return await run_argv(self.argv, self.config.timeout, self.name)
 
     def _pick(self, stdout: str, truncated: bool) -> Any:
         if not stdout.strip():
@@ -148,3 +111,44 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
     except asyncio.CancelledError:
         await waiter  # SIGKILL was sent: this is quick; then let the cancellation go on
         raise
+
+
+async def run_argv(argv: list[str], timeout: float, name: str) -> tuple[str, bool]:
+    """Run ``argv`` (no shell) within ``timeout``: its stdout, and whether more was dropped. Any failure
+    (not found, timed out, a non-zero exit with its first line of stderr) is a SourceError that names the
+    command ``name`` only (arguments may carry secrets). Sensors and actuators run their commands here.
+    """
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise SourceError(f"command {name}: {argv[0]!r} not found") from None
+    except PermissionError:
+        raise SourceError(f"command {name}: {argv[0]!r} is not executable") from None
+    except OSError as exc:
+        raise SourceError(f"command {name}: cannot start: {exc.strerror or exc}") from None
+
+    async def communicate() -> tuple[tuple[bytes, bool], tuple[bytes, bool], int]:
+        out, err = await asyncio.gather(
+            _capture(process.stdout, MAX_OUTPUT_BYTES), _capture(process.stderr, MAX_OUTPUT_BYTES)
+        )
+        return out, err, await process.wait()
+
+    try:  # wait_for, not asyncio.timeout (3.11+): the box runs Python 3.9
+        (stdout, truncated), (stderr, _), returncode = await asyncio.wait_for(communicate(), timeout)
+    except asyncio.TimeoutError:
+        raise SourceError(f"command {name}: timed out after {timeout:g}s (killed)") from None
+    finally:
+        if process.returncode is None:
+            _kill_group(process)
+            await _reap(process)
+    if returncode != 0:
+        message = f"command {name}: {_exit_reason(returncode)}"
+        line = _first_line(stderr)
+        raise SourceError(f"{message}: {line}" if line else message)
+    return stdout.decode("utf-8", errors="replace"), truncated

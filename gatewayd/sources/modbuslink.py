@@ -1,4 +1,5 @@
-"""Modbus connections: one :class:`ModbusLink` per endpoint, shared by its sensors, in a :class:`ModbusPool`.
+"""Modbus connections: one :class:`ModbusLink` per endpoint, shared by its sensors and actuators, in a
+:class:`ModbusPool`.
 
 Modbus is request/response on one link, so a link sends one request at a time (an ``asyncio.Lock``; on
 an RS-485 bus two masters' frames would collide). A link connects on first use; when connecting fails it
@@ -16,6 +17,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Union
 
@@ -23,7 +25,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gatewayd.errors import SourceError
-from gatewayd.inventory.sources import ModbusSource
+from gatewayd.inventory.sources import ModbusConnection
 from gatewayd.sources.modbusvalues import exception_text
 
 Client = Union[AsyncModbusTcpClient, AsyncModbusSerialClient]
@@ -54,7 +56,7 @@ _UNIT_KEYWORD = _unit_keyword()
 _CLIENT_TIMEOUT_MARGIN_S = 1.0
 
 
-def make_client(config: ModbusSource, timeout: float) -> Client:
+def make_client(config: ModbusConnection, timeout: float) -> Client:
     """A pymodbus asyncio client for ``config``'s endpoint, with pymodbus's reconnects and retries off."""
     if config.host is not None:
         return AsyncModbusTcpClient(
@@ -84,12 +86,12 @@ class ModbusLink:
 
     def __init__(
         self,
-        config: ModbusSource,
+        config: ModbusConnection,
         *,
         backoff_initial: float,
         backoff_max: float,
         clock: Callable[[], float],
-        client_factory: Callable[[ModbusSource, float], Client],
+        client_factory: Callable[[ModbusConnection, float], Client],
     ) -> None:
         self.endpoint = config.endpoint
         self._config = config
@@ -122,17 +124,34 @@ class ModbusLink:
 
     async def read(self, function: str, address: int, count: int, unit: int, timeout_s: float) -> list[Any]:
         """The registers (ints) or bits (bools) answered; at least ``count`` of them."""
-        method = READ_METHODS[function]
         what = f"{_FUNCTION_NAMES[function]} {address}" + (f"..{address + count - 1}" if count > 1 else "")
         if address + count > 0x10000:
             raise SourceError(f"{what}: beyond the last Modbus address 65535")
+        request = partial(self._client_call, READ_METHODS[function], address, count=count)
+        response = await self._request(request, unit, what, timeout_s)
+        values = list(response.bits if function in ("coil", "discrete") else response.registers)
+        if len(values) < count:
+            raise SourceError(f"{self.endpoint}: unit {unit} answered {len(values)} of {count} {what}")
+        return values
+
+    async def write(self, function: str, address: int, value: int, unit: int, timeout_s: float) -> None:
+        """Write one ``coil`` (0/1) or one ``holding`` register (an actuator's on or off value)."""
+        if function == "coil":
+            request = partial(self._client_call, "write_coil", address, bool(value))
+        else:
+            request = partial(self._client_call, "write_register", address, value)
+        await self._request(request, unit, f"writing {_FUNCTION_NAMES[function]} {address}", timeout_s)
+
+    def _client_call(self, method: str, *args: Any, client: Client, unit: int, **kwargs: Any) -> Any:
+        return getattr(client, method)(*args, **kwargs, **{_UNIT_KEYWORD: unit})
+
+    async def _request(self, request: Callable[..., Any], unit: int, what: str, timeout_s: float) -> Any:
+        """One request on the link, alone on it; the device's answer unless it failed."""
         async with self._lock:
             client = await self._connected(timeout_s)
             done = False
             try:
-                response = await asyncio.wait_for(
-                    getattr(client, method)(address, count=count, **{_UNIT_KEYWORD: unit}), timeout_s
-                )
+                response = await asyncio.wait_for(request(client=client, unit=unit), timeout_s)
                 done = True
             except asyncio.TimeoutError:
                 raise SourceError(
@@ -140,7 +159,7 @@ class ModbusLink:
                 ) from None
             except (ModbusException, OSError) as exc:
                 raise SourceError(f"{self.endpoint}: unit {unit}, {what}: {_describe(exc)}") from None
-            except Exception as exc:  # whatever else pymodbus may raise: a failed read is a SourceError
+            except Exception as exc:  # whatever else pymodbus may raise: a failed request is a SourceError
                 raise SourceError(
                     f"{self.endpoint}: unit {unit}, {what}: {type(exc).__name__}: {exc}"
                 ) from exc
@@ -151,10 +170,7 @@ class ModbusLink:
             if response.isError():
                 code = getattr(response, "exception_code", None)
                 raise SourceError(f"{self.endpoint}: unit {unit} answered {exception_text(code)} for {what}")
-            values = list(response.bits if function in ("coil", "discrete") else response.registers)
-            if len(values) < count:
-                raise SourceError(f"{self.endpoint}: unit {unit} answered {len(values)} of {count} {what}")
-            return values
+            return response
 
     async def _connected(self, timeout_s: float) -> Client:
         if self._closed:
@@ -216,7 +232,7 @@ class ModbusPool:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
-        client_factory: Callable[[ModbusSource, float], Client] = make_client,
+        client_factory: Callable[[ModbusConnection, float], Client] = make_client,
     ) -> None:
         if backoff_initial <= 0 or backoff_max < backoff_initial:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
@@ -231,7 +247,7 @@ class ModbusPool:
         """Endpoint -> link (read-only view)."""
         return MappingProxyType(self._links)
 
-    def link(self, config: ModbusSource) -> ModbusLink:
+    def link(self, config: ModbusConnection) -> ModbusLink:
         """The shared link of ``config``'s endpoint (made on first use; it connects on the first read).
 
         Each call counts one user of the link; :meth:`release` it when the sensor goes away.
