@@ -57,9 +57,8 @@ if TYPE_CHECKING:
     from gatewayd.runtime.polling import Polling
     from gatewayd.runtime.registrar import Registered
     from gatewayd.runtime.registration import Registration
-    from gatewayd.runtime.reporting import Reporting
+    from gatewayd.runtime.reporting import Reporting, ReportingTransport
     from gatewayd.runtime.sampler import SampleBuffer, Sampler
-    from gatewayd.runtime.uploader import Uploader
 
 __all__ = ["CALL_POLICY", "CONNECT_POLICY", "Daemon", "Hooks", "run_daemon"]
 
@@ -297,7 +296,7 @@ class Daemon:
         return self.saver
 
     @property
-    def uploader(self) -> Uploader | None:
+    def uploader(self) -> ReportingTransport | None:
         return self.reporting.uploader if self.reporting else None
 
     @property

@@ -84,6 +84,9 @@ class ReportingSnapshot:
     #: Monotonic times: the last upload cycle that ended well, the last batch acknowledged.
     last_success: float | None
     last_progress: float | None
+    #: https or mqtt; for mqtt, the session's state (gatewayd.clouds.mqttsession.MqttSession.connection).
+    transport: str = "https"
+    connection: Mapping[str, Any] = EMPTY
 
 
 @dataclass(frozen=True)
