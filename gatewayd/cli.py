@@ -186,6 +186,20 @@ def _add_oneshot_parsers(sub: Any) -> None:
     p.add_argument("id", metavar="ID", nargs="?")
     p = tp_sub.add_parser("gateway", help="a gateway record (reportInterval, ...)")
     p.add_argument("id", metavar="ID")
+    p = tp_sub.add_parser(
+        "rpc",
+        help="send a JSON-RPC command to an MQTT gateway through the emulator's admin API",
+        description="POST {gateway, method, params} to <thingplus endpoint>/_emulator/thingplus/rpc and print "
+        "the gateway's answer (the emulator only; exit 1 on a timeout or an unknown gateway).",
+    )
+    p.add_argument("method", metavar="METHOD", help="timeSync, setProperty, controlActuator, swInfo, ...")
+    p.add_argument(
+        "params", metavar="JSON", nargs="?", help='the params object, e.g. \'{"id": "...", "cmd": "on"}\''
+    )
+    p.add_argument(
+        "--gateway", metavar="ID", help="the gateway (default: the inventory's thingplus.gateway_id)"
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
     _finish_oneshot(tp_sub, cmd_thingplus)
 
     rc = sub.add_parser("rcms", help="one-shot RCMS calls (JSON on stdout)")
@@ -273,8 +287,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_thingplus(args: argparse.Namespace) -> int:
-    from gatewayd.ops.oneshot import thingplus_call
+    from gatewayd.ops.oneshot import rpc_params, thingplus_call, thingplus_rpc
 
+    if args.what == "rpc":
+        params = rpc_params(args.params)
+        return _print_call(
+            args, lambda inventory: thingplus_rpc(inventory, args.method, params, args.gateway, args.timeout)
+        )
     return _print_call(
         args, lambda inventory: thingplus_call(inventory, args.what, getattr(args, "id", None))
     )

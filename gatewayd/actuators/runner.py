@@ -54,20 +54,29 @@ class Command:
     duration_ms: float | None = None
 
 
-def _milliseconds(options: Mapping[str, Any], key: str, minimum: float) -> float | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str):  # Thing+ may send numbers as strings
+def parse_ms(value: Any) -> float:
+    """A number of milliseconds: a finite number, or one written as a string (as Thing+ may send it)."""
+    number = value
+    if isinstance(value, str):
         try:
-            value = float(value.strip())
+            number = float(value.strip())
         except ValueError:
-            raise BadCommand(f"options.{key} must be a number of milliseconds, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadCommand(f"options.{key} must be a number of milliseconds, got {value!r}")
-    if value < minimum or value <= 0:
-        raise BadCommand(f"options.{key} must be at least {max(minimum, 1):g} ms, got {value:g}")
-    return float(value)
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        raise ValueError(f"must be a number of milliseconds, got {value!r}")
+    return float(number)
+
+
+def _milliseconds(options: Mapping[str, Any], key: str, minimum: float) -> float | None:
+    if options.get(key) is None:
+        return None
+    try:
+        value = parse_ms(options[key])
+    except ValueError as exc:
+        raise BadCommand(f"options.{key} {exc}") from None
+    if value < minimum:
+        raise BadCommand(f"options.{key} must be at least {minimum:g} ms, got {value:g}")
+    return value
 
 
 def parse_command(cmd: Any, options: Any) -> Command:

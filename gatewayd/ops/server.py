@@ -151,6 +151,7 @@ class DaemonCollector(Collector):
         )
         yield _gauge("gatewayd_sensors", "Sensors in the inventory", sensors.count)
         yield _request_seconds(d)
+        yield from _commands(d)
         info = InfoMetricFamily("gatewayd_build", "gatewayd version and runtime")
         info.add_metric([], {"version": __version__, "python": platform.python_version()})
         yield info
@@ -168,6 +169,24 @@ def _request_seconds(snapshot: DaemonSnapshot) -> HistogramMetricFamily:
         cumulative = list(itertools.accumulate(latency.counts))
         family.add_metric([cloud, operation], list(zip(bounds, cumulative)), latency.sum_s)
     return family
+
+
+def _commands(snapshot: DaemonSnapshot) -> Iterator[Metric]:
+    """Remote commands by method and result, and the clock offset the last timeSync saw."""
+    family = CounterMetricFamily(
+        "gatewayd_commands",
+        "Remote commands (JSON-RPC over MQTT) answered, by method and result (ok or the error's name)",
+        labels=["method", "result"],
+    )
+    for (method, result), n in sorted(snapshot.commands.counts.items()):
+        family.add_metric([method, result], n)
+    yield family
+    if snapshot.commands.time_offset_s is not None:
+        yield _gauge(
+            "gatewayd_time_offset_seconds",
+            "The cloud's time minus the box's at the last timeSync",
+            snapshot.commands.time_offset_s,
+        )
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -268,6 +287,21 @@ class OpsServer:
             "storage": dict(d.storage.detail),
             "registry": dict(d.sensors.registry),
             "sensors": sensors,
+            "actuators": [
+                {
+                    "device": a.device,
+                    "name": a.name,
+                    "type": a.type,
+                    "target": a.target,
+                    "state": a.state,
+                    "status": a.status,
+                    "last_command": a.last_command,
+                    "last_error": a.last_error,
+                    "commands": a.commands,
+                    "failures": a.failures,
+                }
+                for a in d.actuators
+            ],
             "polled": dict(d.polling.latest),
         }
         return web.json_response(body)

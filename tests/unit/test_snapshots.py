@@ -5,15 +5,24 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gatewayd.inventory.config import parse_inventory
-from gatewayd.ops.server import assess
+from gatewayd.ops.server import OpsServer, assess
 from gatewayd.runtime.requestmetrics import BUCKETS, RequestMetrics
 from gatewayd.runtime.schedule import DEFAULT_REPORT_INTERVAL_MS
 from gatewayd.runtime.service import Daemon
-from gatewayd.runtime.snapshots import NOT_REGISTERED, NOT_REPORTING, DaemonSnapshot, summary_line
+from gatewayd.runtime.snapshots import (
+    NOT_REGISTERED,
+    NOT_REPORTING,
+    ActuatorRow,
+    CommandsSnapshot,
+    DaemonSnapshot,
+    summary_line,
+)
 from tests.conftest import VALID
+from tests.helpers.ports import free_port
 
 
 @pytest.fixture
@@ -90,3 +99,43 @@ def test_the_ops_side_knows_nothing_of_how_the_daemon_is_built() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_commands_and_actuators_are_shown_from_the_snapshot(
+    snapshot: DaemonSnapshot, tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    fan = ActuatorRow(
+        "Room 1", "Fan", "powerSwitch", "modbus", "unknown", "off", "unit 1: no answer, sorry", 2, 1
+    )
+    shown = dataclasses.replace(
+        snapshot,
+        actuators=(fan,),
+        commands=CommandsSnapshot({("controlActuator", "failed"): 1, ("timeSync", "ok"): 2}, -1.5),
+    )
+    listen = f"127.0.0.1:{free_port()}"
+    server = OpsServer(lambda detail=False: shown, listen, tmp_path / "outbox.sqlite")
+    await server.start()
+    try:
+        async with session.get(f"http://{listen}/metrics") as response:
+            text = await response.text()
+        async with session.get(f"http://{listen}/status") as response:
+            body = await response.json()
+    finally:
+        await server.stop()
+    assert 'gatewayd_commands_total{method="controlActuator",result="failed"} 1.0' in text
+    assert 'gatewayd_commands_total{method="timeSync",result="ok"} 2.0' in text
+    assert "gatewayd_time_offset_seconds -1.5" in text
+    assert body["actuators"] == [
+        {
+            "device": "Room 1",
+            "name": "Fan",
+            "type": "powerSwitch",
+            "target": "modbus",
+            "state": "unknown",
+            "status": "err:unit 1: no answer; sorry",
+            "last_command": "off",
+            "last_error": "unit 1: no answer, sorry",
+            "commands": 2,
+            "failures": 1,
+        }
+    ]  # fmt: skip (no commas in a Thing+ status)
