@@ -48,6 +48,7 @@ class MqttUploader:
         outbox: Outbox,
         cloud_ids: Callable[[], Mapping[str, str]],
         *,
+        extra: Callable[[], Iterable[tuple[str, str]]] = tuple,
         batch_size: int = 200,
         sensors_per_pass: int = 512,
         max_bytes: int = MAX_DATA_BYTES,
@@ -56,6 +57,8 @@ class MqttUploader:
         self.session = session
         self.outbox = outbox
         self._cloud_ids_of = cloud_ids
+        #: (Thing+ id, status) of what else the status message carries: the actuators.
+        self._extra = extra
         self.gateway_id = session.gateway_id
         self.batch_size = batch_size
         self.sensors_per_pass = sensors_per_pass
@@ -85,6 +88,7 @@ class MqttUploader:
             return False
         ids = self.cloud_ids
         sensors = [(ids[sid], _status(value)) for sid, value in statuses if sid in self.sendable]
+        sensors += [(cloud_id, _status(value)) for cloud_id, value in self._extra()]
         try:
             await self.session.publish(
                 status_topic(self.gateway_id), gateway_status("on", valid_duration_s, sensors)

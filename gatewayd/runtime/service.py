@@ -34,6 +34,7 @@ from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.requestmetrics import RequestMetrics
 from gatewayd.runtime.sensors import Sensors
 from gatewayd.runtime.snapshots import (
+    NO_COMMANDS,
     NOT_POLLING,
     NOT_REGISTERED,
     NOT_REPORTING,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
     from gatewayd.outbox import Outbox
     from gatewayd.runtime.diskguard import DiskGuard
+    from gatewayd.runtime.mqttlink import MqttLink
     from gatewayd.runtime.polling import Polling
     from gatewayd.runtime.registrar import Registered
     from gatewayd.runtime.registration import Registration
@@ -83,11 +85,14 @@ class Daemon:
         grace_s: float = 10.0,
         connect_policy: RetryPolicy = CONNECT_POLICY,
         call_policy: RetryPolicy = CALL_POLICY,
+        mqtt_reconnect: RetryPolicy | None = None,
     ) -> None:
         self.clock = clock
         self.mono = mono
         self.connect_policy = connect_policy
         self.call_policy = call_policy
+        #: MQTT transport: the wait after a connection ends (None: gatewayd.clouds.mqttsession's 10 s on).
+        self.mqtt_reconnect = mqtt_reconnect
         self.state_dir = inventory.state_dir
         self.supervisor = Supervisor(grace_s=grace_s, mono=mono, hooks=hooks)
         self.registry = Registry(self.state_dir)
@@ -115,6 +120,7 @@ class Daemon:
         self.reporting: Reporting | None = None
         self.registration: Registration | None = None
         self.polling: Polling | None = None
+        self.mqtt: MqttLink | None = None
 
     # ------------------------------------------------------------------ control (signal handlers)
 
@@ -174,15 +180,38 @@ class Daemon:
         self.supervisor.result()
 
     def _start_network(self, session: aiohttp.ClientSession, scheduler: AsyncIOScheduler) -> None:
-        """The Thing+ client, reporting, registration and the pollers, on the daemon's one session."""
+        """Thing+ (over HTTPS or MQTT), registration, reporting and the pollers, on the daemon's one session."""
+        from gatewayd.runtime.polling import Polling
+
+        sup = self.supervisor
+        self.sensors.use_session(session)
+        if self.inventories.current.thingplus.transport == "mqtt":
+            self._start_mqtt(session)
+        else:
+            self._start_https(session)
+        self.polling = Polling(
+            sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
+        )
+        self.inventories.poll_with(self.polling)
+        assert self.registration is not None
+        self.registration.begin()
+
+    def _start_mqtt(self, session: aiohttp.ClientSession) -> None:
+        """Discovery over REST with the API key, reporting and commands over MQTT (gatewayd.runtime.mqttlink)."""
+        from gatewayd.runtime.mqttlink import MqttLink
+
+        self.mqtt = MqttLink(self, session, on_cycle=self._status, reconnect=self.mqtt_reconnect)
+        self.reporting = self.mqtt.reporting
+        self.registration = self.mqtt.registration
+
+    def _start_https(self, session: aiohttp.ClientSession) -> None:
+        """The Thing+ client (OAuth2), reporting and registration over HTTPS."""
         from gatewayd.clouds.thingplus import ThingPlusClient
         from gatewayd.runtime.gatewaywatch import GatewayWatch
-        from gatewayd.runtime.polling import Polling
         from gatewayd.runtime.registration import Registration
         from gatewayd.runtime.reporting import Reporting
 
         sup = self.supervisor
-        self.sensors.use_session(session)
         thingplus = ThingPlusClient(
             session,
             self.inventories.current.thingplus,
@@ -201,10 +230,6 @@ class Daemon:
             on_cycle=self._status,
             mono=self.mono,
         )
-        self.polling = Polling(
-            sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
-        )
-        self.inventories.poll_with(self.polling)
         self.registration = Registration(
             sup,
             thingplus,
@@ -215,7 +240,6 @@ class Daemon:
             watch,
             policy=self.connect_policy,
         )
-        self.registration.begin()
 
     async def _start_ops(self, listen: str) -> None:
         from gatewayd.ops.server import OpsServer
@@ -268,6 +292,10 @@ class Daemon:
         return self.snapshot().reporting.report_interval_ms
 
     @property
+    def exit_status(self) -> int:
+        return self.supervisor.exit_status
+
+    @property
     def fatal(self) -> BaseException | None:
         return self.supervisor.fatal
 
@@ -312,6 +340,8 @@ class Daemon:
             storage=self.storage.snapshot(),
             polling=self.polling.snapshot(detail=detail) if self.polling else NOT_POLLING,
             requests=self.requests.snapshot(),
+            actuators=self.mqtt.actuators.statuses() if self.mqtt else (),
+            commands=self.mqtt.handler.snapshot() if self.mqtt else NO_COMMANDS,
         )
 
 

@@ -9,7 +9,7 @@ controller makes its own snapshot; a :class:`StatusSource` hands out the whole, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
@@ -86,7 +86,7 @@ class ReportingSnapshot:
     last_progress: float | None
     #: https or mqtt; for mqtt, the session's state (gatewayd.clouds.mqttsession.MqttSession.connection).
     transport: str = "https"
-    connection: Mapping[str, Any] = EMPTY
+    connection: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True)
