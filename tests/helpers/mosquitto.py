@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -60,7 +61,9 @@ class Mosquitto:
             f"password_file {passwd}\n"
             f"acl_file {acl}\n"
             "persistence false\n"
-            f"log_dest file {self.dir / 'mosquitto.log'}\n"
+            # As root, mosquitto would drop to its own user, which cannot read the test's private files.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + f"log_dest file {self.dir / 'mosquitto.log'}\n"
             "log_type all\n"
         )
         self._proc: subprocess.Popen[bytes] | None = None

@@ -165,6 +165,7 @@ async def running(
     grace_s: float = 10.0,
     wait_ready: bool = True,
     hooks: Hooks | None = None,
+    mqtt_reconnect: RetryPolicy = FAST_RECONNECT,
 ) -> AsyncIterator[Running]:
     """Run a daemon with fast retry policies; stopped (if still running) when the block ends."""
     daemon = Daemon(
@@ -174,7 +175,7 @@ async def running(
         grace_s=grace_s,
         connect_policy=FAST_CONNECT,
         call_policy=FAST_CALL,
-        mqtt_reconnect=FAST_RECONNECT,
+        mqtt_reconnect=mqtt_reconnect,
     )
     task = asyncio.create_task(daemon.run(), name="daemon under test")
     run = Running(daemon, task)
