@@ -105,15 +105,18 @@ async def test_broker_outage_loses_nothing(mqtt_env: MqttEnv) -> None:
         async with Observer(mqtt_env.broker.port) as after:
             await until(lambda: daemon.outbox.stats.pending == 0, 20, what="the backlog delivered")
             await run.stop()
-        assert daemon.outbox.stats.pending == 0
+            assert daemon.outbox.stats.pending == 0
+            assert daemon.sampler is not None
+            sampled = daemon.sampler.stats.sampled
+
+            def points() -> dict[str, list[tuple[int, Any]]]:
+                return {k: v + after.points(GW).get(k, []) for k, v in before.points(GW).items()}
+
+            # The broker acknowledged every message to the daemon; its copies reach the observer a little later.
+            await until(lambda: sum(map(len, points().values())) >= sampled, 10, what="the observer's copies")
     ids = daemon.registry.cloud_ids()
-    assert daemon.sampler is not None
     for sensor in daemon.sampler.sensors:
-        times = delivered_once(
-            {k: v + after.points(GW).get(k, []) for k, v in before.points(GW).items()},
-            sensor.key,
-            ids[sensor.sensor_id],
-        )
+        times = delivered_once(points(), sensor.key, ids[sensor.sensor_id])
         assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, delivered {len(times)}"
 
 
@@ -151,6 +154,12 @@ async def test_sigkill_loses_nothing(mqtt_env: MqttEnv) -> None:
             await until(lambda: run.daemon.registered is not None, 10, what="discovery after the kill")
             await until(lambda: run.daemon.outbox.stats.pending == 0, 20, what="the points kept delivered")
             ids = run.daemon.registry.cloud_ids()
+        kept = {(ids[p.sensor_id], p.time_ms) for p in on_disk}
+
+        def seen_kept() -> int:
+            return len(kept & {(sid, t) for sid, pts in seen.points(GW).items() for t, _ in pts})
+
+        await until(lambda: seen_kept() == len(kept), 10, what="the observer's copies of the kept points")
         points = seen.points(GW)
     for local_id in {p.sensor_id for p in on_disk}:
         times = delivered_once(points, local_id, ids[local_id])
