@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from gatewayd.clouds.retry import RetryPolicy
+from gatewayd.commands.handler import RESTART_EXIT_STATUS
 from gatewayd.outbox import Outbox
 from gatewayd.outbox.deadletters import outbox_path
 from gatewayd.runtime.reportinterval import FILE_NAME
@@ -178,3 +179,16 @@ async def test_bad_api_key_is_refused_with_a_clear_error(mqtt_env: MqttEnv) -> N
         assert run.daemon.registered is None
         # Sampling goes on into the outbox meanwhile.
         await until(lambda: run.daemon.outbox.stats.pending > 0, 5, what="points kept")
+
+
+async def test_restart_command_stops_cleanly_with_the_restart_status(mqtt_env: MqttEnv) -> None:
+    async with Observer(mqtt_env.broker.port) as seen, running(mqtt_env.inventory()) as run:
+        await until(lambda: run.daemon.snapshot().reporting.connection["connected"], 10, what="connected")
+        await seen.publish(f"v/a/g/{GW}/req", b'{"id": "r1", "method": "restart"}')
+        await asyncio.wait_for(asyncio.shield(run.task), 15)
+        run.task.result()  # a clean stop, not a failure
+        assert run.daemon.exit_status == RESTART_EXIT_STATUS
+        await until(
+            lambda: [json.loads(p) for p in seen.on(f"v/a/g/{GW}/res")] == [{"id": "r1", "result": ""}], 5
+        )
+        assert seen.on(f"v/a/g/{GW}/mqtt/status")[-1] == b"off"
