@@ -120,6 +120,11 @@ class Fleet:
     def reload(self) -> None:
         self.supervisor.reload()
 
+    @property
+    def exit_status(self) -> int:
+        """What the process exits with after a clean stop (as the daemon's: see Supervisor.stop)."""
+        return self.supervisor.exit_status
+
     # ------------------------------------------------------------------ main
 
     async def run(self) -> None:

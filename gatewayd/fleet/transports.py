@@ -1,9 +1,8 @@
 """Each fleet gateway's reporting transport, as its inventory says, over the shard's one HTTP session.
 
-Today a gateway reports to Thing+ over HTTPS (REST v2); gateways of the same account share one client,
-so one token serves them all (a thousand password grants at start would storm the cloud as much as the
-registrations). A second transport (MQTT) plugs in here: :meth:`Transports.for_gateway` picks by the
-gateway's inventory.
+Over HTTPS (REST v2) gateways of the same account share one client, so one token serves them all (a
+thousand password grants at start would storm the cloud as much as the registrations). Over MQTT each
+gateway has its own session, built with its controllers (gatewayd.runtime.gateway): nothing to share.
 """
 
 from __future__ import annotations
@@ -32,13 +31,16 @@ class Transports:
         self.state_dir = state_dir
         self.requests = requests
         self.policy = policy
-        self._thingplus: dict[tuple[str, str, str], ThingPlusClient] = {}
+        self._thingplus: dict[tuple[str, str | None, str | None], ThingPlusClient] = {}
 
-    def for_gateway(self, inventory: Inventory) -> ThingPlusClient:
-        """The client gateway ``inventory`` reports through."""
+    def for_gateway(self, inventory: Inventory) -> ThingPlusClient | None:
+        """The HTTPS client gateway ``inventory`` reports through; None over MQTT, where each gateway has
+        its own session (built by gatewayd.runtime.gateway)."""
         from gatewayd.clouds.thingplus import ThingPlusClient
 
         config = inventory.thingplus
+        if config.transport == "mqtt":
+            return None
         key = (config.endpoint, config.client_id, config.username)
         client = self._thingplus.get(key)
         if client is None:

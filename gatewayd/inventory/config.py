@@ -24,6 +24,7 @@ from gatewayd.inventory.models import (
     HttpConfig,
     Inventory,
     LoctubeConfig,
+    MqttConfig,
     OutboxConfig,
     PolledCloudConfig,
     RcmsConfig,
@@ -48,6 +49,7 @@ __all__ = [
     "HttpConfig",
     "Inventory",
     "LoctubeConfig",
+    "MqttConfig",
     "OutboxConfig",
     "PolledCloudConfig",
     "RcmsConfig",
@@ -166,6 +168,11 @@ def _resolve_paths(inventory: Inventory, base_dir: Path) -> Inventory:
         if section is not None and section.ca_file and not Path(section.ca_file).is_absolute():
             section = section.model_copy(update={"ca_file": str(base_dir / section.ca_file)})
             inventory = inventory.model_copy(update={name: section})
+    mqtt = inventory.thingplus.mqtt
+    if mqtt is not None and mqtt.ca_file and not Path(mqtt.ca_file).is_absolute():
+        mqtt = mqtt.model_copy(update={"ca_file": str(base_dir / mqtt.ca_file)})
+        thingplus = inventory.thingplus.model_copy(update={"mqtt": mqtt})
+        inventory = inventory.model_copy(update={"thingplus": thingplus})
     devices = []
     for device in inventory.devices:
         sensors = []
@@ -189,14 +196,20 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
         line, col = located.position(path) or (None, None)
         problems.append(ConfigProblem(file, line, col, format_path(path), message))
 
-    for name in _CLOUD_SECTIONS:
-        section = getattr(inventory, name)
-        if section is not None and section.ca_file:
+    ca_files: list[tuple[DataPath, str | None]] = [
+        ((name, "ca_file"), getattr(inventory, name).ca_file)
+        for name in _CLOUD_SECTIONS
+        if getattr(inventory, name) is not None
+    ]
+    if inventory.thingplus.mqtt is not None:
+        ca_files.append((("thingplus", "mqtt", "ca_file"), inventory.thingplus.mqtt.ca_file))
+    for path, ca_file in ca_files:
+        if ca_file:
             try:
-                load_ca_bundle(section.ca_file)
+                load_ca_bundle(ca_file)
             except ValueError as exc:
-                problem((name, "ca_file"), f"CA bundle {section.ca_file} {exc}")
-    transport = getattr(inventory.thingplus, "transport", "https")  # the key comes with MQTT (issue 18)
+                problem(path, f"CA bundle {ca_file} {exc}")
+    transport = inventory.thingplus.transport
     if inventory.fleet is not None:
         for name in ("rcms", "loctube"):
             if getattr(inventory, name) is not None:

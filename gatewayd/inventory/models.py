@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, model_validator
+from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, ValidationError, model_validator
 
 from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.fleet import FleetConfig
+from gatewayd.inventory.mqtt import MqttConfig, transport_problems
 from gatewayd.inventory.oneof import present_key, validate_one_of
 from gatewayd.inventory.sources import (
     SOURCE_KEYS,
@@ -51,19 +52,51 @@ class CloudConfig(Strict):
 
 
 class ThingPlusConfig(CloudConfig):
-    client_id: Name
-    client_secret: Secret
-    username: Name
+    #: https: the Open API Gateway (OAuth2 password grant, a request per sensor); mqtt: the embedded-gateway
+    #: protocol (REST discovery with an API key, then MQTT). Which keys each needs: gatewayd.inventory.mqtt.
+    transport: Literal["https", "mqtt"] = "https"
+    client_id: Optional[Name] = None  # noqa: UP045 - pydantic evaluates it on 3.9
+    client_secret: Optional[Secret] = None  # noqa: UP045
+    username: Optional[Name] = None  # noqa: UP045
     password: Secret | None = None
     password_md5: Annotated[Secret, AfterValidator(check_md5)] | None = None
+    #: transport mqtt: the gateway's id in the portal (often its MAC address in lower-case hex) and its key.
+    gateway_id: Optional[Name] = None  # noqa: UP045
+    apikey: Optional[Secret] = None  # noqa: UP045
+    mqtt: Optional[MqttConfig] = None  # noqa: UP045
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _transport_keys(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ThingPlusConfig]
+    ) -> ThingPlusConfig:
+        """The keys ``transport`` requires, each reported at its place, with the section's other problems."""
+        extra: list[Any] = transport_problems(data)
+        try:
+            config = handler(data)
+        except ValidationError as exc:
+            if not extra:
+                raise
+            errors: list[Any] = [*exc.errors(), *extra]
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+        if extra:
+            raise ValidationError.from_exception_data(cls.__name__, extra)
+        return config
+
     #: Remote commands from the cloud (Thing+ over MQTT): gatewayd.inventory.actuators.CommandsConfig.
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     @model_validator(mode="after")
     def _one_password(self) -> ThingPlusConfig:
-        if (self.password is None) == (self.password_md5 is None):
+        if self.transport == "https" and (self.password is None) == (self.password_md5 is None):
             raise ValueError("give exactly one of 'password' and 'password_md5'")
         return self
+
+    def oauth_client(self) -> tuple[str, Secret, str]:
+        """client_id, client_secret and username: always given with ``transport: https`` (validated)."""
+        if self.client_id is None or self.client_secret is None or self.username is None:
+            raise ValueError("the OAuth2 keys are required with transport https")
+        return self.client_id, self.client_secret, self.username
 
     def password_hash(self) -> Secret:
         """The md5 hex of the password: what the token request sends, never the password itself."""

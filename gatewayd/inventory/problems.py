@@ -27,6 +27,7 @@ from gatewayd.inventory.models import (
     ThingPlusConfig,
     require_unique,
 )
+from gatewayd.inventory.mqtt import MqttConfig
 from gatewayd.inventory.yamlsource import DataPath, Located, format_path
 
 
@@ -68,7 +69,7 @@ def unique_problems(problems: list[ConfigProblem]) -> list[ConfigProblem]:
 def problems_from(exc: ValidationError, located: Located, file: str) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors(include_url=False):
-        path = _data_path(error["loc"], located.data)
+        path = _data_path(error["loc"], located.data, missing=error["type"] == "missing")
         message = _message(error, path, located.data)
         if isinstance(error.get("ctx", {}).get("error"), DuplicateName):
             dup = error["ctx"]["error"]
@@ -79,15 +80,21 @@ def problems_from(exc: ValidationError, located: Located, file: str) -> list[Con
     return problems
 
 
-def _data_path(loc: tuple[str | int, ...], data: Any) -> DataPath:
-    """pydantic's ``loc`` as a path in the data: drops union tags such as ``'sine'`` that are not keys."""
+def _data_path(loc: tuple[str | int, ...], data: Any, *, missing: bool = False) -> DataPath:
+    """pydantic's ``loc`` as a path in the data: drops union tags such as ``'sine'`` that are not keys.
+
+    The last part of a ``missing`` error's loc is always the key (``thingplus.mqtt`` is missing even
+    though ``transport: mqtt`` makes 'mqtt' one of the section's values)."""
     path: list[str | int] = []
     node = data
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(node, dict):
             if part in node:
                 path.append(part)
                 node = node[part]
+            elif (missing and i == len(loc) - 1) and part.__class__ is str:
+                path.append(part)
+                node = None
             elif part in node.values() or part.__class__ is not str or "[" in str(part):
                 # a discriminated union's tag (the value of 'pattern'), or a function-validator label
                 continue
@@ -147,6 +154,8 @@ def _allowed_keys(path: DataPath) -> list[str]:
         model = Inventory
     elif len(parent) == 1 and isinstance(parent[0], str):
         model = _SECTION_MODELS.get(parent[0])
+    elif parent == ("thingplus", "mqtt"):
+        model = MqttConfig
     elif parent[0] == "devices" and len(parent) == 2:
         model = DeviceConfig
     elif parent[0] == "devices" and len(parent) == 4:

@@ -152,6 +152,7 @@ class DaemonCollector(Collector):
         yield _gauge("gatewayd_sensors", "Sensors in the inventory", sensors.count)
         yield request_seconds_family(d.requests)
         yield from _commands(d)
+        yield from _mqtt(d)
         yield build_info()
 
 
@@ -193,6 +194,27 @@ def _commands(snapshot: DaemonSnapshot) -> Iterator[Metric]:
             "The cloud's time minus the box's at the last timeSync",
             snapshot.commands.time_offset_s,
         )
+
+
+def _mqtt(snapshot: DaemonSnapshot) -> Iterator[Metric]:
+    """The Thing+ MQTT session (transport mqtt only): connected or not, connections made, messages."""
+    link = snapshot.reporting.connection
+    if snapshot.reporting.transport != "mqtt":
+        return
+    yield _gauge(
+        "gatewayd_mqtt_connected",
+        "1 while connected to the Thing+ MQTT broker",
+        int(bool(link.get("connected"))),
+    )
+    yield _counter(
+        "gatewayd_mqtt_connects", "Connections made to the Thing+ MQTT broker", link.get("connects", 0)
+    )
+    yield _counter(
+        "gatewayd_mqtt_published", "MQTT messages the broker acknowledged (PUBACK)", link.get("published", 0)
+    )
+    yield _counter(
+        "gatewayd_mqtt_publish_failures", "MQTT publishes not acknowledged", link.get("publish_failures", 0)
+    )
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -286,6 +308,8 @@ class OpsServer:
             "registered": d.registration.registered,
             "gateway_id": d.registration.gateway_id,
             "report_interval_ms": d.reporting.report_interval_ms,
+            "transport": d.reporting.transport,
+            **({"mqtt": dict(d.reporting.connection)} if d.reporting.transport == "mqtt" else {}),
             "outbox": {
                 "pending": d.storage.pending,
                 "dead_letters": {"total": sum(dead.values()), "by_reason": dead},

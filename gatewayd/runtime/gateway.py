@@ -24,7 +24,13 @@ from gatewayd.runtime.registry import IdMaker, Registry, new_id
 from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.requestmetrics import RequestMetrics
 from gatewayd.runtime.sensors import Sensors
-from gatewayd.runtime.snapshots import NOT_POLLING, NOT_REGISTERED, NOT_REPORTING, DaemonSnapshot
+from gatewayd.runtime.snapshots import (
+    NO_COMMANDS,
+    NOT_POLLING,
+    NOT_REGISTERED,
+    NOT_REPORTING,
+    DaemonSnapshot,
+)
 from gatewayd.runtime.storage import Storage
 from gatewayd.runtime.supervisor import Supervisor
 from gatewayd.sources.latest import LatestState, PollStats
@@ -33,9 +39,13 @@ if TYPE_CHECKING:
     import aiohttp
 
     from gatewayd.clouds.thingplus import ThingPlusClient
+    from gatewayd.runtime.mqttlink import MqttLink
     from gatewayd.runtime.polling import Polling
     from gatewayd.runtime.registration import Registration
     from gatewayd.runtime.reporting import Reporting
+
+#: Per-call retries inside one upload/heartbeat: short, since the outbox keeps everything for later.
+CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 
 
 class Gateway:
@@ -55,6 +65,7 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         connect_policy: RetryPolicy = CONNECT_POLICY,
+        call_policy: RetryPolicy = CALL_POLICY,
     ) -> None:
         self.supervisor = supervisor
         self.storage = storage
@@ -64,6 +75,7 @@ class Gateway:
         self.clock = clock
         self.mono = mono
         self.connect_policy = connect_policy
+        self.call_policy = call_policy
         self.registry = Registry(state_dir, ids=ids)
         self.latest = LatestState()
         self.no_polls = PollStats()
@@ -82,6 +94,7 @@ class Gateway:
         self.reporting: Reporting | None = None
         self.registration: Registration | None = None
         self.polling: Polling | None = None
+        self.mqtt: MqttLink | None = None
 
     async def start_sampling(
         self,
@@ -106,21 +119,48 @@ class Gateway:
         self,
         session: aiohttp.ClientSession,
         scheduler: AsyncIOScheduler,
-        thingplus: ThingPlusClient,
+        thingplus: ThingPlusClient | None,
         *,
         polling: bool = True,
+        mqtt_reconnect: RetryPolicy | None = None,
     ) -> None:
-        """Reporting through ``thingplus``, registration (begun at once) and (``polling``) the pollers."""
-        from gatewayd.runtime.gatewaywatch import GatewayWatch
+        """Reporting and registration (begun at once) over the inventory's Thing+ transport — HTTPS through
+        ``thingplus``, or MQTT (gatewayd.runtime.mqttlink: discovery, the MQTT session, commands) — and
+        (``polling``) the pollers."""
         from gatewayd.runtime.polling import Polling
+
+        self.sensors.use_session(session)
+        if self.inventories.current.thingplus.transport == "mqtt":
+            from gatewayd.runtime.mqttlink import MqttLink
+
+            self.mqtt = MqttLink(self, session, on_cycle=self._on_cycle, reconnect=mqtt_reconnect)
+            self.reporting = self.mqtt.reporting
+            self.registration = self.mqtt.registration
+        else:
+            assert thingplus is not None, "the HTTPS transport needs its Thing+ client"
+            self._start_https(thingplus)
+        if polling:
+            self.polling = Polling(
+                self.supervisor,
+                scheduler,
+                session,
+                self.latest,
+                self.state_dir,
+                observer=self.requests,
+                clock=self.clock,
+            )
+            self.inventories.poll_with(self.polling)
+        assert self.registration is not None
+        self.registration.begin()
+
+    def _start_https(self, thingplus: ThingPlusClient) -> None:
+        from gatewayd.runtime.gatewaywatch import GatewayWatch
         from gatewayd.runtime.registration import Registration
         from gatewayd.runtime.reporting import Reporting
 
-        sup = self.supervisor
-        self.sensors.use_session(session)
         watch = GatewayWatch(thingplus, self.registry, self._gateway_lost)
         self.reporting = Reporting(
-            sup,
+            self.supervisor,
             thingplus,
             self.storage.outbox,
             self.sensors.statuses,
@@ -129,13 +169,8 @@ class Gateway:
             on_cycle=self.on_status,
             mono=self.mono,
         )
-        if polling:
-            self.polling = Polling(
-                sup, scheduler, session, self.latest, self.state_dir, observer=self.requests, clock=self.clock
-            )
-            self.inventories.poll_with(self.polling)
         self.registration = Registration(
-            sup,
+            self.supervisor,
             thingplus,
             self.registry,
             self.sensors,
@@ -144,7 +179,10 @@ class Gateway:
             watch,
             policy=self.connect_policy,
         )
-        self.registration.begin()
+
+    def _on_cycle(self) -> None:
+        if self.on_status is not None:
+            self.on_status()
 
     # ------------------------------------------------------------------ wiring between controllers
 
@@ -186,4 +224,6 @@ class Gateway:
             storage=self.storage.snapshot(),
             polling=self.polling.snapshot(detail=detail) if self.polling else NOT_POLLING,
             requests=self.requests.snapshot(),
+            actuators=self.mqtt.actuators.statuses() if self.mqtt else (),
+            commands=self.mqtt.handler.snapshot() if self.mqtt else NO_COMMANDS,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -27,9 +28,14 @@ from gatewayd.runtime.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from gatewayd.clouds.thingplus import ThingPlusClient
+    from gatewayd.inventory.config import Inventory
     from gatewayd.runtime.gatewaywatch import GatewayWatch
-    from gatewayd.runtime.registrar import GatewayModel, Registered
+    from gatewayd.runtime.registrar import GatewayModel, Registered, SensorTriple
     from gatewayd.runtime.reporting import Reporting
+
+    #: One registration round: (registry, inventory, source=, sensors=) -> what was registered. The
+    #: HTTPS strategy is gatewayd.runtime.registrar.register; MQTT's, gatewayd.runtime.discovery.discover.
+    Strategy = Callable[..., Awaitable[Registered]]
 
 log = structlog.get_logger(__name__)
 
@@ -44,15 +50,17 @@ class Registration:
     def __init__(
         self,
         supervisor: Supervisor,
-        client: ThingPlusClient,
+        client: ThingPlusClient | None,
         registry: Registry,
         sensors: Sensors,
         inventories: InventoryControl,
         reporting: Reporting,
-        gateway_watch: GatewayWatch,
+        gateway_watch: GatewayWatch | None,
         *,
         policy: RetryPolicy = CONNECT_POLICY,
+        strategy: Strategy | None = None,
     ) -> None:
+        """``strategy`` replaces the HTTPS registration through ``client`` (MQTT: discovery)."""
         self.supervisor = supervisor
         self.client = client
         self.registry = registry
@@ -61,6 +69,7 @@ class Registration:
         self.reporting = reporting
         self.gateway_watch = gateway_watch
         self.policy = policy
+        self.strategy = strategy
         self.registered: Registered | None = None
         #: The Thing+ gateway model, known from the first registration on (kept while the gateway is
         #: registered again after a loss): every reload is checked against it.
@@ -85,8 +94,6 @@ class Registration:
         self.begin("re-register")
 
     async def _connect(self) -> None:
-        from gatewayd.runtime.registrar import register
-
         retry = 0
         while not self.supervisor.stopping:
             await self.sensors.saver.gateway_saved()  # a first start on a full disk waits here
@@ -95,13 +102,7 @@ class Registration:
             # gateway was deleted on the cloud side) takes the sensors from their runtimes.
             running = None if inventory.devices else self.sensors.triples()
             try:
-                registered = await register(
-                    self.client,
-                    self.registry,
-                    inventory,
-                    source=self.inventories.path or "inventory",
-                    sensors=running,
-                )
+                registered = await self._round(inventory, running)
             except ConfigError as exc:
                 first = self.inventories.first
                 if first is not None and inventory is not first:
@@ -138,9 +139,19 @@ class Registration:
             self._on_registered(registered)
             return
 
+    async def _round(self, inventory: Inventory, running: Sequence[SensorTriple] | None) -> Registered:
+        from gatewayd.runtime.registrar import register
+
+        source = self.inventories.path or "inventory"
+        if self.strategy is not None:
+            return await self.strategy(self.registry, inventory, source=source, sensors=running)
+        assert self.client is not None, "registration needs the HTTPS client or a strategy"
+        return await register(self.client, self.registry, inventory, source=source, sensors=running)
+
     def _on_registered(self, registered: Registered) -> None:
         self.inventories.registered()
-        self.gateway_watch.found()
+        if self.gateway_watch is not None:
+            self.gateway_watch.found()
         self.registered = registered
         self.model = registered.model
         log.info(

@@ -53,9 +53,14 @@ def sensor_key(device: str, sensor: str) -> str:
 class Entry:
     id: str
     registered: bool = False
+    #: The id on Thing+ when it is not ``id`` (MQTT transport: made from the cloud's id templates, see
+    #: gatewayd.runtime.discovery); ``id`` stays the local key the outbox files points under.
+    cloud_id: str | None = None
 
     def record(self) -> dict[str, Any]:
-        return {"id": self.id, "registered": self.registered}
+        if self.cloud_id is None:
+            return {"id": self.id, "registered": self.registered}
+        return {"id": self.id, "registered": self.registered, "cloud_id": self.cloud_id}
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class Registry:
         self._gateway: Entry | None = None
         self._devices: dict[str, Entry] = {}
         self._sensors: dict[str, Entry] = {}
+        #: Actuators (MQTT transport), by ``device/actuator``: their id is the cloud's (no point is keyed
+        #: by one, so no local id is needed).
+        self._actuators: dict[str, Entry] = {}
         #: Ids made but not saved yet: nothing may be keyed or registered by them.
         self._unsaved: set[str] = set()
         self._changes = 0  # one per new id or changed mark
@@ -95,6 +103,7 @@ class Registry:
             self._gateway = Entry(gateway["id"], bool(gateway.get("registered")))
         self._devices = _entries(record.get("devices"))
         self._sensors = _entries(record.get("sensors"))
+        self._actuators = _entries(record.get("actuators"))
 
     # saving
 
@@ -117,6 +126,8 @@ class Registry:
             "devices": dict(self._devices),
             "sensors": dict(self._sensors),
         }
+        if self._actuators:
+            record["actuators"] = dict(self._actuators)
         return Snapshot(record, frozenset(self._unsaved), self._changes)
 
     def write(self, snapshot: Snapshot) -> None:
@@ -245,11 +256,55 @@ class Registry:
         """Thing+ lost the gateway (deleted on the cloud side): clear every registration mark, keep
         every id, save at once. The next registration then creates the same objects again, so the
         points keyed by these ids in the outbox still belong to them."""
-        for entry in (self._gateway, *self._devices.values(), *self._sensors.values()):
+        for entry in (
+            self._gateway,
+            *self._devices.values(),
+            *self._sensors.values(),
+            *self._actuators.values(),
+        ):
             if entry is not None:
                 entry.registered = False
         self._changes += 1  # a save that fails here is done again by the next one
         self.save()
+
+    # ids on Thing+ made from its templates (MQTT transport; see gatewayd.runtime.discovery)
+
+    def cloud_id(self, device: str, sensor: str | None = None) -> str | None:
+        """The Thing+ id of a device, or of one of its sensors; None until discovery made it."""
+        entry = self._devices.get(device) if sensor is None else self._sensors.get(sensor_key(device, sensor))
+        return entry.cloud_id if entry is not None else None
+
+    def set_cloud_id(self, cloud_id: str, device: str, sensor: str | None = None) -> None:
+        """Keep the Thing+ id of a device or sensor whose local id is saved; saved by the next save."""
+        entry = self._devices[device] if sensor is None else self._sensors[sensor_key(device, sensor)]
+        if entry.cloud_id != cloud_id:
+            entry.cloud_id = cloud_id
+            self._changes += 1
+
+    def actuator_id(self, device: str, actuator: str) -> str | None:
+        entry = self._actuators.get(sensor_key(device, actuator))
+        return entry.id if entry is not None else None
+
+    def actuator_registered(self, device: str, actuator: str) -> bool:
+        entry = self._actuators.get(sensor_key(device, actuator))
+        return bool(entry and entry.registered)
+
+    def set_actuator(self, device: str, actuator: str, cloud_id: str, *, registered: bool) -> None:
+        """Keep an actuator's Thing+ id (and whether it is registered); saved by the next save."""
+        key = sensor_key(device, actuator)
+        entry = self._actuators.get(key)
+        if entry is None or entry.id != cloud_id or entry.registered != registered:
+            self._actuators[key] = Entry(cloud_id, registered)
+            self._changes += 1
+
+    def cloud_ids(self) -> dict[str, str]:
+        """Each local sensor id's Thing+ id, for the sensors that have one of their own."""
+        return {entry.id: entry.cloud_id for entry in self._sensors.values() if entry.cloud_id is not None}
+
+    def taken_cloud_ids(self) -> set[str]:
+        """Every Thing+ id made so far (devices, sensors, actuators): a new one must be another."""
+        made = {e.cloud_id for e in (*self._devices.values(), *self._sensors.values()) if e.cloud_id}
+        return {*made, *(entry.id for entry in self._actuators.values())}
 
     def sensor_names(self) -> dict[str, str]:
         """Each sensor id's inventory name, ``device/sensor`` (ids of sensors since removed included)."""
@@ -264,7 +319,11 @@ def _entries(raw: Any) -> dict[str, Entry]:
     if not isinstance(raw, dict):
         return {}
     return {
-        str(k): Entry(v["id"], bool(v.get("registered")))
+        str(k): Entry(v["id"], bool(v.get("registered")), _str_or_none(v.get("cloud_id")))
         for k, v in raw.items()
         if isinstance(v, dict) and isinstance(v.get("id"), str)
     }
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

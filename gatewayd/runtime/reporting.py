@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -32,9 +32,9 @@ from gatewayd.runtime.schedule import (
     storage_retry_s,
     wait_s,
 )
-from gatewayd.runtime.snapshots import ReportingSnapshot
+from gatewayd.runtime.snapshots import EMPTY, ReportingSnapshot
 from gatewayd.runtime.supervisor import Supervisor
-from gatewayd.runtime.uploader import Uploader
+from gatewayd.runtime.uploader import DrainResult, Uploader, UploadStats
 
 if TYPE_CHECKING:
     from gatewayd.clouds.thingplus import ThingPlusClient
@@ -43,30 +43,58 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+class ReportingTransport(Protocol):
+    """What reporting sends through: the HTTPS uploader (gatewayd.runtime.uploader) or the MQTT one
+    (gatewayd.runtime.mqttuploader). It acknowledges the outbox's leases when the cloud took the points."""
+
+    gateway_id: str
+    stats: UploadStats
+    sendable: frozenset[str]
+
+    def send_for(self, gateway_id: str, sensor_ids: Iterable[str]) -> None: ...
+
+    def finish_by(self, deadline: float) -> None: ...
+
+    async def send_statuses(self, statuses: Iterable[tuple[str, str]], valid_duration_s: int) -> bool: ...
+
+    async def drain(self, *, deadline: float | None = None) -> DrainResult: ...
+
+
 class Reporting:
     """Sends the statuses and the outbox's points for one gateway, once it is registered."""
 
     def __init__(
         self,
         supervisor: Supervisor,
-        client: ThingPlusClient,
+        client: ThingPlusClient | None,
         outbox: Outbox,
         statuses: Callable[[], Iterable[tuple[str, str]]],
         *,
         gateway_id: str,
-        gateway_watch: GatewayWatch,
+        gateway_watch: GatewayWatch | None,
         on_cycle: Callable[[], object] | None = None,
         mono: Callable[[], float] = time.monotonic,
+        transport: ReportingTransport | None = None,
+        connection: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        """``client``: the HTTPS client (statuses, series, the gateway record's reportInterval), or None
+        when ``transport`` (MQTT) sends instead and the interval is set by the cloud's commands;
+        ``connection`` says what ``/status`` shows of that transport's link."""
         self.supervisor = supervisor
         self.client = client
         self.statuses = statuses
         self.gateway_watch = gateway_watch
         self.on_cycle = on_cycle
         self.mono = mono
-        self.uploader = Uploader(
-            client, outbox, gateway_id=gateway_id, mono=mono, gateway_watch=gateway_watch
-        )
+        self.connection = connection
+        self.uploader: ReportingTransport
+        if transport is not None:
+            self.uploader = transport
+        else:
+            assert client is not None, "reporting needs the HTTPS client or another transport"
+            self.uploader = Uploader(
+                client, outbox, gateway_id=gateway_id, mono=mono, gateway_watch=gateway_watch
+            )
         self.report_interval_ms = DEFAULT_REPORT_INTERVAL_MS
         self._active = False
         self._rounds = 0
@@ -138,18 +166,20 @@ class Reporting:
         if self.supervisor.stopping or not self._active:
             return
         self._rounds += 1
-        if refresh_due(self._rounds):
+        if refresh_due(self._rounds) and self.client is not None:
             await self._refresh_report_interval()
         await self.uploader.send_statuses(self.statuses(), valid_duration_s(self.report_interval_ms))
 
     async def _refresh_report_interval(self) -> None:
         from gatewayd.clouds.thingplus import report_interval_ms
 
+        assert self.client is not None
         try:
             record = await self.client.gateway(self.uploader.gateway_id)
         except CloudError as exc:
             log.warning("reporting.gateway_not_read", error=exc.message, code=exc.code)
-            await self.gateway_watch.keeps_data(exc)  # a 404 may be the gateway deleted
+            if self.gateway_watch is not None:
+                await self.gateway_watch.keeps_data(exc)  # a 404 may be the gateway deleted
             return
         interval = report_interval_ms(record)
         if interval:
@@ -230,4 +260,6 @@ class Reporting:
             errors=MappingProxyType(dict(stats.errors)),
             last_success=stats.last_success,
             last_progress=stats.last_progress,
+            transport="https" if self.connection is None else "mqtt",
+            connection=MappingProxyType(dict(self.connection())) if self.connection else EMPTY,
         )

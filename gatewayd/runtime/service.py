@@ -28,7 +28,7 @@ from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.errors import GatewaydError
 from gatewayd.inventory.config import Inventory
-from gatewayd.runtime.gateway import Gateway
+from gatewayd.runtime.gateway import CALL_POLICY, Gateway
 from gatewayd.runtime.registration import CONNECT_POLICY
 from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.requestmetrics import RequestMetrics
@@ -48,19 +48,16 @@ if TYPE_CHECKING:
     from gatewayd.clouds.thingplus import ThingPlusClient
     from gatewayd.outbox import Outbox
     from gatewayd.runtime.diskguard import DiskGuard
+    from gatewayd.runtime.mqttlink import MqttLink
     from gatewayd.runtime.polling import Polling
     from gatewayd.runtime.registrar import Registered
     from gatewayd.runtime.registration import Registration
-    from gatewayd.runtime.reporting import Reporting
+    from gatewayd.runtime.reporting import Reporting, ReportingTransport
     from gatewayd.runtime.sampler import SampleBuffer, Sampler
-    from gatewayd.runtime.uploader import Uploader
 
 __all__ = ["CALL_POLICY", "CONNECT_POLICY", "Daemon", "Hooks", "run_daemon"]
 
 log = structlog.get_logger(__name__)
-
-#: Per-call retries inside one upload/heartbeat: short, since the outbox keeps everything for later.
-CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 
 
 class Daemon:
@@ -78,10 +75,13 @@ class Daemon:
         grace_s: float = 10.0,
         connect_policy: RetryPolicy = CONNECT_POLICY,
         call_policy: RetryPolicy = CALL_POLICY,
+        mqtt_reconnect: RetryPolicy | None = None,
     ) -> None:
         self.clock = clock
         self.mono = mono
         self.call_policy = call_policy
+        #: MQTT transport: the wait after a connection ends (None: gatewayd.clouds.mqttsession's 10 s on).
+        self.mqtt_reconnect = mqtt_reconnect
         self.state_dir = inventory.state_dir
         self.supervisor = Supervisor(grace_s=grace_s, mono=mono, hooks=hooks)
         self.requests = RequestMetrics()
@@ -101,6 +101,7 @@ class Daemon:
             clock=clock,
             mono=mono,
             connect_policy=connect_policy,
+            call_policy=call_policy,
         )
         self.registry = self.gateway.registry
         self.latest = self.gateway.latest
@@ -140,7 +141,13 @@ class Daemon:
 
             session = await sup.stack.enter_async_context(http_session())
             try:
-                self.gateway.start_network(session, scheduler, self._thingplus(session))
+                https = self.inventories.current.thingplus.transport == "https"
+                self.gateway.start_network(
+                    session,
+                    scheduler,
+                    self._thingplus(session) if https else None,
+                    mqtt_reconnect=self.mqtt_reconnect,
+                )
                 inventory = self.inventories.current
                 if inventory.http is not None:
                     await self._start_ops(inventory.http.listen)
@@ -207,12 +214,20 @@ class Daemon:
         return self.gateway.polling
 
     @property
+    def mqtt(self) -> MqttLink | None:
+        return self.gateway.mqtt
+
+    @property
     def registered(self) -> Registered | None:
         return self.registration.registered if self.registration else None
 
     @property
     def report_interval_ms(self) -> int:
         return self.snapshot().reporting.report_interval_ms
+
+    @property
+    def exit_status(self) -> int:
+        return self.supervisor.exit_status
 
     @property
     def fatal(self) -> BaseException | None:
@@ -243,7 +258,7 @@ class Daemon:
         return self.saver
 
     @property
-    def uploader(self) -> Uploader | None:
+    def uploader(self) -> ReportingTransport | None:
         return self.reporting.uploader if self.reporting else None
 
     @property

@@ -9,7 +9,7 @@ controller makes its own snapshot; a :class:`StatusSource` hands out the whole, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
@@ -84,6 +84,9 @@ class ReportingSnapshot:
     #: Monotonic times: the last upload cycle that ended well, the last batch acknowledged.
     last_success: float | None
     last_progress: float | None
+    #: https or mqtt; for mqtt, the session's state (gatewayd.clouds.mqttsession.MqttSession.connection).
+    transport: str = "https"
+    connection: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True)

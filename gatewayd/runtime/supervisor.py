@@ -75,6 +75,8 @@ class Supervisor:
         self.fatal: BaseException | None = None
         #: True from the start of the stop on: loops end, nothing new starts.
         self.stopping = False
+        #: What a clean stop exits with: 0, or what :meth:`stop` was given (a restart the cloud asked for).
+        self.exit_status = EXIT_OK
         self._parts: list[Part] = []
         #: Where :meth:`add` puts a part: the supervisor's own list, or a group's (:meth:`adding_to`).
         self._adding: list[Part] = self._parts
@@ -92,7 +94,10 @@ class Supervisor:
 
     # ------------------------------------------------------------------ requests (signal handlers)
 
-    def stop(self) -> None:
+    def stop(self, exit_status: int | None = None) -> None:
+        """Stop cleanly; ``exit_status`` (when given) is what the process then exits with."""
+        if exit_status is not None:
+            self.exit_status = exit_status
         self._stop.set()
 
     def reload(self) -> None:
@@ -112,7 +117,7 @@ class Supervisor:
         """The exit status of a clean stop; raises what stopped the daemon otherwise."""
         if self.fatal is not None:
             raise self.fatal
-        return EXIT_OK
+        return self.exit_status
 
     def status(self, text: str) -> None:
         """Tell the operations side (systemd's ``STATUS=``) what the daemon is doing."""
@@ -234,6 +239,10 @@ class Runnable(Protocol):
 
     def reload(self) -> None: ...
 
+    @property
+    def exit_status(self) -> int:
+        """What the process exits with after a clean stop."""
+
 
 def run_under_systemd(make: Callable[[Hooks], Runnable]) -> int:
     """Run the daemon ``make`` builds until SIGTERM/SIGINT (exit 0); SIGHUP reloads its inventory.
@@ -254,6 +263,8 @@ def run_under_systemd(make: Callable[[Hooks], Runnable]) -> int:
         on_settled=heap.settle,
     )
 
+    exit_status = [EXIT_OK]
+
     async def main() -> None:
         # Made on the running loop: before 3.10 an asyncio.Event binds to the loop current at its creation.
         daemon = make(hooks)
@@ -264,6 +275,7 @@ def run_under_systemd(make: Callable[[Hooks], Runnable]) -> int:
         watchdog = asyncio.ensure_future(notifier.watchdog())
         try:
             await daemon.run()
+            exit_status[0] = daemon.exit_status
         finally:
             watchdog.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -271,4 +283,4 @@ def run_under_systemd(make: Callable[[Hooks], Runnable]) -> int:
             notifier.close()
 
     eventloop.run(main())
-    return EXIT_OK
+    return exit_status[0]

@@ -99,11 +99,12 @@ class ThingPlusPassword(TokenAuth[Token]):
 
     async def _request(self, encoding: Encoding) -> Token:
         """One token request in one encoding."""
+        client_id, client_secret, username = self._config.oauth_client()
         fields = {
             "grant_type": "password",
-            "client_id": self._config.client_id,
-            "client_secret": self._config.client_secret.reveal(),
-            "username": self._config.username,
+            "client_id": client_id,
+            "client_secret": client_secret.reveal(),
+            "username": username,
             "password": self._config.password_hash().reveal(),
         }
         resp = await self.transport.send(

@@ -38,9 +38,8 @@ class Tokens:
     """The tokens issued, the credentials they are issued for, and the check of a bearer header."""
 
     def __init__(self, config: ThingPlusConfig, clock: Callable[[], float], lifetime_s: float) -> None:
-        self._client_id = config.client_id
-        self._client_secret = config.client_secret.reveal()
-        self._username = config.username
+        self._client_id, secret, self._username = config.oauth_client()
+        self._client_secret = secret.reveal()
         if config.password_md5 is not None:
             self._password_md5 = config.password_md5.reveal().lower()
         else:
