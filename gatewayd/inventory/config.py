@@ -217,6 +217,12 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
                     (name,),
                     f"a fleet simulates Thing+ gateways: '{name}' is not polled by a fleet (remove it or 'fleet')",
                 )
+        if transport == "mqtt":
+            problem(
+                ("thingplus", "transport"),
+                "a fleet's gateways report over https: over mqtt each gateway needs its own id and API key "
+                "from the portal, which a template cannot derive (use transport: https, or gatewayd run per gateway)",
+            )
     for i, device in enumerate(inventory.devices):
         if device.actuators and transport != "mqtt":
             problem(
