@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-log = structlog.get_logger(__name__)
+from gatewayd.ops.endpoints import OpsEndpoints
 
 
-class FleetOps:
+class FleetOps(OpsEndpoints):
     """Serves ``metrics()`` (Prometheus text), ``status()`` (JSON) and ``health()`` ((ok, JSON)) on ``listen``."""
 
     def __init__(
@@ -29,37 +28,19 @@ class FleetOps:
         status: Callable[[], dict[str, Any]],
         health: Callable[[], tuple[bool, dict[str, Any]]],
     ) -> None:
-        host, _, port = listen.rpartition(":")
-        self.host = host.strip("[]")
-        self.port = int(port)
+        super().__init__(listen)
         self.metrics = metrics
         self.status = status
         self.health = health
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/status", self._status)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        log.info("ops.listening", listen=f"{self.host}:{self.port}")
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def healthz(self, request: web.Request) -> web.Response:
         ok, body = self.health()
         return web.json_response(body, status=200 if ok else 503)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(
             body=self.metrics().encode("utf-8"), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    async def _status(self, request: web.Request) -> web.Response:
+    async def status_page(self, request: web.Request) -> web.Response:
         return web.json_response(self.status())

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from gatewayd import __version__
+from gatewayd.ops.endpoints import OpsEndpoints
 from gatewayd.outbox.deadletters import DeadLetterCounts
 from gatewayd.runtime.requestmetrics import BUCKETS, LatencySnapshot
 from gatewayd.runtime.snapshots import DaemonSnapshot, StatusSource
@@ -225,7 +226,7 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-class OpsServer:
+class OpsServer(OpsEndpoints):
     """The aiohttp server behind /healthz, /metrics and /status, reading ``status`` snapshots only."""
 
     def __init__(
@@ -237,44 +238,24 @@ class OpsServer:
         mono: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(listen)
         self.status = status
-        host, _, port = listen.rpartition(":")
-        self.host = host.strip("[]")
-        self.port = int(port)
         self.mono = mono
         self.clock = clock
         self.dead_letters = DeadLetterCounts(outbox_path)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(DaemonCollector(status, self.dead_letters))
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/status", self._status)
-        # A scraper holding a connection open must not hold up a stop (aiohttp waits 60 s by default).
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        log.info("ops.listening", listen=f"{self.host}:{self.port}")
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def healthz(self, request: web.Request) -> web.Response:
         health = assess(self.status(), self.mono())
         return web.json_response(health.as_json(), status=200 if health.ok else 503)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def metrics_page(self, request: web.Request) -> web.Response:
         await self.dead_letters.refresh(self.status().storage.dead_lettered)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _status(self, request: web.Request) -> web.Response:
+    async def status_page(self, request: web.Request) -> web.Response:
         d = self.status(detail=True)
         sensors: list[dict[str, Any]] = [
             {
