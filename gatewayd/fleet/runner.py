@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TextIO
 
@@ -35,13 +34,12 @@ from gatewayd.fleet.report import FleetTotals, console_line, fleet_totals, rende
 from gatewayd.fleet.template import FleetTemplate
 from gatewayd.inventory.config import Inventory
 from gatewayd.runtime.diskguard import MEMORY_POINTS_MAX, MEMORY_POINTS_MIN, MEMORY_SECONDS
-from gatewayd.runtime.gateway import Gateway
+from gatewayd.runtime.gateway import Gateway, open_process_parts
 from gatewayd.runtime.registration import CONNECT_POLICY
 from gatewayd.runtime.requestmetrics import RequestMetrics
 from gatewayd.runtime.sensors import watch_wall_clock
 from gatewayd.runtime.storage import Storage
 from gatewayd.runtime.supervisor import Hooks, PartGroup, Supervisor
-from gatewayd.statelock import StateLock
 
 if TYPE_CHECKING:
     import aiohttp
@@ -132,11 +130,7 @@ class Fleet:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.started_at = self.clock()
         async with self.supervisor as sup:
-            sup.stack.enter_context(StateLock(self.state_dir))  # one process per shard directory
-            await self.storage.open(sup)
-            scheduler = AsyncIOScheduler(timezone=timezone.utc)
-            scheduler.start()
-            sup.stack.callback(scheduler.shutdown, wait=False)
+            scheduler = await open_process_parts(sup, self.state_dir, self.storage)
             sup.add(self.group)  # before the storage: the gateways stop sampling before its last commit
             watch_wall_clock(sup, scheduler, self.storage.outbox, wall=self.clock, mono=self.mono)
             self.storage.start(sup, scheduler)

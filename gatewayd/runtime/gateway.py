@@ -44,6 +44,23 @@ if TYPE_CHECKING:
     from gatewayd.runtime.registration import Registration
     from gatewayd.runtime.reporting import Reporting
 
+
+async def open_process_parts(supervisor: Supervisor, state_dir: Path, storage: Storage) -> AsyncIOScheduler:
+    """What a process shares, opened in order under ``supervisor``: the state directory's lock (one
+    process per state directory), the outbox (sampling may start once it is open) and the one scheduler.
+    Returns the scheduler, running; all three close with the supervisor's exit stack."""
+    from datetime import timezone
+
+    from gatewayd.statelock import StateLock
+
+    supervisor.stack.enter_context(StateLock(state_dir))
+    await storage.open(supervisor)
+    scheduler = AsyncIOScheduler(timezone=timezone.utc)
+    scheduler.start()
+    supervisor.stack.callback(scheduler.shutdown, wait=False)
+    return scheduler
+
+
 #: Per-call retries inside one upload/heartbeat: short, since the outbox keeps everything for later.
 CALL_POLICY = RetryPolicy(attempts=2, base=0.5, cap=2.0)
 

@@ -17,18 +17,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gatewayd import eventloop
 from gatewayd.clouds.retry import RetryPolicy
 from gatewayd.errors import GatewaydError
 from gatewayd.inventory.config import Inventory
-from gatewayd.runtime.gateway import CALL_POLICY, Gateway
+from gatewayd.runtime.gateway import CALL_POLICY, Gateway, open_process_parts
 from gatewayd.runtime.registration import CONNECT_POLICY
 from gatewayd.runtime.registrysaver import RegistrySaver
 from gatewayd.runtime.requestmetrics import RequestMetrics
@@ -37,7 +35,6 @@ from gatewayd.runtime.storage import Storage
 from gatewayd.runtime.supervisor import Hooks, Supervisor, run_under_systemd
 from gatewayd.sources.latest import PollStats
 from gatewayd.statefile import StateFile
-from gatewayd.statelock import StateLock
 
 # The network side (aiohttp, the three clients, registration, uploads, polling) is imported where it is
 # first used, after READY: importing the HTTP stack alone takes a few tenths of a second, and sampling
@@ -126,12 +123,8 @@ class Daemon:
         """
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         async with self.supervisor as sup:
-            sup.stack.enter_context(StateLock(self.state_dir))  # one daemon per state directory
-            await self.storage.open(sup)
+            scheduler = await open_process_parts(sup, self.state_dir, self.storage)
             # Sampling first: samples are kept from the first second, whatever the cloud does.
-            scheduler = AsyncIOScheduler(timezone=timezone.utc)
-            scheduler.start()
-            sup.stack.callback(scheduler.shutdown, wait=False)
             await self.gateway.start_sampling(scheduler)
             self.storage.start(sup, scheduler)
             if sup.hooks.on_ready:
