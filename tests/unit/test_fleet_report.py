@@ -67,7 +67,8 @@ def test_totals_of_gateways() -> None:
     assert dict(t.errors_by_kind) == {"http_5xx": 1, "timeout": 3} and t.errors == 4
 
 
-def test_figures_of_a_daemon_snapshot(tmp_path: Path) -> None:
+async def test_figures_of_a_daemon_snapshot(tmp_path: Path) -> None:
+    # made on a running loop, as the daemon always is (before 3.10 its asyncio.Events bind to the loop)
     snapshot = Daemon(parse_inventory(VALID, base_dir=tmp_path, env={})).snapshot()
     snapshot = dataclasses.replace(
         snapshot,

@@ -26,8 +26,9 @@ from tests.helpers.ports import free_port
 
 
 @pytest.fixture
-def snapshot(tmp_path: Path) -> DaemonSnapshot:
-    """A daemon not started yet, as the ops side would see it."""
+async def snapshot(tmp_path: Path) -> DaemonSnapshot:
+    """A daemon not started yet, as the ops side would see it (made on a running loop, as the daemon always
+    is: before Python 3.10 its asyncio.Events bind to the loop current when they are made)."""
     return Daemon(parse_inventory(VALID, base_dir=tmp_path, env={})).snapshot(detail=True)
 
 
