@@ -22,6 +22,7 @@ import structlog
 from gatewayd.emulator.thingplus import mqttpayloads as payloads
 from gatewayd.emulator.thingplus.model import Point, StatusRecord, short
 from gatewayd.emulator.thingplus.mqttgateways import MqttGateways
+from gatewayd.emulator.thingplus.mqttoutage import MqttOutage
 from gatewayd.emulator.thingplus.mqttpayloads import BadPayload, RawPoint, Status
 from gatewayd.emulator.thingplus.mqttrpc import Commands
 from gatewayd.emulator.thingplus.state import ThingPlusState
@@ -68,6 +69,8 @@ class MqttSide:
         #: Counts over every gateway: refused connects and topics, dropped messages, ignored points.
         self.counts: Counter[str] = Counter()
         self.commands = Commands(state.now_ms, self.is_connected)
+        #: The broker unreachable for a while (:mod:`.mqttoutage`): the admin path's fault knob.
+        self.outage = MqttOutage()
         #: The broker's TCP port while it serves (None: MQTT off).
         self.port: int | None = None
         #: The newest point time (ms) taken per sensor: an older point is out of order.
@@ -251,6 +254,7 @@ class MqttSide:
     def snapshot(self) -> dict[str, Any]:
         return {
             "port": self.port,
+            "outage": self.outage.snapshot(),
             "counts": dict(self.counts),
             "known_gateways": self.gateways.snapshot(),
             "links": {
