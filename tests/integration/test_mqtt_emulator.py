@@ -190,3 +190,89 @@ async def test_commands_blink_a_modbus_coil_and_set_the_report_cadence(
         after = status_times(tp)[changed:]
         assert all(1700 <= b - a <= 2600 for a, b in zip(after, after[1:])), after
         assert run.daemon.report_interval_ms == 2000
+
+
+async def test_an_mqtt_outage_then_sigkill_loses_nothing(emulator_mqtt_env: MqttEnv) -> None:
+    """The broker cut while the daemon runs (a child process), the daemon SIGKILLed during the outage, then
+    the outage ends and a restart delivers: every point is on the emulator exactly once, in time order."""
+    env, tp = emulator_mqtt_env, tp_of(emulator_mqtt_env)
+    listen = f"127.0.0.1:{free_port()}"
+    path = env.tmp_path / "inventory.yaml"
+    path.write_text(env.inventory_text(extra=f'http: {{listen: "{listen}"}}\n'))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+
+        async def pending() -> int:
+            try:
+                _, text, _ = await get(f"http://{listen}/status")
+            except OSError:
+                return -1
+            return int(json.loads(text)["outbox"]["pending"])
+
+        await until(lambda: counts(tp).get("points", 0) >= 10, 15, what="points before the outage")
+        await outage(env, True)
+        await until(lambda: not tp.mqtt.is_connected(GW), 5, what="the connection cut")
+        deadline = time.monotonic() + 15
+        while await pending() < 20:
+            assert time.monotonic() < deadline, "the daemon kept no backlog within 15 s"
+            await asyncio.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    before = {sid: [p.time for p in pts] for sid, pts in tp.points.items()}
+    async with await Outbox.open(outbox_path(env.state_dir)) as box:
+        on_disk = await box.all_points()
+    await outage(env, False)
+    async with running(env.inventory()) as run:
+        await until(lambda: run.daemon.registered is not None, 10, what="discovery after the kill")
+        await until(lambda: counts(tp).get("messages_gateway_data", 0) > 0 and tp.mqtt.is_connected(GW), 10)
+        await asyncio.sleep(1.5)  # a second report of fresh points
+        await run.stop()
+        daemon = run.daemon
+    assert daemon.outbox.stats.pending == 0 and daemon.sampler is not None
+    ids = daemon.registry.cloud_ids()
+    times = cloud_times(daemon, tp)
+    assert_once_in_order(times)
+    for sensor in daemon.sampler.sensors:
+        cloud_id = ids[sensor.sensor_id]
+        kept = sorted(p.time_ms for p in on_disk if p.sensor_id == sensor.sensor_id)
+        assert kept, f"{sensor.key}: nothing kept on disk at the kill"
+        delivered = before.get(cloud_id, []) + kept
+        assert times[sensor.key][: len(delivered)] == delivered, f"{sensor.key}: kept points lost"
+        assert len(times[sensor.key]) == len(delivered) + sensor.reads, f"{sensor.key}: fresh points lost"
+    assert not tp.rejections and "points_out_of_order" not in counts(tp)
+
+
+async def test_bad_credentials_are_refused_with_a_clear_error(emulator_mqtt_env: MqttEnv) -> None:
+    env, tp = emulator_mqtt_env, tp_of(emulator_mqtt_env)
+    async with running(env.inventory(apikey="wrong-key")) as run:
+        await until(
+            lambda: run.daemon.snapshot().reporting.connection["state"] == "refused", 10, what="refused"
+        )
+        error = str(run.daemon.snapshot().reporting.connection["last_error"])
+        assert "thingplus.gateway_id and thingplus.apikey" in error
+        assert run.daemon.registered is None
+        await until(lambda: run.daemon.outbox.stats.pending > 0, 5, what="points kept meanwhile")
+    assert tp.rejections["apikey_get_gateway:UNAUTHORIZED"] >= 1
+    assert not tp.devices and not tp.sensors and GW not in tp.mqtt.links
+
+
+async def test_thingplus_rpc_cli_against_the_emulator(emulator_mqtt_env: MqttEnv) -> None:
+    env, tp = emulator_mqtt_env, tp_of(emulator_mqtt_env)
+    path = env.tmp_path / "inventory.yaml"
+    path.write_text(env.inventory_text())
+    async with running(env.inventory()):
+        await until(lambda: tp.mqtt.is_connected(GW) and FAN in tp.sensors, 10, what="connected")
+        code, out, err = await gatewayd_cli("thingplus", "rpc", "--config", str(path), "swInfo")
+        assert code == 0, err
+        assert "version" in json.loads(out)["result"]
+        params = json.dumps({"id": FAN, "cmd": "on"})
+        code, out, err = await gatewayd_cli(
+            "thingplus", "rpc", "--config", str(path), "controlActuator", params
+        )
+        assert (code, json.loads(out)["result"]) == (0, ""), err
+        code, out, err = await gatewayd_cli("thingplus", "rpc", "--config", str(path), "reboot")
+        assert code == 0 and json.loads(out)["error"]["code"] == -32000, (out, err)
+    assert [c["method"] for c in tp.mqtt.commands.view(GW)] == ["swInfo", "controlActuator", "reboot"]
