@@ -12,7 +12,6 @@ import asyncio
 import json
 import signal
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,7 +30,7 @@ from tests.helpers.modbuspeer import TcpPeer
 from tests.helpers.mqttenv import MQTT_DEVICES, MQTT_GATEWAY, MqttEnv
 from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
-from tests.integration.conftest import get, gatewayd_cli, running
+from tests.integration.conftest import gatewayd_cli, get, running
 
 GW = MQTT_GATEWAY
 FAN = f"{GW}-Room-powerSwitch"
@@ -57,11 +56,13 @@ def status_times(tp: ThingPlusEmulator) -> list[int]:
 async def rpc(env: MqttEnv, method: str, params: dict[str, Any]) -> dict[str, Any]:
     """A command the portal's way: through the emulator's admin API; the gateway's answer."""
     body = {"gateway": GW, "method": method, "params": params, "timeout": 5}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{env.rest_url}/_emulator/thingplus/rpc", json=body) as resp:
-            assert resp.status == 200, await resp.text()
-            answer: dict[str, Any] = await resp.json()
-            return answer
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{env.rest_url}/_emulator/thingplus/rpc", json=body) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        answer: dict[str, Any] = await resp.json()
+        return answer
 
 
 async def outage(env: MqttEnv, on: bool) -> None:
