@@ -142,17 +142,21 @@ class MqttSide:
         rest = topic[len(PREFIX) + len(gateway_id) :]
         try:
             if rest == "":
+                link.counts["messages_gateway_data"] += 1
                 self._points(gateway_id, payloads.gateway_data(payload))
             elif rest == "/status":
+                link.counts["messages_gateway_status"] += 1
                 self._gateway_status(gateway_id, *payloads.gateway_status(payload))
             elif rest == "/mqtt/status":
                 self.mqtt_status(gateway_id, payload)
             elif rest == "/res":
                 self.count(self.commands.answered(gateway_id, payload), gateway_id)
             elif rest.startswith("/s/") and rest.endswith("/status"):
+                link.counts["messages_sensor_status"] += 1
                 sid = rest[3 : -len("/status")]
                 self._sensor_statuses(gateway_id, {sid: payloads.sensor_status(payload)})
             elif rest.startswith("/s/") and "/" not in rest[3:]:
+                link.counts["messages_sensor_data"] += 1
                 self._points(gateway_id, {rest[3:]: payloads.sensor_data(payload)})
             else:
                 self.count("unknown_topics", gateway_id)
