@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -167,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve Thing+'s MQTT broker on HOST:P (0 = any free port; default: no broker); needs "
         "the emulator-mqtt extra (amqtt, Python >= 3.10)",
     )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        metavar="K",
+        help="of a fleet inventory over MQTT: the shard count its {shard} placeholders are filled with "
+        "(default: $GATEWAYD_FLEET_SHARDS, else 1)",
+    )
 
     add_oneshot_parsers(sub, _Parser, _add_log_level)
     add_outbox_parser(sub, add_config, _add_log_level)
@@ -262,6 +271,12 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     inventory = load_config_arg(args)
+    fleet: list[tuple[str, str]] = []
+    if inventory.fleet is not None and inventory.thingplus.transport == "mqtt":
+        from gatewayd.fleet.shards import shard_count
+        from gatewayd.inventory.fleetmqtt import load_fleet_credentials
+
+        fleet = load_fleet_credentials(require_config(args), shards=shard_count(args.shards, os.environ))
     return run_until_signal(
         serve_forever(
             inventory,
@@ -270,6 +285,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             report_interval_ms=args.report_interval,
             series_max_age_s=args.series_max_age,
             mqtt_port=args.mqtt_port,
+            mqtt_gateways=fleet,
         )
     )
 

@@ -172,6 +172,40 @@ def test_mqtt_port_serves_the_broker_and_shows_it(tmp_path: Path) -> None:
     assert f'"mqtt": "mqtt://127.0.0.1:{mqtt_port}"' in err  # the startup line (JSON logs)
 
 
+@pytest.mark.skipif(not mqtt_available(), reason="the emulator's MQTT broker needs amqtt (Python >= 3.10)")
+def test_a_fleet_inventory_s_gateways_are_known_mqtt_gateways(tmp_path: Path) -> None:
+    """Every gateway of a fleet over MQTT, its id and API key filled in as the fleet's shards fill them."""
+    keys = {"transport": "mqtt", "gateway_id": '"fl{index:04d}"', "apikey": '"k{shard}-{index}"'}
+    keys["mqtt"] = "{host: 127.0.0.1, tls: false}"
+    config = tmp_path / "fleet.yaml"
+    fleet = "fleet: {gateways: 5}\n" + inventory_yaml(
+        "http://127.0.0.1:9", gateway='{name: "G{index}"}', state_dir=tmp_path / "state", thingplus_keys=keys
+    )
+    config.write_text(fleet, encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = ["emulator", "--config", str(config), "--port", str(port), "--mqtt-port", "0", "--shards", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        wait_healthy(proc, base)
+        status, known = request(f"{base}/_emulator/thingplus/mqtt-gateways")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert status == 200
+    fleet_keys = {g["id"]: g["apikey"] for g in known if g["id"].startswith("fl")}
+    assert fleet_keys == {f"fl{i:04d}": f"k{i % 2}-{i}" for i in range(5)}
+
+
 @pytest.mark.skipif(mqtt_available(), reason="amqtt is installed here: the broker runs")
 def test_mqtt_port_without_amqtt_is_a_usage_error(tmp_path: Path) -> None:
     config = tmp_path / "inventory.yaml"

@@ -50,7 +50,7 @@ CHECK_KEYS = "check thingplus.gateway_id and thingplus.apikey against the gatewa
 
 @dataclass
 class SessionStats:
-    state: str = "connecting"  # connecting | connected | disconnected | refused | closed
+    state: str = "connecting"  # connecting | connected | disconnected | refused | suspended | closed
     connects: int = 0
     disconnects: int = 0
     published: int = 0
@@ -88,6 +88,9 @@ class MqttSession:
         self._up = asyncio.Event()
         self._handlers: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        #: When :meth:`suspend` closed the connection (monotonic), and the task it cancelled.
+        self._suspended_at: float | None = None
+        self._ending: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -96,6 +99,34 @@ class MqttSession:
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mqtt session")
         return self._task
+
+    def suspend(self) -> None:
+        """Off the network for a while (a fleet's churn): the connection closes and stays closed until
+        :meth:`resume`. A clean DISCONNECT, so the broker sees the connection go (the platform shows the
+        gateway ``off``) without the last will; publishes fail meanwhile, as with a lost connection."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()  # aiomqtt disconnects on the way out
+        self._ending = task
+        if self._client is not None:
+            self.stats.disconnects += 1
+        self._client = None
+        self._lost.set()
+        self._up.clear()
+        self.stats.state = "suspended"
+        self._suspended_at = self.mono()
+        log.info("mqtt.suspended", gateway_id=self.gateway_id)
+
+    def resume(self) -> None:
+        """Back on the network: connect again, no sooner than the 10 s the platform asks for after a
+        connection closed (counted from :meth:`suspend`)."""
+        if self._task is not None or self._suspended_at is None:
+            return
+        hold = max(0.0, self._suspended_at + self.policy.base - self.mono())
+        self._suspended_at = None
+        self.stats.state = "connecting"
+        self._task = asyncio.get_running_loop().create_task(self._run(hold), name="mqtt session")
 
     async def wait_connected(self, timeout_s: float) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -152,7 +183,12 @@ class MqttSession:
             timeout=self.publish_timeout_s,
         )
 
-    async def _run(self) -> None:
+    async def _run(self, hold_s: float = 0.0) -> None:
+        ending, self._ending = self._ending, None
+        if ending is not None:  # the suspended connection's DISCONNECT first: one client id, one link
+            await asyncio.wait([ending])
+        if hold_s > 0:
+            await asyncio.sleep(hold_s)
         failures = 0
         while True:
             try:
@@ -163,9 +199,10 @@ class MqttSession:
                     failures = 0
                     async for message in client.messages:
                         self._dispatch(message.payload)
-            except aiomqtt.MqttError as exc:
-                self._disconnected(exc)
-            except (OSError, ssl.SSLError, ValueError) as exc:  # a CA file gone bad, a host not found
+            # OSError, SSLError, ValueError: a CA file gone bad, a host not found
+            except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
+                if asyncio.current_task() is not self._task:
+                    return  # suspended meanwhile (the DISCONNECT on the way out failed): stay down
                 self._disconnected(exc)
             wait = max(self.policy.base, self.policy.delay(failures, 0.5 + random.random() / 2))
             failures += 1
@@ -217,9 +254,10 @@ class MqttSession:
                 await asyncio.wait_for(
                     self.publish(will_topic(self.gateway_id), b"off", retain=True), timeout_s
                 )
-        for task in [*self._handlers, *([self._task] if self._task else [])]:
+        tasks = [*self._handlers, *(t for t in (self._task, self._ending) if t is not None)]
+        for task in tasks:
             task.cancel()
-        pending = [t for t in [*self._handlers, self._task] if t is not None]
+        pending = tasks
         if pending:
             await asyncio.wait(pending, timeout=timeout_s)
         self._client = None

@@ -32,6 +32,7 @@ POST     /_emulator/rcms/record-interval         ``{"ms": 10000}``: routers repo
                                                  on (``"sn"``: one router); earlier records stay
 GET|POST /_emulator/thingplus/mqtt-gateways      MQTT gateways known (see :mod:`.thingplus.mqttadmin`)
 POST     /_emulator/thingplus/rpc                a JSON-RPC command to an MQTT gateway, its answer
+POST|DEL /_emulator/thingplus/mqtt-outage         the MQTT broker unreachable for ``{"seconds"}`` (or ends it)
 =======  ======================================  ====================================================
 """
 

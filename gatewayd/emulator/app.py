@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -119,23 +119,25 @@ def build_app(
     clock: Callable[[], float] = time.time,
     faults: Faults | None = None,
     series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
+    mqtt_gateways: Iterable[tuple[str, str]] = (),
 ) -> tuple[web.Application, Emulator]:
     """The app emulating Thing+ and whichever of RCMS and loctube the inventory has a section for.
 
     ``clock`` (unix seconds) is what the clouds read for timestamps and token expiry; ``faults``
     lets a test bring its own registry (a fake monotonic clock, another seed); ``series_max_age_s``
-    is how old a point Thing+ still takes (None: any).
+    is how old a point Thing+ still takes (None: any); ``mqtt_gateways`` (gateway id, API key) are known
+    as MQTT gateways besides the inventory's own: a fleet's (gatewayd.inventory.fleetmqtt).
     """
     registry = faults if faults is not None else Faults()
-    clouds: list[CloudEmulator] = [
-        ThingPlusEmulator(
-            inventory.thingplus,
-            report_interval_ms=report_interval_ms,
-            clock=clock,
-            site_id=inventory.gateway.site or "1",
-            series_max_age_s=series_max_age_s,
-        )
-    ]
+    thingplus = ThingPlusEmulator(
+        inventory.thingplus,
+        report_interval_ms=report_interval_ms,
+        clock=clock,
+        site_id=inventory.gateway.site or "1",
+        series_max_age_s=series_max_age_s,
+    )
+    thingplus.mqtt.gateways.add_fleet(mqtt_gateways)
+    clouds: list[CloudEmulator] = [thingplus]
     if inventory.rcms is not None:
         from gatewayd.emulator.rcms import RcmsEmulator
 
@@ -173,6 +175,7 @@ class EmulatorServer:
         faults: Faults | None = None,
         series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
         mqtt_port: int | None = None,
+        mqtt_gateways: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.host = host
         self.app, self.emulator = build_app(
@@ -181,6 +184,7 @@ class EmulatorServer:
             clock=clock,
             faults=faults,
             series_max_age_s=series_max_age_s,
+            mqtt_gateways=mqtt_gateways,
         )
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -263,6 +267,7 @@ async def serve_forever(
     report_interval_ms: int = 60000,
     series_max_age_s: float | None = DEFAULT_SERIES_MAX_AGE_S,
     mqtt_port: int | None = None,
+    mqtt_gateways: Iterable[tuple[str, str]] = (),
 ) -> None:
     """Serve the emulator until cancelled (``gatewayd emulator``)."""
     async with EmulatorServer(
@@ -272,6 +277,7 @@ async def serve_forever(
         report_interval_ms=report_interval_ms,
         series_max_age_s=series_max_age_s,
         mqtt_port=mqtt_port,
+        mqtt_gateways=mqtt_gateways,
     ) as server:
         log.info(
             "emulator.serving",

@@ -42,19 +42,29 @@ class Member:
     # ------------------------------------------------------------------ churn
 
     def go_offline(self) -> bool:
-        """Off the network: no statuses, no uploads, sampling goes on. False when not reporting yet."""
+        """Off the network: no statuses, no uploads, sampling goes on; over MQTT the session closes too
+        (gatewayd.runtime.mqttlink). False when not reporting yet."""
         reporting = self.gateway.reporting
         if self.offline or reporting is None or not self.registered:
             return False
-        reporting.pause()
+        if self.gateway.mqtt is not None:
+            self.gateway.mqtt.go_offline()
+        else:
+            reporting.pause()
         self.offline = True
         return True
 
     def come_back(self) -> None:
-        """Back on the network: reporting resumes, the backlog first."""
+        """Back on the network: reporting resumes, the backlog first (over MQTT once reconnected)."""
         if not self.offline:
             return
         self.offline = False
+        if self.gateway.mqtt is not None:
+            self.gateway.mqtt.come_back(self._resume_reporting)
+        else:
+            self._resume_reporting()
+
+    def _resume_reporting(self) -> None:
         registration, reporting = self.gateway.registration, self.gateway.reporting
         registered = registration.registered if registration is not None else None
         if registered is None or reporting is None:

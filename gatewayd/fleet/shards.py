@@ -56,6 +56,15 @@ def _count(given: Optional[int], env: Mapping[str, str], why: str) -> int:  # no
         raise ConfigError(f"{SHARDS_ENV}={raw!r}: expected a whole number of shards") from None
 
 
+def shard_count(given: Optional[int], env: Mapping[str, str]) -> int:  # noqa: UP045
+    """The shard count alone (the emulator fills ``{shard}`` with it): ``given``, else
+    ``GATEWAYD_FLEET_SHARDS``, else 1; ConfigError when it is not a whole number of at least 1."""
+    count = _count(given, env, "") if given is not None or SHARDS_ENV in env else 1
+    if count < 1:
+        raise ConfigError(f"the shard count must be at least 1, not {count}")
+    return count
+
+
 def _checked(index: int, count: int, where: str) -> Shard:
     if count < 1:
         raise ConfigError(f"{where}: the shard count must be at least 1")

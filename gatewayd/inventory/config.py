@@ -16,6 +16,7 @@ from gatewayd.errors import ConfigError, ConfigProblem
 from gatewayd.inventory.actuators import ActuatorConfig, CommandsConfig
 from gatewayd.inventory.fingerprint import fingerprint
 from gatewayd.inventory.fleet import expand, template_seed
+from gatewayd.inventory.fleetmqtt import template_problems
 from gatewayd.inventory.models import (
     MAX_RCMS_HISTORY_S,
     CloudConfig,
@@ -114,7 +115,9 @@ def parse_inventory(
                 ConfigProblem(file, line, col, "", "must be a mapping of sections (gateway, thingplus, ...)"),
             ]
         )
+    template: list[tuple[DataPath, str]] = []
     if "fleet" in located.data:
+        template = template_problems(located.data)  # as written: before the placeholders are filled
         index, shard = fleet_gateway
         located.data = expand(located.data, index, shard, template_seed(located.data))
     problems.extend(duplicate_names(located, file))
@@ -133,6 +136,9 @@ def parse_inventory(
     if base_dir is not None:
         inventory = _resolve_paths(inventory, base_dir)
     problems = _cross_checks(inventory, located, file)
+    for path, message in template:
+        line, col = located.position(path) or (None, None)
+        problems.append(ConfigProblem(file, line, col, format_path(path), message))
     if problems:
         raise ConfigError(problems)
     return inventory
@@ -217,12 +223,6 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
                     (name,),
                     f"a fleet simulates Thing+ gateways: '{name}' is not polled by a fleet (remove it or 'fleet')",
                 )
-        if transport == "mqtt":
-            problem(
-                ("thingplus", "transport"),
-                "a fleet's gateways report over https: over mqtt each gateway needs its own id and API key "
-                "from the portal, which a template cannot derive (use transport: https, or gatewayd run per gateway)",
-            )
     for i, device in enumerate(inventory.devices):
         if device.actuators and transport != "mqtt":
             problem(

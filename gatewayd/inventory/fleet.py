@@ -1,7 +1,8 @@
 """The ``fleet:`` section, and the template it makes many gateways from.
 
 A fleet inventory is a normal inventory plus ``fleet:``; its gateway, device and sensor names and its
-simulation parameters may hold ``{index}`` (any format spec: ``{index:04d}``) and ``{shard}``. Gateway
+simulation parameters, and ``thingplus.gateway_id`` / ``apikey`` (a fleet over MQTT:
+gatewayd.inventory.fleetmqtt), may hold ``{index}`` (any format spec: ``{index:04d}``) and ``{shard}``. Gateway
 *i* (0-based) is the template with the placeholders filled in and, when the fleet has a ``seed``, each
 simulated sensor seeded from that seed, the gateway's index and the sensor's name: reproducible from
 one run to the next, different from one gateway to the next.
@@ -88,6 +89,11 @@ def expand(data: dict[str, Any], index: int, shard: int, seed: Optional[int]) ->
     gateway = out.get("gateway")
     if isinstance(gateway, dict):
         gateway["name"] = filled(gateway.get("name"))
+    thingplus = out.get("thingplus")
+    if isinstance(thingplus, dict):  # over MQTT each gateway has its own id and API key
+        for key in ("gateway_id", "apikey"):
+            if key in thingplus:
+                thingplus[key] = filled(thingplus[key])
     devices = out.get("devices")
     for device in devices if isinstance(devices, list) else ():
         if not isinstance(device, dict):

@@ -20,8 +20,9 @@ PLACEHOLDERS = ("gatewayId", "deviceAddress", "type", "sequence")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 #: ``{sequence}`` with the one separator character before it, left out together when there is no sequence.
 _OPTIONAL_SEQUENCE = re.compile(r"[-_.:]?\{sequence\}")
-#: What an id must not hold: MQTT topic wildcards and level separators, and control characters.
-_FORBIDDEN = re.compile(r"[/+#\x00-\x1f]")
+#: What an id must not hold: MQTT topic wildcards and level separators, control characters, and the comma
+#: (the gateway status message is ``sid,status,valid,...``: an id with a comma would break it).
+_FORBIDDEN = re.compile(r"[/+#,\x00-\x1f]")
 
 
 class TemplateError(ValueError):
@@ -52,7 +53,9 @@ def fill(
     }
     made = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     if not made or _FORBIDDEN.search(made):
-        raise TemplateError(f"id {made!r} (from template {template!r}) is empty or holds / + # or a control")
+        raise TemplateError(
+            f"id {made!r} (from template {template!r}) is empty or holds / + # , or a control"
+        )
     return made
 
 

@@ -10,6 +10,7 @@ cloud sets another (gatewayd.runtime.reportinterval). The session closes after r
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -109,10 +110,35 @@ class MqttLink:
             policy=daemon.connect_policy,
             strategy=functools.partial(self._discover, client),
         )
+        #: Waits for the session after a churn's offline spell, to resume reporting (see come_back).
+        self._back: asyncio.Task[None] | None = None
         self.mqtt.start()
 
     async def _discover(self, client: DiscoveryClient, *args: Any, **kw: Any) -> Any:
         return await discover(client, *args, report_interval_ms=self.reporting.report_interval_ms, **kw)
+
+    # ------------------------------------------------------------------ off the network and back (fleets)
+
+    def go_offline(self) -> None:
+        """Off the network (a fleet's churn): reporting pauses and the session closes (the broker and
+        the platform see the connection go); sampling goes on, the points wait in the outbox."""
+        if self._back is not None:
+            self._back.cancel()
+            self._back = None
+        self.reporting.pause()
+        self.mqtt.suspend()
+
+    def come_back(self, resume_reporting: Callable[[], object]) -> None:
+        """Back on the network: the session reconnects, and ``resume_reporting`` runs once it is up, so
+        the backlog goes out over a connection instead of failing against none."""
+        self.mqtt.resume()
+        self._back = self.daemon.supervisor.spawn(self._when_up(resume_reporting), "mqtt back online")
+
+    async def _when_up(self, resume_reporting: Callable[[], object]) -> None:
+        while not await self.mqtt.wait_connected(60.0):
+            log.info("mqtt.still_connecting", gateway_id=self.gateway_id, state=self.mqtt.stats.state)
+        self._back = None
+        resume_reporting()
 
     # ------------------------------------------------------------------ what the handler acts on
 
@@ -177,6 +203,8 @@ class MqttLink:
         """Reporting's drain publishes through the session; nothing of its own."""
 
     async def close(self) -> None:
+        if self._back is not None:  # a churn round ended by the stop: nothing to resume
+            self._back.cancel()
         await self.mqtt.close()
         for actuator in self.actuators:
             await actuator.close()

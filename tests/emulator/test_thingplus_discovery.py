@@ -7,7 +7,7 @@ import aiohttp
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.emulator.thingplus.mqttgateways import DEMO_MQTT_APIKEY, DEMO_MQTT_GATEWAY_ID
-from tests.emulator import apikey_headers, call, discover_sensor, error_code
+from tests.emulator import apikey_headers, call, discover_sensor, error_code, inventory, token_body
 
 GW, KEY = DEMO_MQTT_GATEWAY_ID, DEMO_MQTT_APIKEY
 DEMO = apikey_headers(GW, KEY)
@@ -129,3 +129,35 @@ async def test_admin_knows_mqtt_gateways(http: aiohttp.ClientSession) -> None:
     assert status == 201 and added["model"] == "53"
     status, gateway = await call(http, "GET", "/gateways/0a0b0c0d0e0f", apikey_headers("0a0b0c0d0e0f", "k"))
     assert status == 200 and gateway["autoCreateDiscoverable"] == "y"
+
+
+MQTT_INVENTORY = """\
+gateway: {name: "MQTT gateway"}
+state_dir: /tmp/gatewayd-emulator-tests
+thingplus:
+  endpoint: http://127.0.0.1:9
+  transport: mqtt
+  gateway_id: 0a1b2c3d4e5f
+  apikey: inventory-apikey
+  mqtt: {host: 127.0.0.1, port: 1883, tls: false}
+devices:
+  - name: dev1
+    sensors:
+      - {name: t, type: temperature, interval: 1s, simulate: {pattern: sine}}
+"""
+
+
+async def test_an_mqtt_inventory_serves_its_gateway_and_no_oauth2_account() -> None:
+    """An inventory of the MQTT mode names no OAuth2 account: the emulator starts all the same, knows
+    the inventory's gateway with its API key (beside the demo one), and refuses every token request."""
+    async with (
+        EmulatorServer(inventory(MQTT_INVENTORY)) as server,
+        aiohttp.ClientSession(base_url=server.url) as http,
+    ):
+        headers = apikey_headers("0a1b2c3d4e5f", "inventory-apikey")
+        status, gateway = await call(http, "GET", "/gateways/0a1b2c3d4e5f?fields=model", headers)
+        assert status == 200 and gateway["model"] == "53"
+        status, _ = await call(http, "GET", f"/gateways/{GW}", DEMO)
+        assert status == 200
+        status, answer = await call(http, "POST", "/v2/oauth2/token", json=token_body())
+        assert status == 401 and answer["error"] == "invalid_client"

@@ -224,3 +224,29 @@ async def test_gateway_status_expires_to_off(
         await until(lambda: tp.mqtt.node_status(GW) == "on", what="node on")
         clock.advance(91)
         assert tp.mqtt.node_status(GW) == "off"
+
+
+async def test_an_mqtt_outage_cuts_connections_and_refuses_new_ones_until_cleared(
+    server: EmulatorServer, tp: ThingPlusEmulator, http: aiohttp.ClientSession
+) -> None:
+    async with gateway(server) as client:
+        await client.publish(STATUS_TOPIC, b"on", qos=1, retain=True)
+        await until(lambda: tp.mqtt.node_status(GW) == "on", what="node on")
+        status, outage = await call(http, "POST", "/_emulator/thingplus/mqtt-outage", json={})
+        assert status == 200 and outage["active"] and outage["cut_now"] == 1
+        await until(lambda: not tp.mqtt.is_connected(GW), what="the connection cut")
+        with pytest.raises(aiomqtt.MqttError):
+            await client.publish(f"v/a/g/{GW}/status", b"on,90", qos=1)
+    assert tp.mqtt.node_status(GW) == "err"  # the cut fired the last will, as a lost network does
+    with pytest.raises(aiomqtt.MqttError):
+        async with gateway(server):
+            pass
+    status, state = await call(http, "GET", "/_emulator/state")
+    assert state["thingplus"]["mqtt"]["outage"]["refused"] == 1
+    status, _ = await call(http, "POST", "/_emulator/thingplus/mqtt-outage", json={"seconds": -1})
+    assert status == 400
+    status, outage = await call(http, "DELETE", "/_emulator/thingplus/mqtt-outage")
+    assert status == 200 and not outage["active"]
+    async with gateway(server):
+        await until(lambda: tp.mqtt.is_connected(GW), what="connected after the outage")
+    assert counts(tp)["connects"] == 2

@@ -52,3 +52,28 @@ class MqttEnv:
 
     def inventory(self, **kw: Any) -> Inventory:
         return parse_inventory(self.inventory_text(**kw), "<test>", env={})
+
+
+class EmulatorBroker:
+    """The emulator's in-process MQTT broker as :class:`MqttEnv`'s ``broker``: its port while it serves.
+    An outage is the emulator's own MQTT outage knob (``tp.mqtt.outage``), not a stop of the broker."""
+
+    def __init__(self, server: Any) -> None:  # gatewayd.emulator.EmulatorServer
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        port = self.server.mqtt_port
+        assert port is not None, "the emulator's MQTT broker is not running"
+        return int(port)
+
+
+def emulator_inventory(state_dir: Path, tmp_path: Path) -> Inventory:
+    """The inventory the emulator is built from: the MQTT test gateway (so it knows its id and API key).
+    Its endpoint and broker port are placeholders: the emulator serves, it does not connect."""
+    placeholder = MqttEnv(_Placeholder(), None, "http://127.0.0.1:9", state_dir, tmp_path)
+    return placeholder.inventory()
+
+
+class _Placeholder:
+    port = 1883

@@ -379,3 +379,18 @@ async def mqtt_env(tmp_path: Path, mqtt_broker: Any) -> AsyncIterator[Any]:
     rest = DiscoveryRest({MQTT_GATEWAY: MQTT_APIKEY})
     async with loopback_server(rest.handle) as url:
         yield MqttEnv(mqtt_broker, rest, url, tmp_path / "state", tmp_path)
+
+
+@pytest.fixture
+async def emulator_mqtt_env(tmp_path: Path) -> AsyncIterator[Any]:
+    """The emulator built from the MQTT test gateway's inventory, serving its discovery REST and its MQTT
+    broker on loopback, as a tests.helpers.mqttenv.MqttEnv (``rest`` is the emulated Thing+). The
+    emulator's reportInterval (what its gateway records say) is 1 s, like the inventory's."""
+    pytest.importorskip("amqtt", reason="the emulator's MQTT broker needs amqtt (Python >= 3.10)")
+    from tests.helpers.mqttenv import EmulatorBroker, MqttEnv, emulator_inventory
+
+    state_dir = tmp_path / "state"
+    spec = emulator_inventory(state_dir, tmp_path)
+    async with EmulatorServer(spec, report_interval_ms=1000, mqtt_port=0) as server:
+        tp = server.emulator.thingplus
+        yield MqttEnv(EmulatorBroker(server), tp, server.url, state_dir, tmp_path)

@@ -1,23 +1,17 @@
 """Issue 19's "Done when": three shard processes of a 30-gateway fleet against the emulator, as an
-Indexed Job runs them (``JOB_COMPLETION_INDEX`` 0..2, ``GATEWAYD_FLEET_SHARDS=3``).
-
-Every process is a real ``gatewayd fleet`` (its own event loop, session, outbox); the emulator runs in
-the test's loop, so the processes are awaited, never waited for in a blocking way.
+Indexed Job runs them (``JOB_COMPLETION_INDEX`` 0..2, ``GATEWAYD_FLEET_SHARDS=3``; tests.helpers.fleetshards).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import sys
 from pathlib import Path
-from typing import Any
 
-from gatewayd.emulator.thingplus import ThingPlusEmulator
+from tests.helpers.fleetshards import created, merged, run_shard
 from tests.helpers.inventories import inventory_yaml
-from tests.integration.conftest import ROOT, delivered, emulator_env
+from tests.integration.conftest import delivered, emulator_env
 
 GATEWAYS = 30
 SHARDS = 3
@@ -45,46 +39,6 @@ DEVICES = """\
 """
 
 
-async def run_shard(config: Path, index: int, report: Path, duration_s: float = 3.0) -> str:
-    """``gatewayd fleet`` as pod ``index`` of the Indexed Job; its output (stdout and stderr) once it ends."""
-    env = {**os.environ, "JOB_COMPLETION_INDEX": str(index), "GATEWAYD_FLEET_SHARDS": str(SHARDS)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gatewayd",
-        "fleet",
-        "--config",
-        str(config),
-        "--duration",
-        str(duration_s),
-        "--report",
-        str(report),
-        "--log-level",
-        "warning",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=ROOT,
-        env=env,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    text = out.decode()
-    assert proc.returncode == 0, f"shard {index} exited {proc.returncode}:\n{text}"
-    return text
-
-
-def created(tp: ThingPlusEmulator, kind: str) -> int:
-    """Objects of ``kind`` (``gateway``, ``device``, ``sensor``) the emulated Thing+ created: requests
-    less the ones it refused (409 for an object that exists)."""
-    refused = sum(n for key, n in tp.rejections.items() if key.startswith(f"register_{kind}:"))
-    return tp.requests[f"register_{kind}"] - refused
-
-
-def merged(reports: list[Path]) -> dict[str, Any]:
-    from gatewayd.fleet.report import merge_reports
-
-    return merge_reports([json.loads(r.read_text()) for r in reports], names=[str(r) for r in reports])
-
-
 async def test_three_shards_register_thirty_gateways_once_and_deliver_every_point(tmp_path: Path) -> None:
     async with emulator_env(tmp_path, report_interval_ms=500) as env:
         tp = env.tp
@@ -100,12 +54,12 @@ async def test_three_shards_register_thirty_gateways_once_and_deliver_every_poin
             encoding="utf-8",
         )
         reports = [tmp_path / f"report-{i}.json" for i in range(SHARDS)]
-        await asyncio.gather(*(run_shard(config, i, reports[i]) for i in range(SHARDS)))
+        await asyncio.gather(*(run_shard(config, i, SHARDS, reports[i]) for i in range(SHARDS)))
 
         assert len(tp.gateways) == GATEWAYS
         assert sorted(g["name"] for g in tp.gateways.values()) == [f"Site {i:03d}" for i in range(GATEWAYS)]
-        assert created(tp, "gateway") == GATEWAYS
-        assert created(tp, "sensor") == GATEWAYS * SENSORS_PER_GATEWAY
+        assert created(tp, "register_gateway") == GATEWAYS
+        assert created(tp, "register_sensor") == GATEWAYS * SENSORS_PER_GATEWAY
         report = merged(reports)
         points = report["points"]
         assert report["shards"] == {"count": SHARDS, "included": [0, 1, 2], "missing": []}
@@ -123,11 +77,11 @@ async def test_three_shards_register_thirty_gateways_once_and_deliver_every_poin
         shutil.rmtree(env.state_dir / f"shard-1-of-{SHARDS}")
         before = delivered(tp)
         again = tmp_path / "report-1-again.json"
-        await run_shard(config, 1, again, duration_s=2.0)
+        await run_shard(config, 1, SHARDS, again, duration_s=2.0)
         assert len(tp.gateways) == GATEWAYS
-        assert created(tp, "gateway") == GATEWAYS
-        assert created(tp, "device") == GATEWAYS
-        assert created(tp, "sensor") == GATEWAYS * SENSORS_PER_GATEWAY
+        assert created(tp, "register_gateway") == GATEWAYS
+        assert created(tp, "register_device") == GATEWAYS
+        assert created(tp, "register_sensor") == GATEWAYS * SENSORS_PER_GATEWAY
         second = json.loads(again.read_text())
         assert second["gateways"]["registered"] == GATEWAYS // SHARDS
         assert delivered(tp) - before == second["points"]["delivered"] == second["points"]["sampled"]

@@ -30,6 +30,7 @@ def test_fill(template: str, kw: dict[str, object], expected: str) -> None:
         ("{gatewayId}-{mac}", "pump1", "unknown placeholders \\['mac'\\]"),
         ("{gatewayId}/{deviceAddress}", "pump1", "holds / \\+ #"),
         ("{gatewayId}-{deviceAddress}", "a+b", "holds / \\+ #"),
+        ("{gatewayId}-{deviceAddress}", "Room, north", "holds / \\+ # ,"),
         ("{gatewayId}-{type}", "pump1", "needs a type"),
     ],
 )

@@ -130,21 +130,3 @@ def test_churn_picks_about_its_fraction_the_same_way_every_time() -> None:
     assert picked != [i for i in range(10_000) if goes_offline(7, 2, i, 0.1)]  # another round, others
     assert not any(goes_offline(7, 1, i, 0.0) for i in range(1000))
     assert all(sensor_fails(7, 1, i, "D/S", 1.0) for i in range(1000))
-
-
-def test_a_fleet_reports_over_https_only() -> None:
-    """Over MQTT every gateway has its own id and API key from the portal: a template cannot make them."""
-    text = "fleet: {gateways: 4}\n" + inventory_yaml(
-        gateway='{name: "G{index:02d}"}',
-        state_dir="/tmp/x",
-        thingplus_keys={
-            "transport": "mqtt",
-            "gateway_id": "b827eb000001",
-            "apikey": "k",
-            "mqtt": {"host": "127.0.0.1", "tls": False},
-        },
-        devices=DEVICES,
-    )
-    with pytest.raises(ConfigError, match="a fleet's gateways report over https") as info:
-        parse_inventory(text)
-    assert "thingplus.transport" in str(info.value)

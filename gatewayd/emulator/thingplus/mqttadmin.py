@@ -15,6 +15,11 @@ POST     /_emulator/thingplus/rpc                ``{"gateway", "method", "params
                                                  the gateway's answer object; 504 ``{"error":
                                                  "timeout"}`` when none came in time; 404 for an
                                                  unknown or not connected gateway
+POST     /_emulator/thingplus/mqtt-outage        ``{"seconds"?}``: the broker unreachable for that
+                                                 long (no ``seconds``: until cleared): open MQTT
+                                                 connections are cut (the last will fires) and new
+                                                 ones closed at once; answers the outage's state
+DELETE   /_emulator/thingplus/mqtt-outage        end the outage now
 =======  ======================================  ====================================================
 """
 
@@ -95,7 +100,26 @@ def routes(side: MqttSide) -> list[web.RouteDef]:
             return web.json_response({"error": "timeout", "id": str(exc), "timeout_s": timeout}, status=504)
         return web.json_response(answer)
 
+    async def start_outage(request: web.Request) -> web.StreamResponse:
+        body = await _body(request) if request.can_read_body else {}
+        if body is None or set(body) - {"seconds"}:
+            return _refuse('body must be a JSON object {"seconds"?}')
+        seconds = body.get("seconds")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
+            return _refuse("seconds must be a positive number")
+        try:
+            cut = side.outage.start(None if seconds is None else float(seconds))
+        except ValueError as exc:
+            return _refuse(str(exc))
+        return web.json_response({**side.outage.snapshot(), "cut_now": cut})
+
+    async def clear_outage(request: web.Request) -> web.StreamResponse:
+        side.outage.clear()
+        return web.json_response(side.outage.snapshot())
+
     return [
+        web.post(f"{PREFIX}/mqtt-outage", start_outage),
+        web.delete(f"{PREFIX}/mqtt-outage", clear_outage),
         web.get(f"{PREFIX}/mqtt-gateways", list_gateways),
         web.post(f"{PREFIX}/mqtt-gateways", add_gateway),
         web.post(f"{PREFIX}/rpc", rpc),

@@ -97,6 +97,7 @@ class MqttBroker:
         self._broker: Broker | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
         """Start serving; the port it listens on."""
@@ -118,14 +119,18 @@ class MqttBroker:
         port = int(server.sockets[0].getsockname()[1])
         self.side.port = port
         self.side.commands.publish = self._publish
+        self.side.outage.cut = self._cut
         log.info("emulator.thingplus.mqtt_started", host=self.host, port=port)
         return port
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         broker = self._broker
-        if broker is None:
+        if broker is None or self.side.outage.active():
+            if broker is not None:
+                self.side.outage.refused += 1
             writer.close()
             return
+        self._writers.add(writer)
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
@@ -136,7 +141,16 @@ class MqttBroker:
         finally:
             if task is not None:
                 self._connections.discard(task)
+            self._writers.discard(writer)
             writer.close()
+
+    def _cut(self) -> int:
+        """Abort every open connection's socket, as a network cut would: the broker sees each one lost
+        (and publishes its last will). How many were cut."""
+        writers = list(self._writers)
+        for writer in writers:
+            writer.transport.abort()
+        return len(writers)
 
     async def _publish(self, topic: str, data: bytes) -> None:
         if self._broker is None:
@@ -147,6 +161,7 @@ class MqttBroker:
         server, broker = self._server, self._broker
         self._server = self._broker = None
         self.side.commands.publish = None
+        self.side.outage.cut = None
         if server is not None:
             server.close()
         for task in list(self._connections):

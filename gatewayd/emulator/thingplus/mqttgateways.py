@@ -3,7 +3,8 @@
 A gateway of the embedded-gateway protocol is registered in the portal by its id, which hands out an API
 key (README, "The emulated Thing+ over MQTT"). Known here are: the demo gateway (documented, like the
 demo's HTTPS credentials), the gateway the inventory names (``thingplus.gateway_id`` / ``apikey`` when
-the inventory has them), and any added through ``POST /_emulator/thingplus/mqtt-gateways``. Adding one
+the inventory has them), every gateway of a fleet inventory over MQTT (its ids and keys made from the
+template, :meth:`MqttGateways.add_fleet`), and any added through ``POST /_emulator/thingplus/mqtt-gateways``. Adding one
 also makes its gateway record, as the portal does. The records are kept here, apart from the HTTPS
 path's ``gateways`` (which only ``registerGateway`` fills); their devices and sensors go where the HTTPS
 path keeps them, so ``/_emulator/state`` lists those and their points alike.
@@ -12,6 +13,7 @@ path keeps them, so ``/_emulator/state`` lists those and their points alike.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import structlog
@@ -62,6 +64,26 @@ class MqttGateways:
     ) -> MqttGateway:
         """Know ``gateway_id`` with ``apikey`` (again: replaces its key, model and plan) and register its
         gateway record (kept if it has one of that model). Raises ValueError for a bad id, key or model."""
+        gateway = self._add(gateway_id, apikey, model, forbid_create)
+        log.info("emulator.thingplus.mqtt_gateway_added", gateway=gateway_id, model=model)
+        return gateway
+
+    def add_fleet(self, credentials: Iterable[tuple[str, str]]) -> int:
+        """Know every gateway of a fleet inventory (its ids and API keys, gatewayd.inventory.fleetmqtt),
+        logged once for them all; how many."""
+        added = [
+            self._add(gateway_id, apikey, MQTT_GATEWAY_MODEL_ID, False) for gateway_id, apikey in credentials
+        ]
+        if added:
+            log.info(
+                "emulator.thingplus.mqtt_fleet_added",
+                gateways=len(added),
+                first=added[0].id,
+                last=added[-1].id,
+            )
+        return len(added)
+
+    def _add(self, gateway_id: Any, apikey: Any, model: Any, forbid_create: bool) -> MqttGateway:
         if not isinstance(gateway_id, str) or not _GATEWAY_ID.match(gateway_id):
             raise ValueError(f"id must be a gateway id (letters, digits, . _ : -), not {gateway_id!r}")
         if not isinstance(apikey, str) or not apikey:
@@ -84,7 +106,6 @@ class MqttGateways:
                 "ctime": now,
                 "id": gateway_id,
             }
-        log.info("emulator.thingplus.mqtt_gateway_added", gateway=gateway_id, model=model)
         return gateway
 
     def check(self, gateway_id: Any, apikey: Any) -> MqttGateway | None:

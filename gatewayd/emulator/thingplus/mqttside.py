@@ -22,6 +22,7 @@ import structlog
 from gatewayd.emulator.thingplus import mqttpayloads as payloads
 from gatewayd.emulator.thingplus.model import Point, StatusRecord, short
 from gatewayd.emulator.thingplus.mqttgateways import MqttGateways
+from gatewayd.emulator.thingplus.mqttoutage import MqttOutage
 from gatewayd.emulator.thingplus.mqttpayloads import BadPayload, RawPoint, Status
 from gatewayd.emulator.thingplus.mqttrpc import Commands
 from gatewayd.emulator.thingplus.state import ThingPlusState
@@ -68,6 +69,8 @@ class MqttSide:
         #: Counts over every gateway: refused connects and topics, dropped messages, ignored points.
         self.counts: Counter[str] = Counter()
         self.commands = Commands(state.now_ms, self.is_connected)
+        #: The broker unreachable for a while (:mod:`.mqttoutage`): the admin path's fault knob.
+        self.outage = MqttOutage()
         #: The broker's TCP port while it serves (None: MQTT off).
         self.port: int | None = None
         #: The newest point time (ms) taken per sensor: an older point is out of order.
@@ -139,17 +142,21 @@ class MqttSide:
         rest = topic[len(PREFIX) + len(gateway_id) :]
         try:
             if rest == "":
+                link.counts["messages_gateway_data"] += 1
                 self._points(gateway_id, payloads.gateway_data(payload))
             elif rest == "/status":
+                link.counts["messages_gateway_status"] += 1
                 self._gateway_status(gateway_id, *payloads.gateway_status(payload))
             elif rest == "/mqtt/status":
                 self.mqtt_status(gateway_id, payload)
             elif rest == "/res":
                 self.count(self.commands.answered(gateway_id, payload), gateway_id)
             elif rest.startswith("/s/") and rest.endswith("/status"):
+                link.counts["messages_sensor_status"] += 1
                 sid = rest[3 : -len("/status")]
                 self._sensor_statuses(gateway_id, {sid: payloads.sensor_status(payload)})
             elif rest.startswith("/s/") and "/" not in rest[3:]:
+                link.counts["messages_sensor_data"] += 1
                 self._points(gateway_id, {rest[3:]: payloads.sensor_data(payload)})
             else:
                 self.count("unknown_topics", gateway_id)
@@ -251,6 +258,7 @@ class MqttSide:
     def snapshot(self) -> dict[str, Any]:
         return {
             "port": self.port,
+            "outage": self.outage.snapshot(),
             "counts": dict(self.counts),
             "known_gateways": self.gateways.snapshot(),
             "links": {

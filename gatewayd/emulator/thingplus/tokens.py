@@ -4,6 +4,9 @@
   JSON or form body (the guide shows JSON, its OAuth2 page a form; :attr:`Tokens.encodings` narrows it);
   client credentials in the body or as HTTP Basic. Answers ``{access_token, token_type}`` outside the
   envelope; bad credentials 401 ``{error, error_description}``.
+* An inventory of the MQTT mode (``thingplus.transport: mqtt``) names no OAuth2 account: the emulator
+  then has none, and every token request is 401 ``invalid_client`` (the gateway it knows is an MQTT
+  gateway with its API key, :mod:`.mqttgateways`).
 * Every other call needs ``Authorization: Bearer <token>``: missing or unknown answers 401 ``Access
   denied``, an expired one 401 ``{"name": "TokenExpiredError", "message": "jwt expired"}``.
 """
@@ -38,13 +41,9 @@ class Tokens:
     """The tokens issued, the credentials they are issued for, and the check of a bearer header."""
 
     def __init__(self, config: ThingPlusConfig, clock: Callable[[], float], lifetime_s: float) -> None:
-        self._client_id, secret, self._username = config.oauth_client()
-        self._client_secret = secret.reveal()
-        if config.password_md5 is not None:
-            self._password_md5 = config.password_md5.reveal().lower()
-        else:
-            assert config.password is not None
-            self._password_md5 = hashlib.md5(config.password.reveal().encode("utf-8")).hexdigest()
+        # The OAuth2 account, read by key (the keys of the HTTPS mode); None when the inventory has none.
+        self._account = _account(config)
+        self._client_id = self._account[0] if self._account is not None else ""
         self._clock = clock
         self.lifetime_s = lifetime_s
         #: Token request encodings accepted: "json" and/or "form".
@@ -114,15 +113,18 @@ class Tokens:
         for key in ("client_id", "client_secret", "username", "password"):
             if not isinstance(params.get(key), str) or not params[key]:
                 raise OAuthError(400, "invalid_request", f"{key} is missing")
-        if params["client_id"] != self._client_id or not secrets.compare_digest(
-            params["client_secret"].encode(), self._client_secret.encode()
+        if self._account is None:
+            raise OAuthError(401, "invalid_client", "this Thing+ has no OAuth2 client (an MQTT gateway's)")
+        client_id, client_secret, username, password_md5 = self._account
+        if params["client_id"] != client_id or not secrets.compare_digest(
+            params["client_secret"].encode(), client_secret.encode()
         ):
             raise OAuthError(401, "invalid_client", "client authentication failed")
         password = params["password"]
         if not _MD5_HEX.match(password):
             raise OAuthError(401, "invalid_grant", "password must be the md5 hex of the user's password")
-        if params["username"] != self._username or not secrets.compare_digest(
-            password.encode(), self._password_md5.encode()
+        if params["username"] != username or not secrets.compare_digest(
+            password.encode(), password_md5.encode()
         ):
             raise OAuthError(401, "invalid_grant", "invalid resource owner credentials")
         token = self.issue()
@@ -151,6 +153,20 @@ class Tokens:
         if not isinstance(body, dict):
             raise OAuthError(400, "invalid_request", "body must be an object")
         return body
+
+
+def _account(config: ThingPlusConfig) -> tuple[str, str, str, str] | None:
+    """client_id, client_secret, username and the password's md5 hex; None without all of them."""
+    password_md5: str | None = None
+    if config.password_md5 is not None:
+        password_md5 = config.password_md5.reveal().lower()
+    elif config.password is not None:
+        password_md5 = hashlib.md5(config.password.reveal().encode("utf-8")).hexdigest()
+    if config.client_id is None or config.client_secret is None or config.username is None:
+        return None
+    if password_md5 is None:
+        return None
+    return config.client_id, config.client_secret.reveal(), config.username, password_md5
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
