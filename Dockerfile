@@ -53,7 +53,7 @@ RUN groupadd --system --gid 10001 gatewayd \
 
 COPY --from=builder /opt/gatewayd /opt/gatewayd
 # Reference inventories: `docker run --rm gatewayd demo --config /usr/share/gatewayd/demo.yaml --duration 30`
-COPY config/demo.yaml config/container.yaml /usr/share/gatewayd/
+COPY config/demo.yaml config/demo-mqtt.yaml config/container.yaml /usr/share/gatewayd/
 
 USER 10001:10001
 WORKDIR /var/lib/gatewayd

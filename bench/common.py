@@ -135,6 +135,16 @@ def temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=f"gatewayd-bench-{prefix}-")
 
 
+@dataclass(frozen=True)
+class MqttGateway:
+    """A gateway over Thing+'s MQTT transport: its id and API key in the portal, the broker's port."""
+
+    gateway_id: str
+    apikey: str
+    port: int
+    report_interval: str = "5s"
+
+
 def write_inventory(
     path: Path,
     *,
@@ -144,8 +154,10 @@ def write_inventory(
     http_port: int | None = None,
     interval: str = "1s",
     gateway_name: str = "Bench gateway",
+    mqtt: MqttGateway | None = None,
 ) -> None:
-    """An inventory of ``sensors`` simulated sensors (uniform, seeded) in devices of 200."""
+    """An inventory of ``sensors`` simulated sensors (uniform, seeded) in devices of 200; over Thing+'s
+    MQTT transport as ``mqtt`` says, else over HTTPS with the OAuth2 credentials above."""
     lines = [
         "gateway:",
         f"  name: {json.dumps(gateway_name)}",
@@ -153,15 +165,22 @@ def write_inventory(
     ]
     if http_port is not None:
         lines += ["http:", f'  listen: "127.0.0.1:{http_port}"']
-    lines += [
-        "thingplus:",
-        f"  endpoint: {endpoint}",
-        f"  client_id: {CLIENT_ID}",
-        f"  client_secret: {CLIENT_SECRET}",
-        f"  username: {USERNAME}",
-        f"  password: {PASSWORD}",
-        "devices:",
-    ]
+    lines += ["thingplus:", f"  endpoint: {endpoint}"]
+    if mqtt is None:
+        lines += [
+            f"  client_id: {CLIENT_ID}",
+            f"  client_secret: {CLIENT_SECRET}",
+            f"  username: {USERNAME}",
+            f"  password: {PASSWORD}",
+        ]
+    else:
+        lines += [
+            "  transport: mqtt",
+            f"  gateway_id: {mqtt.gateway_id}",
+            f"  apikey: {mqtt.apikey}",
+            f"  mqtt: {{host: 127.0.0.1, port: {mqtt.port}, tls: false, report_interval: {mqtt.report_interval}}}",
+        ]
+    lines.append("devices:")
     for d in range(math.ceil(sensors / SENSORS_PER_DEVICE)):
         lines += [f"  - name: Device {d:03d}", "    sensors:"]
         for s in range(d * SENSORS_PER_DEVICE, min(sensors, (d + 1) * SENSORS_PER_DEVICE)):
@@ -461,20 +480,28 @@ class Delivered:
     sensors: int
     requests: dict[str, int]  # Thing+ requests by kind, all gateways (the emulator counts no more)
     t: float = field(default_factory=time.monotonic)
+    #: MQTT messages the emulator's broker took from the gateway (0 without a broker or a gateway id).
+    messages: int = 0
 
 
 def delivered(state: dict[str, Any], gateway_id: str | None = None) -> Delivered:
     sensors = [s for s in state["thingplus"]["sensors"] if gateway_id is None or s.get("owner") == gateway_id]
+    links = state["thingplus"].get("mqtt", {}).get("links", {})
+    link = links.get(gateway_id, {}) if gateway_id is not None else {}
     return Delivered(
         points=sum(int(s.get("points", 0)) for s in sensors),
         statuses=sum(int(s.get("statuses", 0)) for s in sensors),
         sensors=len(sensors),
         requests=dict(state["thingplus"].get("requests", {})),
+        messages=int(link.get("counts", {}).get("messages", 0)),
     )
 
 
-def start_emulator(procs: Procs, config: Path, port: int, report_interval_ms: int = 5000) -> Emulator:
-    """``gatewayd emulator`` in its own process; returns once ``/_emulator/healthz`` answers."""
+def start_emulator(
+    procs: Procs, config: Path, port: int, report_interval_ms: int = 5000, mqtt_port: int | None = None
+) -> Emulator:
+    """``gatewayd emulator`` in its own process (with its MQTT broker on ``mqtt_port`` if given); returns
+    once ``/_emulator/healthz`` answers."""
     argv = gatewayd_argv(
         "emulator",
         "--config",
@@ -486,6 +513,8 @@ def start_emulator(procs: Procs, config: Path, port: int, report_interval_ms: in
         "--log-level",
         "warning",
     )
+    if mqtt_port is not None:
+        argv += ["--mqtt-port", str(mqtt_port)]
     proc = procs.add(Proc("emulator", argv))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

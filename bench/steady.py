@@ -49,6 +49,7 @@ from bench.common import (
     BenchError,
     Delivered,
     Emulator,
+    MqttGateway,
     Proc,
     Procs,
     ProcSample,
@@ -69,6 +70,7 @@ from bench.common import (
     write_inventory,
 )
 from gatewayd import eventloop
+from gatewayd.emulator.thingplus.mqttgateways import DEMO_MQTT_APIKEY, DEMO_MQTT_GATEWAY_ID
 
 REPORT_INTERVAL_MS = 5000
 TARGET_CPU_RATIO = 1.3
@@ -162,7 +164,8 @@ def measure_window(
             rss_max_window=max(rss),
             emulator_rss=e1.rss,
             requests_per_s={
-                k: (d1.requests.get(k, 0) - d0.requests.get(k, 0)) / (d1.t - d0.t) for k in d1.requests
+                **{k: (d1.requests.get(k, 0) - d0.requests.get(k, 0)) / (d1.t - d0.t) for k in d1.requests},
+                **({"mqtt_messages": (d1.messages - d0.messages) / (d1.t - d0.t)} if d1.messages else {}),
             },
             log_counts={k: c1[k] - c0[k] for k in c1},
             extra={},
@@ -176,24 +179,42 @@ def measure_window(
 # ---------------------------------------------------------------------------------------------- phases
 
 
-def daemon_phase(n: int, args: argparse.Namespace) -> Window:
+def daemon_phase(
+    n: int, args: argparse.Namespace, *, mqtt: bool = False, broker: bool = False, label: str = "daemon"
+) -> Window:
+    """The daemon's phase: over HTTPS, or with ``mqtt`` over MQTT to the emulator's broker (as the
+    emulator's demo gateway); ``broker`` starts the broker for an HTTPS phase too (the same emulator)."""
     with temp_dir("steady") as tmp, Procs() as procs:
         tmpdir = Path(tmp)
         port, http_port = free_port(), free_port()
+        mqtt_port = free_port() if mqtt or broker else None
         config = tmpdir / "inventory.yaml"
         state_dir = tmpdir / "state"
+        # The emulator's own inventory is always the HTTPS one: it serves the OAuth2 account, and knows the
+        # demo MQTT gateway whatever its inventory.
         write_inventory(
             config, sensors=n, endpoint=f"http://127.0.0.1:{port}", state_dir=state_dir, http_port=http_port
         )
-        emulator = start_emulator(procs, config, port, REPORT_INTERVAL_MS)
+        emulator = start_emulator(procs, config, port, REPORT_INTERVAL_MS, mqtt_port=mqtt_port)
+        if mqtt and mqtt_port is not None:
+            gateway = MqttGateway(DEMO_MQTT_GATEWAY_ID, DEMO_MQTT_APIKEY, mqtt_port)
+            config = tmpdir / "inventory-mqtt.yaml"
+            write_inventory(
+                config,
+                sensors=n,
+                endpoint=emulator.url,
+                state_dir=state_dir,
+                http_port=http_port,
+                mqtt=gateway,
+            )
         t0 = time.monotonic()
         daemon = start_daemon(procs, config)
         registered = daemon.wait_event("registration.completed", 60 + n / 50)
         result_registration = registered.t - t0
-        gateway_id = registry_gateway_id(state_dir)
+        gateway_id = DEMO_MQTT_GATEWAY_ID if mqtt else registry_gateway_id(state_dir)
         metrics_url = f"http://127.0.0.1:{http_port}/metrics"
         result, d1, m0, m1 = measure_window(
-            "daemon", procs, daemon, emulator, gateway_id, args.warmup, args.window, metrics_url
+            label, procs, daemon, emulator, gateway_id, args.warmup, args.window, metrics_url
         )
         sampled = "gatewayd_points_sampled_total"
         sampled_per_s = (m1[sampled] - m0[sampled]) / result.seconds

@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the local simulation: emulated clouds and the daemon on loopback, no account needed",
         description="Start the emulator on a free loopback port with config/demo.yaml (or --config), run "
-        "the daemon against it, print a live line every few seconds and, at the end (Ctrl-C or --duration), "
-        "'sampled N, delivered N, lost N' computed from what the emulator received.",
+        "the daemon against it and, beside it, a second gateway over MQTT (config/demo-mqtt.yaml, or "
+        "--mqtt-config; needs amqtt) that is sent commands through the emulator; print a live line every few "
+        "seconds and, at the end (Ctrl-C or --duration), the commands and their answers and "
+        "'sampled N, delivered N, lost N' per gateway and in total, computed from what the emulator received.",
     )
     p.add_argument(
         "--duration",
@@ -117,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         default=None,
         help="inventory to simulate (default: config/demo.yaml)",
+    )
+    p.add_argument(
+        "--mqtt-config",
+        metavar="FILE",
+        default=None,
+        help="the MQTT gateway's inventory (thingplus.transport: mqtt; default: config/demo-mqtt.yaml)",
     )
     p.add_argument(
         "--report-interval",
@@ -257,7 +265,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gatewayd.demo import run_demo
 
     config = Path(args.config) if args.config else None
-    return run_async(run_demo(config, args.duration, report_interval_ms=args.report_interval))
+    mqtt_config = Path(args.mqtt_config) if args.mqtt_config else None
+    return run_async(
+        run_demo(config, args.duration, mqtt_config=mqtt_config, report_interval_ms=args.report_interval)
+    )
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:

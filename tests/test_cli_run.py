@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from gatewayd.emulator.app import mqtt_available
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.outbox import Outbox
 from tests.helpers.waiting import until
@@ -210,6 +211,29 @@ def test_demo_ends_with_nothing_lost() -> None:
     assert match, result.stdout
     sampled, delivered_ = int(match.group(1)), int(match.group(2))
     assert sampled > 0 and delivered_ == sampled
+    lines = result.stdout.splitlines()
+    if not mqtt_available():
+        assert any("MQTT gateway not run: the emulator's MQTT broker needs amqtt" in line for line in lines)
+        return
+    # The MQTT gateway beside the HTTPS one: its own points, all delivered, part of the total.
+    per_gateway = {}
+    for line in lines:
+        found = re.fullmatch(r"(https|mqtt): sampled (\d+), delivered (\d+), lost 0", line)
+        if found:
+            per_gateway[found.group(1)] = (int(found.group(2)), int(found.group(3)))
+    assert per_gateway["mqtt"][0] > 0 and per_gateway["mqtt"][0] == per_gateway["mqtt"][1], result.stdout
+    assert sum(s for s, _ in per_gateway.values()) == sampled
+    assert re.search(r"^  pump-house/Flow rate +simulate +[1-9]\d* ", result.stdout, re.M), result.stdout
+    # The commands sent through the emulator's broker, and the gateway's answers.
+    actuator = "b827eb000001-pump-house-powerSwitch"
+    blink = (
+        f'controlActuator {{"id":"{actuator}","cmd":"blink","options":{{"interval":500,"duration":3000}}}}'
+    )
+    assert f'    {blink} -> {{"result":""}} in ' in result.stdout, result.stdout
+    assert '    setProperty {"reportInterval":"2500"} -> {"result":""} in ' in result.stdout
+    assert re.search(r'^    swInfo \{\} -> \{"result":\{"version":"[^"]+"\}\} in ', result.stdout, re.M)
+    assert "  report interval now 2500 ms" in lines
+    assert "  actuator pump-house/Pump power (powerSwitch, simulate): " in result.stdout
 
 
 # ------------------------------------------------------------------------------------------------ second start
