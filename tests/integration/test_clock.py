@@ -145,7 +145,8 @@ async def test_points_sampled_in_1970_are_delivered_with_their_true_times(tmp_pa
         held = int(str(restamp["restamped"]))
         assert sum(t < set_ms - 50 for t in times) <= held <= sum(t < set_ms + 50 for t in times)
         assert held >= 10
-        assert distinct_points(env.tp) == stopped["sampled"]
+        # nothing lost: a loaded box may stop with the last samples still on disk, sent at the next start
+        assert distinct_points(env.tp) + int(str(stopped["pending_on_disk"])) == stopped["sampled"]
         assert_no_duplicates(env.tp)
         # Re-stamped from the monotonic clock, the 1970 samples keep their spacing (Humidity: 100 ms).
         for sensor_id, points in env.tp.points.items():
