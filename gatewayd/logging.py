@@ -24,6 +24,7 @@ SECRET_KEYS = frozenset(
     {
         "password",
         "password_md5",
+        "apikey",
         "client_secret",
         "clientsecret",
         "secure_key",

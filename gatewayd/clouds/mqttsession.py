@@ -39,6 +39,10 @@ from gatewayd.inventory.config import ThingPlusConfig
 
 log = structlog.get_logger(__name__)
 
+#: MQTT's keepalive is a 16-bit count of seconds (MQTT 3.1.1, 3.1.2.10): 2 x a long reportInterval is
+#: capped there, or the CONNECT could not be encoded and the session would never connect.
+MAX_KEEPALIVE_S = 65535
+
 #: Reconnect: at least 10 s after a connection ends (the spec), doubling to 5 min, a little jitter up.
 RECONNECT_POLICY = RetryPolicy(attempts=10**9, base=10.0, cap=300.0)
 #: How long a publish waits for its PUBACK before the points are kept for the next report.
@@ -177,7 +181,7 @@ class MqttSession:
             identifier=self.gateway_id,
             protocol=aiomqtt.ProtocolVersion.V311,
             clean_session=True,
-            keepalive=max(5, round(self._keepalive_s())),
+            keepalive=min(MAX_KEEPALIVE_S, max(5, round(self._keepalive_s()))),
             will=aiomqtt.Will(will_topic(self.gateway_id), b"err", qos=1, retain=True),
             tls_context=tls,
             timeout=self.publish_timeout_s,
@@ -199,8 +203,9 @@ class MqttSession:
                     failures = 0
                     async for message in client.messages:
                         self._dispatch(message.payload)
-            # OSError, SSLError, ValueError: a CA file gone bad, a host not found
-            except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
+            # MqttError, OSError, SSLError, ValueError (a CA file gone bad, a host not found) and anything
+            # else the client library raises: the session backs off and connects again, it never ends.
+            except Exception as exc:
                 if asyncio.current_task() is not self._task:
                     return  # suspended meanwhile (the DISCONNECT on the way out failed): stay down
                 self._disconnected(exc)

@@ -7,6 +7,7 @@ shared: a member's pending points are those of its own sensors (ids no other gat
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any
@@ -16,14 +17,24 @@ from gatewayd.runtime.gateway import Gateway
 
 #: A member not registered yet (ramping up, or Thing+ unreachable).
 STATUS_STARTING = "starting"
+#: A restart command's answer goes out before the gateway's link does.
+RESTART_DELAY_S = 1.0
 
 
 class Member:
     """Gateway ``index`` of the fleet, running in this shard."""
 
-    def __init__(self, index: int, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        index: int,
+        gateway: Gateway,
+        *,
+        later: Callable[[float, Callable[[], None]], object] | None = None,
+    ) -> None:
         self.index = index
         self.gateway = gateway
+        #: Runs a callable after a delay (the event loop's call_later; a test runs it by hand).
+        self._later = later
         self.offline = False
         #: The reads a simulated failure replaced, by sensor key, to put back.
         self._reads: dict[str, Any] = {}
@@ -63,6 +74,17 @@ class Member:
             self.gateway.mqtt.come_back(self._resume_reporting)
         else:
             self._resume_reporting()
+
+    def restart(self) -> None:
+        """A ``restart`` command from the cloud: this gateway goes off the network and comes back (at least
+        the platform's 10 s later), as a restarted application would; the rest of the shard runs on. Done a
+        second later, so the command's answer is published first."""
+        later = self._later or asyncio.get_running_loop().call_later
+        later(RESTART_DELAY_S, self._restart_now)
+
+    def _restart_now(self) -> None:
+        if self.go_offline():
+            self.come_back()
 
     def _resume_reporting(self) -> None:
         registration, reporting = self.gateway.registration, self.gateway.reporting

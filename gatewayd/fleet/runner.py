@@ -203,9 +203,11 @@ class Fleet:
                 mono=self.mono,
                 connect_policy=self.connect_policy,
             )
+            member = Member(index, gateway)
+            gateway.on_restart = member.restart  # one gateway's restart must not stop the whole shard
             await gateway.start_sampling(scheduler, job_prefix=f"gw{index}:", clock_guard=False)
             gateway.start_network(session, scheduler, self._transports.for_gateway(inventory), polling=False)
-        self.members.append(Member(index, gateway))
+        self.members.append(member)
 
     async def _reload(self) -> None:
         log.warning("fleet.reload_ignored", effect="a fleet does not reload its inventory: restart the shard")

@@ -216,6 +216,12 @@ def _cross_checks(inventory: Inventory, located: Located, file: str) -> list[Con
             except ValueError as exc:
                 problem(path, f"CA bundle {ca_file} {exc}")
     transport = inventory.thingplus.transport
+    if inventory.fleet is not None and inventory.thingplus.commands.allow:
+        problem(
+            ("thingplus", "commands", "allow"),
+            "a fleet's gateways are simulated: an allowed poweroff/reboot/swUpdate would act on the machine "
+            "running the shard (remove 'allow')",
+        )
     if inventory.fleet is not None:
         for name in ("rcms", "loctube"):
             if getattr(inventory, name) is not None:

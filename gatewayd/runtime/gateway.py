@@ -112,6 +112,9 @@ class Gateway:
         self.registration: Registration | None = None
         self.polling: Polling | None = None
         self.mqtt: MqttLink | None = None
+        #: What a ``restart`` command from the cloud does: None stops the process with the exit status
+        #: systemd restarts on; a fleet member restarts its own link instead (gatewayd.fleet.member).
+        self.on_restart: Callable[[], None] | None = None
 
     async def start_sampling(
         self,

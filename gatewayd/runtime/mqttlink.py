@@ -71,7 +71,7 @@ class MqttLink:
         self.handler = CommandHandler(
             actuators=self._actuators_by_id,
             set_report_interval=self.set_report_interval,
-            request_restart=functools.partial(sup.stop, RESTART_EXIT_STATUS),
+            request_restart=daemon.on_restart or functools.partial(sup.stop, RESTART_EXIT_STATUS),
             version=__version__,
             settings=config.commands,
         )

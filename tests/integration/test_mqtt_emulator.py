@@ -277,3 +277,21 @@ async def test_thingplus_rpc_cli_against_the_emulator(emulator_mqtt_env: MqttEnv
         code, out, err = await gatewayd_cli("thingplus", "rpc", "--config", str(path), "reboot")
         assert code == 0 and json.loads(out)["error"]["code"] == -32000, (out, err)
     assert [c["method"] for c in tp.mqtt.commands.view(GW)] == ["swInfo", "controlActuator", "reboot"]
+
+
+async def test_a_report_interval_of_days_still_connects(emulator_mqtt_env: MqttEnv) -> None:
+    """keepalive = 2 x reportInterval, but MQTT's field is 16 bits: a cloud's setProperty of a day must not
+    leave the session unable to encode its CONNECT (it used to die silently, reporting nothing more)."""
+    from gatewayd.clouds.mqttsession import MqttSession
+
+    async def no_request(payload: bytes) -> None:
+        raise AssertionError(payload)
+
+    config = emulator_mqtt_env.inventory().thingplus
+    session = MqttSession(config, keepalive_s=lambda: 2 * 86_400.0, on_request=no_request)
+    session.start()
+    try:
+        assert await session.wait_connected(5), session.connection()
+        await session.publish(f"v/a/g/{MQTT_GATEWAY}/status", b"on,90")
+    finally:
+        await session.close()

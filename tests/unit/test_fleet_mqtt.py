@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -100,3 +101,33 @@ def test_credentials_of_every_gateway_fill_the_shard_as_the_shards_do() -> None:
 )
 def test_holds_index(text: str, expected: bool) -> None:
     assert holds_index(text) is expected
+
+
+def test_a_fleet_allows_no_command_that_acts_on_the_machine() -> None:
+    text = mqtt_fleet("gw{index}").replace(
+        "  transport: mqtt", "  transport: mqtt\n  commands: {allow: [reboot]}", 1
+    )
+    with pytest.raises(ConfigError, match="would act on the machine running the shard") as info:
+        parse_inventory(text)
+    assert "thingplus.commands.allow" in str(info.value)
+
+
+def test_a_restart_command_restarts_one_members_link_not_the_shard() -> None:
+    """The daemon stops (exit 75) on ``restart``; in a fleet that would stop every gateway of the shard."""
+    from types import SimpleNamespace
+
+    from gatewayd.fleet.member import RESTART_DELAY_S, Member
+
+    calls: list[str] = []
+    scheduled: list[tuple[float, Callable[[], None]]] = []
+    link = SimpleNamespace(
+        go_offline=lambda: calls.append("off"), come_back=lambda resume: calls.append("back")
+    )
+    gateway: Any = SimpleNamespace(
+        mqtt=link, reporting=object(), registration=SimpleNamespace(registered=object())
+    )
+    member = Member(3, gateway, later=lambda delay, fn: scheduled.append((delay, fn)))
+    member.restart()
+    assert calls == [] and [d for d, _ in scheduled] == [RESTART_DELAY_S]  # the answer goes out first
+    scheduled[0][1]()
+    assert calls == ["off", "back"] and not member.offline
