@@ -394,3 +394,35 @@ async def emulator_mqtt_env(tmp_path: Path) -> AsyncIterator[Any]:
     async with EmulatorServer(spec, report_interval_ms=1000, mqtt_port=0) as server:
         tp = server.emulator.thingplus
         yield MqttEnv(EmulatorBroker(server), tp, server.url, state_dir, tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def killed_daemon_child(env: Any, *, backlog: int, within_s: float) -> AsyncIterator[None]:
+    """``gatewayd run`` on ``env``'s MQTT inventory (a tests.helpers.mqttenv.MqttEnv) as a child process;
+    the body runs while it samples (e.g. an outage starts), then the exit waits until its outbox holds
+    ``backlog`` points (read from its /status) and SIGKILLs it: the power cut of the lose-nothing tests."""
+    import signal
+
+    listen = f"127.0.0.1:{free_port()}"
+    path = env.tmp_path / "inventory.yaml"
+    path.write_text(env.inventory_text(extra=f'http: {{listen: "{listen}"}}\n'))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
+    )
+
+    async def pending() -> int:
+        try:
+            _, text, _ = await get(f"http://{listen}/status")
+        except OSError:
+            return -1  # not serving yet
+        return int(json.loads(text)["outbox"]["pending"])
+
+    try:
+        yield
+        deadline = time.monotonic() + within_s
+        while await pending() < backlog:
+            assert time.monotonic() < deadline, f"the daemon kept no {backlog} points within {within_s} s"
+            await asyncio.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()

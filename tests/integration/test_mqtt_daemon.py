@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
-import time
 from typing import Any
 
 from gatewayd.clouds.retry import RetryPolicy
@@ -20,9 +17,8 @@ from gatewayd.outbox.deadletters import outbox_path
 from gatewayd.runtime.reportinterval import FILE_NAME
 from tests.helpers.mosquitto import Observer
 from tests.helpers.mqttenv import MQTT_GATEWAY, MqttEnv
-from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
-from tests.integration.conftest import get, running
+from tests.integration.conftest import killed_daemon_child, running
 
 GW = MQTT_GATEWAY
 TEMPERATURE = f"{GW}-Room-temperature"
@@ -123,29 +119,9 @@ async def test_broker_outage_loses_nothing(mqtt_env: MqttEnv) -> None:
 
 async def test_sigkill_loses_nothing(mqtt_env: MqttEnv) -> None:
     """SIGKILL while the broker is down: every point on disk then is delivered, once, after a restart."""
-    listen = f"127.0.0.1:{free_port()}"
-    path = mqtt_env.tmp_path / "inventory.yaml"
-    path.write_text(mqtt_env.inventory_text(extra=f'http: {{listen: "{listen}"}}\n'))
     mqtt_env.broker.stop()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gatewayd", "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-
-        async def pending() -> int:
-            try:
-                _, text, _ = await get(f"http://{listen}/status")
-            except OSError:
-                return 0
-            return int(json.loads(text)["outbox"]["pending"])
-
-        deadline = time.monotonic() + 20
-        while await pending() < 20:
-            assert time.monotonic() < deadline, "the daemon kept no points within 20 s"
-            await asyncio.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+    async with killed_daemon_child(mqtt_env, backlog=20, within_s=20):
+        pass  # the broker is down from the start: everything sampled stays on disk
     async with await Outbox.open(outbox_path(mqtt_env.state_dir)) as outbox:
         on_disk = await outbox.all_points()
     assert len(on_disk) >= 20

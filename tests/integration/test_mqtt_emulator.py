@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,9 +25,8 @@ from gatewayd.sources.modbus import ModbusReader
 from gatewayd.sources.modbuslink import ModbusPool
 from tests.helpers.modbuspeer import TcpPeer
 from tests.helpers.mqttenv import MQTT_DEVICES, MQTT_GATEWAY, MqttEnv
-from tests.helpers.ports import free_port
 from tests.helpers.waiting import until
-from tests.integration.conftest import gatewayd_cli, get, running
+from tests.integration.conftest import gatewayd_cli, killed_daemon_child, running
 
 GW = MQTT_GATEWAY
 FAN = f"{GW}-Room-powerSwitch"
@@ -197,31 +193,10 @@ async def test_an_mqtt_outage_then_sigkill_loses_nothing(emulator_mqtt_env: Mqtt
     """The broker cut while the daemon runs (a child process), the daemon SIGKILLed during the outage, then
     the outage ends and a restart delivers: every point is on the emulator exactly once, in time order."""
     env, tp = emulator_mqtt_env, tp_of(emulator_mqtt_env)
-    listen = f"127.0.0.1:{free_port()}"
-    path = env.tmp_path / "inventory.yaml"
-    path.write_text(env.inventory_text(extra=f'http: {{listen: "{listen}"}}\n'))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gatewayd", "run", "--config", str(path), stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-
-        async def pending() -> int:
-            try:
-                _, text, _ = await get(f"http://{listen}/status")
-            except OSError:
-                return -1
-            return int(json.loads(text)["outbox"]["pending"])
-
+    async with killed_daemon_child(env, backlog=20, within_s=15):
         await until(lambda: counts(tp).get("points", 0) >= 10, 15, what="points before the outage")
         await outage(env, True)
         await until(lambda: not tp.mqtt.is_connected(GW), 5, what="the connection cut")
-        deadline = time.monotonic() + 15
-        while await pending() < 20:
-            assert time.monotonic() < deadline, "the daemon kept no backlog within 15 s"
-            await asyncio.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
     before = {sid: [p.time for p in pts] for sid, pts in tp.points.items()}
     async with await Outbox.open(outbox_path(env.state_dir)) as box:
         on_disk = await box.all_points()
