@@ -317,7 +317,11 @@ async def test_poller_sends_each_record_once_across_polls_outages_and_restarts(t
     assert begin == times[-2]  # after the restart the window starts at the newest record sent
 
 
-async def test_a_storage_error_keeps_the_saved_mark_back(tmp_path: Path) -> None:
+async def poll_once_then_fail_to_commit(
+    tmp_path: Path,
+) -> tuple[FakeClock, FakeRcms, Sink, RcmsPoller, RouterMark]:
+    """A poll that commits, then one 30 s later whose commit fails (a full disk): its records wait in
+    memory. Returns the clock, the RCMS, the sink, the poller and the mark saved after the first poll."""
     clock = FakeClock(NOW / 1000)
     client = FakeRcms(clock)
     latest, sink = LatestState(), Sink()
@@ -328,6 +332,11 @@ async def test_a_storage_error_keeps_the_saved_mark_back(tmp_path: Path) -> None
     sink.fail_commit = True
     clock.advance(30)
     await poller.poll()
+    return clock, client, sink, poller, saved
+
+
+async def test_a_storage_error_keeps_the_saved_mark_back(tmp_path: Path) -> None:
+    _clock, _client, _sink, poller, saved = await poll_once_then_fail_to_commit(tmp_path)
     assert poller.marks["SN1"].record_ms == NOW + 30_000  # the next window goes on after them ...
     assert RouterMark.from_json(poller._marks_file.load()["SN1"]) == saved  # type: ignore[index]
     # ... but a restart fetches them again: the points held in memory would be lost with it
@@ -342,16 +351,7 @@ async def test_no_poll_before_the_wall_clock_is_set(tmp_path: Path) -> None:
 
 
 async def test_a_mark_held_back_is_not_saved_by_a_poll_that_commits_nothing(tmp_path: Path) -> None:
-    clock = FakeClock(NOW / 1000)
-    client = FakeRcms(clock)
-    latest, sink = LatestState(), Sink()
-    make_bridge(latest, clock).bind(sink)
-    poller = make_poller(client, latest, tmp_path, clock)
-    await poller.poll()
-    saved = RouterMark.from_json(poller._marks_file.load()["SN1"])  # type: ignore[index]
-    sink.fail_commit = True
-    clock.advance(30)
-    await poller.poll()  # three records wait in memory
+    clock, client, sink, poller, saved = await poll_once_then_fail_to_commit(tmp_path)  # 3 records in memory
     client.clock = FakeClock(clock() - 30)  # the router goes silent: the next windows bring nothing new
     sink.fail_commit = False
     clock.advance(60)
