@@ -426,3 +426,17 @@ async def killed_daemon_child(env: Any, *, backlog: int, within_s: float) -> Asy
     finally:
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Any]:
+    """A Modbus TCP device on loopback (tests.helpers.modbuspeer.TcpPeer); stopped with no answer pending."""
+    from tests.helpers.modbuspeer import SLOW_S, TcpPeer
+
+    server = TcpPeer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        await asyncio.wait_for(server.slow.idle.wait(), SLOW_S + 1)

@@ -45,17 +45,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminal
 
 
 @pytest.fixture
-async def peer() -> AsyncIterator[TcpPeer]:
-    server = TcpPeer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-        await asyncio.wait_for(server.slow.idle.wait(), SLOW_S + 1)
-
-
-@pytest.fixture
 async def pool() -> AsyncIterator[ModbusPool]:
     modbus = ModbusPool()
     try:

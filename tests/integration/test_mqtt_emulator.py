@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.inventory.sources import ModbusSource
@@ -111,16 +109,6 @@ async def test_discovery_once_and_one_status_message_a_report(emulator_mqtt_env:
         await until(lambda: run.daemon.registered is not None, 10, what="discovery after the restart")
         await until(lambda: tp.mqtt.is_connected(GW), 10, what="connected again")
     assert {k: tp.requests[k] for k in REGISTER_KINDS} == registered
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[TcpPeer]:
-    server = TcpPeer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def modbus_fan(peer: TcpPeer) -> str:
