@@ -1,0 +1,71 @@
+"""Serve the pages' static files from inside the package: ``GET /`` gives a page, ``/_ui/...`` the rest.
+
+Why not aiohttp's ``add_static``: the file list is fixed and known (what ``static/`` holds), so a name is
+looked up in that list and nothing on the request path ever reaches the filesystem; each file is read once
+and kept (the pages are small), and every answer says ``no-cache`` so a page updated by an upgrade is not
+served stale from the browser's cache next to a new server.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from functools import lru_cache
+from importlib import resources
+
+from aiohttp import web
+
+#: Where the pages' assets are served from, on every server that has pages.
+ASSET_PREFIX = "/_ui"
+
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+
+
+def _static_files() -> dict[str, bytes]:
+    """Every file under ``static/`` by its path relative to it (``vendor/uplot/uPlot.iife.min.js``)."""
+    root = resources.files("gatewayd.webui") / "static"
+    files: dict[str, bytes] = {}
+    stack = [("", root)]
+    while stack:
+        prefix, directory = stack.pop()
+        for entry in directory.iterdir():
+            name = f"{prefix}{entry.name}"
+            if entry.is_dir():
+                stack.append((f"{name}/", entry))
+            elif not entry.name.startswith("."):
+                files[name] = entry.read_bytes()
+    return files
+
+
+@lru_cache(maxsize=1)
+def static_files() -> dict[str, bytes]:
+    """The files, read once per process."""
+    return _static_files()
+
+
+def _response(name: str) -> web.Response:
+    body = static_files().get(name)
+    if body is None:
+        raise web.HTTPNotFound(text=f"no such page asset: {name}")
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    content_type = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        charset="utf-8" if content_type.startswith("text/") else None,
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def page_routes(page: str) -> list[web.RouteDef]:
+    """``GET /`` answering the page ``page`` (a file in ``static/``, e.g. ``console.html``), and every
+    asset under ``/_ui/``."""
+    if page not in static_files():
+        raise LookupError(f"no page {page!r} in gatewayd/webui/static")
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return _response(page)
+
+    async def asset(request: web.Request) -> web.StreamResponse:
+        return _response(request.match_info["name"])
+
+    return [web.get("/", index), web.get(ASSET_PREFIX + "/{name:.+}", asset)]
