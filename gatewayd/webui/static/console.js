@@ -431,7 +431,8 @@
 
   function refreshParams() {
     if (!paramsEdited) T("rpc-params").value = JSON.stringify(defaultParams());
-    T("rpc-actuator").hidden = T("rpc-method").value !== "controlActuator";
+    const select = T("rpc-actuator");
+    select.hidden = T("rpc-method").value !== "controlActuator" || !select.options.length;
   }
 
   function setOptions(select, values) {
