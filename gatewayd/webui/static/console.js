@@ -64,6 +64,24 @@
 
   /* -- clouds and points ----------------------------------------------------------------------- */
 
+  const CLOUDS = [
+    ["thingplus", "Thing+"],
+    ["rcms", "RCMS"],
+    ["loctube", "loctube"],
+  ];
+
+  (function makeCloudCards() {
+    const template = $("cloud-card");
+    const cards = CLOUDS.map(([name, title]) => {
+      const card = template.content.firstElementChild.cloneNode(true);
+      card.setAttribute("data-testid", "cloud-" + name);
+      card.setAttribute("data-cloud", name);
+      card.querySelector('[data-role="title"]').textContent = title;
+      return card;
+    });
+    template.after.apply(template, cards);
+  })();
+
   function renderClouds(clouds) {
     for (const name of Object.keys(clouds)) {
       const card = T("cloud-" + name);
