@@ -20,7 +20,15 @@ from gatewayd.secret import known_values
 from tests.helpers.inventories import LOCTUBE, RCMS, THINGPLUS, THINGPLUS_PASSWORD_MD5
 from tests.helpers.waiting import until
 
-from .conftest import emulator_env, get, polled_sections, running, until_health, with_http
+from .conftest import (
+    emulator_env,
+    get,
+    polled_sections,
+    running,
+    until_health,
+    until_registered_and_polled,
+    with_http,
+)
 
 POLLED = polled_sections("signature")
 SECTIONS = {"health", "registration", "sensors", "outbox", "polled", "actuators"}
@@ -53,15 +61,7 @@ async def test_the_page_its_assets_status_and_the_live_stream(tmp_path: Path) ->
         inventory, base = with_http(env.inventory())
         async with running(inventory) as run:
             daemon = run.daemon
-            polls = daemon.poll_stats.polls
-            await until(
-                lambda: (
-                    daemon.registered is not None
-                    and polls.get(("rcms", "ok"), 0) >= 1
-                    and polls.get(("loctube", "ok"), 0) >= 1
-                ),
-                what="registration and a poll of each cloud",
-            )
+            await until_registered_and_polled(daemon)
             await until_health(base, 200)  # an upload cycle went through
 
             # The page and its files, with the types a browser needs (no sniffing).
