@@ -295,9 +295,13 @@ const GW = (function () {
 
   /* -- charts ---------------------------------------------------------------------------------- */
 
-  const PALETTE = ["#2e7d32", "#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#c62828", "#5d4037", "#9e9d24"];
+  // status words keep their meaning (green, amber, red); other values get a colour from their text
+  const PALETTE = ["#1565c0", "#6a1b9a", "#00838f", "#5d4037", "#9e9d24", "#ad1457", "#37474f", "#0277bd"];
+  const MEANING = { ok: "#2e7d32", warn: "#e09b1a", err: "#c62828" };
 
   function colourOf(text) {
+    const meaning = MEANING[statusClass(String(text).toLowerCase())];
+    if (meaning) return meaning;
     let hash = 0;
     for (let i = 0; i < text.length; i++) hash = (hash * 31 + text.charCodeAt(i)) | 0;
     return PALETTE[Math.abs(hash) % PALETTE.length];
@@ -324,7 +328,8 @@ const GW = (function () {
     set(points) {
       this.times = [];
       this.values = [];
-      this.append(points);
+      if (points.length) this.append(points);
+      else this.draw();
     }
 
     /** Add points (any order: kept sorted by time), then drop the oldest beyond maxPoints. */
@@ -351,6 +356,10 @@ const GW = (function () {
 
     draw() {
       setAttr(this.container, "data-points", this.times.length);
+      if (!this.times.length && this.kind !== "number") {
+        this.body.replaceChildren();
+        return;
+      }
       if (this.kind === "number") this.drawLine();
       else if (this.kind === "object") this.drawTable();
       else this.drawStates();
