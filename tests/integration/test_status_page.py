@@ -47,13 +47,18 @@ async def events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, An
             yield json.loads(line[len(b"data: ") :])
 
 
-def secrets_in(text: str) -> list[str]:
-    """The inventory's credentials and every secret the process knows (the Thing+ token) found in ``text``."""
-    inventory = [
+def secrets_in(text: str, state_dir: Path | None = None) -> list[str]:
+    """The inventory's credentials, every secret value the process knows and (with ``state_dir``) the
+    Thing+ access token the daemon holds, those found in ``text``."""
+    secrets = {
         *(THINGPLUS["client_secret"], THINGPLUS["password"], THINGPLUS_PASSWORD_MD5),
         *(RCMS["client_secret"], LOCTUBE["secure_key"]),
-    ]
-    return [s for s in {*inventory, *known_values()} if s in text]
+        *known_values(),
+    }
+    if state_dir is not None:
+        token = json.loads((state_dir / "thingplus-token.json").read_text(encoding="utf-8"))
+        secrets.add(token["access_token"])
+    return [s for s in secrets if s in text]
 
 
 async def test_the_page_its_assets_status_and_the_live_stream(tmp_path: Path) -> None:
@@ -82,7 +87,7 @@ async def test_the_page_its_assets_status_and_the_live_stream(tmp_path: Path) ->
 
             # /status: the keys it always had, and the new ones.
             code, text, _ = await get(f"{base}/status")
-            assert code == 200 and not secrets_in(text)
+            assert code == 200 and not secrets_in(text, env.state_dir)
             status = json.loads(text)
             assert set(status) >= STATUS_KEYS and status["registered"] is True
             assert status["gateway_id"] == daemon.registered.gateway_id  # type: ignore[union-attr]
@@ -125,7 +130,7 @@ async def test_the_page_its_assets_status_and_the_live_stream(tmp_path: Path) ->
                     if rows and rows[0]["last_value"] != value:
                         break
                 assert time.monotonic() - started < 2.5
-                assert not secrets_in("\n".join(texts))
+                assert not secrets_in("\n".join(texts), env.state_dir)
 
                 # A stop does not wait for an open page: the stream ends with the daemon.
                 stopping = time.monotonic()
@@ -153,7 +158,11 @@ async def test_over_mqtt_the_page_shows_the_session_and_not_the_apikey(emulator_
 
     inventory, base = with_http(emulator_mqtt_env.inventory())
     async with running(inventory) as run, aiohttp.ClientSession() as session:
-        await until(lambda: run.daemon.snapshot().reporting.connection.get("connected"), what="connected")
+        snapshot = run.daemon.snapshot
+        await until(
+            lambda: snapshot().registration.registered and snapshot().reporting.connection.get("connected"),
+            what="registered (discovery) and connected",
+        )
         code, text, _ = await get(f"{base}/status")
         async with session.get(f"{base}/status/events") as stream:
             first = await asyncio.wait_for(events(stream).__anext__(), 5)
