@@ -57,7 +57,7 @@ const GW = (function () {
   /** Seconds left until a unix time in ms, as a whole number, 0 once past (null: none). */
   function secondsUntil(ms) {
     if (ms === null || ms === undefined || ms < 0) return null;
-    return Math.max(0, Math.floor(ms / 1000 - serverNow()));
+    return Math.max(0, Math.ceil(ms / 1000 - serverNow()));
   }
 
   /** A status as the portal shows it: "on" turns "off" once its expireAt (ms) has lapsed. */
@@ -172,7 +172,8 @@ const GW = (function () {
   /** A table whose rows the server pages: render(rows, page, pages) draws them; the pager (prev,
    * next, a filter box) calls onChange({page, filter}). Rows are keyed (key(row)) and updated in
    * place when the same keys come back, so a live update does not rebuild the DOM.
-   * columns: [{testid, title, render(row) -> string | Node, cls}]. */
+   * columns: [{testid, title, render(row) -> string | Node, cls, classOf(row)}]; maxHeight: of the
+   * scrolling part (CSS length). */
   class PagedTable {
     constructor(root, options) {
       this.root = root;
@@ -218,7 +219,9 @@ const GW = (function () {
         this.changed();
       });
       root.appendChild(el("div", { class: "pager" }, pager));
-      root.appendChild(el("div", { class: "table-wrap" }, [this.table, this.empty]));
+      const wrap = el("div", { class: "table-wrap" }, [this.table, this.empty]);
+      if (options.maxHeight) wrap.style.maxHeight = options.maxHeight;
+      root.appendChild(wrap);
     }
 
     changed() {
