@@ -20,9 +20,10 @@ from gatewayd.runtime.schedule import DEFAULT_REPORT_INTERVAL_MS
 EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class SensorRow:
-    """One running sensor, as ``/status`` lists it."""
+class SensorRow(NamedTuple):
+    """One running sensor, as ``/status`` lists it. A named tuple, not a frozen dataclass: a detailed
+    snapshot makes one per sensor (the status page takes one a second), and a named tuple is the
+    cheaper to build."""
 
     device: str
     name: str
@@ -32,6 +33,10 @@ class SensorRow:
     reads: int
     failures: int
     last_error: str | None
+    #: The newest sample's value (as Thing+ gets it: a number as text, or an object) and its stamp
+    #: (unix ms; negative: provisional, taken before the wall clock was set, see gatewayd.wallclock).
+    last_value: str | dict[str, Any] | None = None
+    last_time_ms: int | None = None
 
     @property
     def key(self) -> str:
