@@ -12,6 +12,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -195,9 +196,16 @@ async def test_run_exits_2_naming_a_sensor_type_the_gateway_model_lacks(tmp_path
 # ------------------------------------------------------------------------------------------------ demo
 
 
+#: The demo's first line: where its console and each daemon's status page are.
+DEMO_URLS = re.compile(
+    r"gatewayd demo: console (http://127\.0\.0\.1:\d+/)  daemon pages: https (http://127\.0\.0\.1:\d+/)"
+    r"(?:, mqtt (http://127\.0\.0\.1:\d+/))?"
+)
+
+
 def test_demo_ends_with_nothing_lost() -> None:
     result = subprocess.run(
-        [*GATEWAYD, "demo", "--duration", "8"],
+        [*GATEWAYD, "demo", "--duration", "8", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -212,6 +220,10 @@ def test_demo_ends_with_nothing_lost() -> None:
     sampled, delivered_ = int(match.group(1)), int(match.group(2))
     assert sampled > 0 and delivered_ == sampled
     lines = result.stdout.splitlines()
+    urls = DEMO_URLS.fullmatch(lines[0])
+    assert urls, result.stdout
+    assert len({urls.group(1), urls.group(2), urls.group(3)}) == 3, lines[0]
+    assert (urls.group(3) is not None) == mqtt_available(), lines[0]
     if not mqtt_available():
         assert any("MQTT gateway not run: the emulator's MQTT broker needs amqtt" in line for line in lines)
         return
@@ -234,6 +246,27 @@ def test_demo_ends_with_nothing_lost() -> None:
     assert re.search(r'^    swInfo \{\} -> \{"result":\{"version":"[^"]+"\}\} in ', result.stdout, re.M)
     assert "  report interval now 2500 ms" in lines
     assert "  actuator pump-house/Pump power (powerSwitch, simulate): " in result.stdout
+
+
+def test_demo_on_a_taken_port_given_by_name_exits_1() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = subprocess.run(
+            [*GATEWAYD, "demo", "--duration", "1", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=child_env(),
+            check=False,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"gatewayd: cannot serve the console on 127.0.0.1:{port}: the port is taken (--port 0 takes any free port)\n"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ second start
