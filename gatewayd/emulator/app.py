@@ -13,9 +13,10 @@
 
 The clouds share one host and port (their paths do not overlap): Thing+ under ``/v2/``, RCMS under
 ``/api/link/``, loctube under ``/api/v1/``, ``/loctube/`` and ``/device/``; the emulator's own admin
-paths under ``/_emulator/`` (see :mod:`gatewayd.emulator.admin`). Thing+'s API-key REST (what MQTT
-gateways discover with) has no prefix: ``/gateways/``, ``/gatewayModels/``, ``/sensorDrivers/``. With
-``mqtt_port`` the Thing+ MQTT broker (amqtt, Python >= 3.10) runs in the same process.
+paths under ``/_emulator/`` (see :mod:`gatewayd.emulator.admin`); the web console at ``/``
+(:mod:`gatewayd.emulator.console`). Thing+'s API-key REST (what MQTT gateways discover with) has no
+prefix: ``/gateways/``, ``/gatewayModels/``, ``/sensorDrivers/``. With ``mqtt_port`` the Thing+ MQTT
+broker (amqtt, Python >= 3.10) runs in the same process.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import structlog
 from aiohttp import web
 
 from gatewayd.emulator.admin import routes as admin_routes
+from gatewayd.emulator.console.routes import install as install_console
+from gatewayd.emulator.console.state import ConsoleState
 from gatewayd.emulator.faults import Faults
 from gatewayd.emulator.thingplus import DEFAULT_SERIES_MAX_AGE_S, ThingPlusEmulator
 from gatewayd.emulator.thingplus.summary import gateways_summary
@@ -152,11 +155,14 @@ def build_app(
             )
         )
     emulator = Emulator(clouds, registry)
-    app = web.Application(middlewares=[emulator.faults.middleware])
+    console = ConsoleState(emulator, clock=clock)
+    # The console's request log first: it counts what clients got, injected faults included.
+    app = web.Application(middlewares=[console.requests.middleware, emulator.faults.middleware])
     app[EMULATOR_KEY] = emulator
     for cloud in clouds:
         app.add_routes(cloud.routes())
     app.add_routes(admin_routes(emulator))
+    install_console(app, console)
     return app, emulator
 
 

@@ -233,6 +233,7 @@ class MqttSide:
             self._newest[sensor_id] = last
             if taken:
                 self.count("points", gateway_id, taken)
+                self.state.points_accepted += taken
                 sensor["series"] = f"series.sensor.{short(sensor_id)}"
                 sensor["mtime"] = now
 

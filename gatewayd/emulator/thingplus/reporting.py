@@ -103,6 +103,7 @@ class Reporting:
         history = state.points.setdefault(sensor_id, [])
         first_ms = history[0].received if history else now
         history.extend(points)
+        state.points_accepted += len(points)
         sensor["series"] = f"series.sensor.{short(sensor_id)}"
         sensor["mtime"] = now
         if _debug_enabled():
