@@ -29,6 +29,7 @@ from gatewayd import demomqtt
 from gatewayd.compat import zip_strict
 from gatewayd.demopages import daemon_page, reachable, start_console, url_of, urls_line
 from gatewayd.emulator import EmulatorServer
+from gatewayd.emulator.console import add_daemon_link
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError
 from gatewayd.inventory.config import Inventory, load_inventory
@@ -152,6 +153,8 @@ async def run_demo(
             for note in [moved, *(p.note() for p in pages)]:
                 if note is not None:
                     print(f"gatewayd demo: {note}", file=out, flush=True)
+            for page in pages:
+                add_daemon_link(server.app, f"{page.label} gateway", page.url)
             endpoint = url_of(server.host, server.port).rstrip("/")
             thingplus = server.emulator.thingplus
             gateways = [
