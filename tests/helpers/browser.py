@@ -14,11 +14,12 @@ so nothing here needs pytest but :func:`chromium_path`'s refusal.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tests.helpers.tools import missing_tool
 
@@ -65,6 +66,14 @@ async def chromium(path: str | None = None, extra_flags: tuple[str, ...] = ()) -
             yield browser
         finally:
             await browser.close()
+
+
+def expect(target: Locator | Page) -> Any:
+    """Playwright's ``expect``, imported when called: a test module imports this one whether or not
+    playwright is installed, and its fixtures say so through :func:`chromium_path` first."""
+    from playwright.async_api import expect as playwright_expect
+
+    return playwright_expect(target)
 
 
 class PageProblems(AssertionError):
@@ -119,6 +128,11 @@ class WatchedPage:
     async def texts(self, testid: str, within: Locator | None = None) -> list[str]:
         """The stripped texts of every element ``testid`` (e.g. each row's name)."""
         return [t.strip() for t in await self.by(testid, within).all_text_contents()]
+
+    def row(self, row_testid: str, name_testid: str, name: str) -> Locator:
+        """The row ``row_testid`` whose ``name_testid`` element reads exactly ``name``."""
+        exact = re.compile(f"^\\s*{re.escape(name)}\\s*$")
+        return self.by(row_testid).filter(has=self.by(name_testid).filter(has_text=exact))
 
     async def wait_value(
         self,
