@@ -68,6 +68,12 @@ def _scrub(value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
     return value
 
 
+def scrub(value: Any) -> Any:
+    """``value`` (JSON-like) with secret keys masked and every known secret value scrubbed, by the same
+    rules as the log lines: for what the daemon shows elsewhere (its status page, ``/status``)."""
+    return _scrub(value, known_values())
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: mask secret keys and scrub known secret values from every field."""
     secrets = known_values()

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from gatewayd.fleet.figures import STATUS_OFFLINE, STATUS_UP, GatewayFigures, fleet_totals
-from gatewayd.ops.server import build_info, request_seconds_family
+from gatewayd.ops.metrics import build_info, request_seconds_family
 from gatewayd.runtime.requestmetrics import LatencySnapshot
 
 Requests = Mapping[tuple[str, str], LatencySnapshot]

@@ -1,7 +1,8 @@
 """The aiohttp server every ops page shares: /healthz, /metrics and /status on ``http.listen``.
 
 Why a base: the daemon (gatewayd.ops.server) and a fleet shard (gatewayd.fleet.ops) serve the same three
-paths with the same server settings and differ only in what they answer.
+paths with the same server settings and differ only in what they answer. What only one of them serves
+(the daemon's status page) it adds in :meth:`OpsEndpoints.add_routes`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class OpsEndpoints:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/status", self.status_page)
+        self.add_routes(app)
         # A scraper holding a connection open must not hold up a stop (aiohttp waits 60 s by default).
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -36,6 +38,9 @@ class OpsEndpoints:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def add_routes(self, app: web.Application) -> None:
+        """Routes a subclass serves beside the three (none here); called once, before the app starts."""
 
     async def healthz(self, request: web.Request) -> web.Response:
         raise NotImplementedError

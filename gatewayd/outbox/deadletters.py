@@ -1,6 +1,7 @@
 """Dead letters and pending points seen from outside the outbox's own connection, and their requeue.
 
-Why a second connection: ``gatewayd outbox`` and the daemon's /metrics read while the daemon writes.
+Why a second connection: ``gatewayd outbox`` and the daemon's /metrics, /status and status page read
+while the daemon writes.
 SQLite in WAL mode lets readers work beside its one writer without blocking it; the reader opens the file
 read-only (``mode=ro``), so it never creates the database, never changes its schema and never takes a
 write lock. A missing outbox is an error, not an empty one made on the spot.
@@ -15,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -208,3 +210,61 @@ class DeadLetterCounts:
                 else:
                     self._seen = dead_lettered
             return self.counts
+
+
+#: The first pending point is looked up again at most this often (s) while something is pending.
+OLDEST_REFRESH_S = 2.0
+
+
+def first_pending_time(db: sqlite3.Connection) -> int | None:
+    """The stamp of the first pending point in line (the lowest id): a primary-key lookup."""
+    row = db.execute("SELECT time_ms FROM points ORDER BY id LIMIT 1").fetchone()
+    return int(row[0]) if row is not None else None
+
+
+class OldestPending:
+    """The stamp of the oldest pending point for /status and the status page, read on a read-only
+    connection at most every ``refresh_s``, and not at all while nothing is pending.
+
+    Why the first in line and not ``MIN(time_ms)``: points are stored in the order they were read, so
+    the lowest id is the oldest, and finding it is a primary-key lookup whatever the backlog; the time
+    column has no index (one would cost every put), so ``MIN`` scans every row. Points put later with
+    older stamps (re-stamped at the wall clock's setting, requeued dead letters, a late RCMS window)
+    are not seen until they are first in line; ``gatewayd outbox stats`` gives the exact minimum.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        refresh_s: float = OLDEST_REFRESH_S,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.refresh_s = refresh_s
+        self.mono = mono
+        self.time_ms: int | None = None
+        self._read_at: float | None = None
+        self._error: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, pending: int) -> int | None:
+        """The stamp (unix ms; negative: provisional), or None when nothing is pending (``pending``:
+        the outbox's count). Read again when the last reading is ``refresh_s`` old."""
+        async with self._lock:
+            if pending <= 0:
+                self.time_ms, self._read_at = None, None  # the next point is looked up at once
+                return None
+            now = self.mono()
+            if self._read_at is not None and now - self._read_at < self.refresh_s:
+                return self.time_ms
+            self._read_at = now  # a failure too waits its turn: a broken file is not hammered
+            try:
+                self.time_ms = await asyncio.to_thread(_query, self.path, first_pending_time)
+            except StorageError as exc:  # keep the last reading; the next turn tries again
+                if str(exc) != self._error:
+                    log.warning("outbox.oldest_not_read", error=str(exc))
+                self._error = str(exc)
+            else:
+                self._error = None
+            return self.time_ms

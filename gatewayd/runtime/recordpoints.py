@@ -39,6 +39,8 @@ class SensorSink:
             self.refused += 1  # the status says so when it is the newest record (Sampler.judge)
             return
         self.sampler.buffer.add(Point(sensor.sensor_id, time_ms, text))
+        if sensor.last_time_ms is None or time_ms >= sensor.last_time_ms:  # a window may come late
+            sensor.last_value, sensor.last_time_ms = text, time_ms
         sensor.reads += 1
         self.sampler.stats.sampled += 1
 

@@ -57,6 +57,9 @@ class SensorRuntime:
     config_fingerprint: int = 0
     ok: bool | None = None  # None until the first read
     last_error: str | None = None
+    #: The newest sample (the value Thing+ gets) and its stamp: references kept, nothing copied.
+    last_value: str | dict[str, Any] | None = None
+    last_time_ms: int | None = None
     reads: int = 0
     failures: int = 0
     in_flight: bool = False
@@ -284,6 +287,7 @@ class Sampler:
 
     def _accepted(self, sensor: SensorRuntime, value: str | dict[str, Any], now_ms: int) -> None:
         self.buffer.add(Point(sensor.sensor_id, now_ms, value))
+        sensor.last_value, sensor.last_time_ms = value, now_ms
         sensor.reads += 1
         self.stats.sampled += 1
         self._healthy(sensor)

@@ -204,7 +204,18 @@ class Sensors:
         rows: tuple[SensorRow, ...] = ()
         if detail:
             rows = tuple(
-                SensorRow(s.device, s.name, s.sensor_id, s.type, s.status, s.reads, s.failures, s.last_error)
+                SensorRow(
+                    s.device,
+                    s.name,
+                    s.sensor_id,
+                    s.type,
+                    s.status,
+                    s.reads,
+                    s.failures,
+                    s.last_error,
+                    s.last_value,
+                    s.last_time_ms,
+                )
                 for s in self.running
             )
         return SensorsSnapshot(

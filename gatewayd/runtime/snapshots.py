@@ -32,6 +32,10 @@ class SensorRow:
     reads: int
     failures: int
     last_error: str | None
+    #: The newest sample's value (as Thing+ gets it: a number as text, or an object) and its stamp
+    #: (unix ms; negative: provisional, taken before the wall clock was set, see gatewayd.wallclock).
+    last_value: str | dict[str, Any] | None = None
+    last_time_ms: int | None = None
 
     @property
     def key(self) -> str:

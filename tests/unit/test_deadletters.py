@@ -12,6 +12,8 @@ import pytest
 from gatewayd.errors import StateDirLockedError, StorageError
 from gatewayd.outbox import Outbox, Point, deadletters
 from gatewayd.statelock import StateLock
+from tests.conftest import logs_of
+from tests.helpers.clocks import FakeClock
 
 T0 = (int(time.time()) - 600) * 1000
 INVALID = "400 INVALID_INPUT: body.value: a temperature value must be a numeric string, not 'open'"
@@ -103,3 +105,42 @@ async def test_counts_for_metrics_are_read_again_only_when_the_outbox_dead_lette
     await outbox.dead_letter(lease, MISSING)
     assert await counts.refresh(outbox.stats.dead_lettered) == {"400 INVALID_INPUT": 3, "404 NOT_FOUND": 2}
     assert len(reads) == 1
+
+
+async def test_the_oldest_pending_point_is_looked_up_by_id_and_at_most_every_refresh(
+    outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mono = FakeClock(100.0)
+    oldest = deadletters.OldestPending(deadletters.outbox_path(tmp_path), refresh_s=2.0, mono=mono)
+    reads: list[Path] = []
+    real = deadletters._query
+
+    def counting(path: Path, read: Any) -> Any:
+        reads.append(path)
+        return real(path, read)
+
+    monkeypatch.setattr(deadletters, "_query", counting)
+    # a-0..a-2 and b-0 are dead letters: a-3 is first in line.
+    assert await oldest.refresh(outbox.stats.pending) == T0 + 3 and len(reads) == 1
+    lease = await outbox.lease("a", 10)
+    assert lease is not None
+    await outbox.ack(lease)
+    mono.advance(1.9)
+    assert await oldest.refresh(outbox.stats.pending) == T0 + 3 and len(reads) == 1  # not looked up again
+    mono.advance(0.1)
+    assert await oldest.refresh(outbox.stats.pending) == T0 + 101 and len(reads) == 2
+    lease = await outbox.lease("b", 10)
+    assert lease is not None
+    await outbox.ack(lease)
+    assert outbox.stats.pending == 0
+    assert await oldest.refresh(0) is None and len(reads) == 2  # nothing pending: nothing to look up
+    await outbox.put([Point("c", T0 + 500, "1")])
+    assert await oldest.refresh(outbox.stats.pending) == T0 + 500 and len(reads) == 3  # at once
+
+
+async def test_an_unreadable_outbox_gives_no_oldest_point_and_is_logged_once(tmp_path: Path) -> None:
+    oldest = deadletters.OldestPending(tmp_path / "none.db", refresh_s=0.0)
+    with logs_of(deadletters) as logs:
+        assert await oldest.refresh(5) is None
+        assert await oldest.refresh(5) is None
+    assert [(e["event"], "no outbox at" in e["error"]) for e in logs] == [("outbox.oldest_not_read", True)]

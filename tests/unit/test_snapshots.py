@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from gatewayd.inventory.config import parse_inventory
-from gatewayd.ops.server import OpsServer, assess
+from gatewayd.ops.health import assess
+from gatewayd.ops.server import OpsServer
 from gatewayd.runtime.requestmetrics import BUCKETS, RequestMetrics
 from gatewayd.runtime.schedule import DEFAULT_REPORT_INTERVAL_MS
 from gatewayd.runtime.service import Daemon
