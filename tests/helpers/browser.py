@@ -155,12 +155,16 @@ class WatchedPage:
 
 
 @asynccontextmanager
-async def open_page(browser: Browser, url: str, *, check: bool = True) -> AsyncIterator[WatchedPage]:
-    """``url`` in a fresh context of :data:`WIDTH` x :data:`HEIGHT`; at the end, the page's problems fail
-    the test (``check``)."""
+async def open_page(
+    browser: Browser, url: str, *, check: bool = True, init_script: str | None = None
+) -> AsyncIterator[WatchedPage]:
+    """``url`` in a fresh context of :data:`WIDTH` x :data:`HEIGHT` (``init_script`` run before the
+    page's own scripts); at the end, the page's problems fail the test (``check``)."""
     context = await browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     try:
         watched = WatchedPage(await context.new_page())
+        if init_script is not None:
+            await watched.page.add_init_script(init_script)
         await watched.page.goto(url)
         yield watched
     finally:
