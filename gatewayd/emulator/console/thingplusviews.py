@@ -125,7 +125,16 @@ def sensors_view(
 ) -> dict[str, Any]:
     """A page of ``gateway_id``'s sensors matching ``text`` (in id, name, type or device)."""
     if gateway_id is None:
-        return {"gateway": None, "total": 0, "matched": 0, "page": 0, "pages": 0, "rows": []}
+        return {
+            "gateway": None,
+            "name": None,
+            "known": False,
+            "total": 0,
+            "matched": 0,
+            "page": 0,
+            "pages": 0,
+            "rows": [],
+        }
     text = text.lower()
     sensors = tp.sensors.of(gateway_id)
     matched = (
@@ -134,9 +143,11 @@ def sensors_view(
         else sensors
     )
     rows, page, pages = paged(matched, page, SENSORS_PAGE)
+    record = tp.gateways.get(gateway_id) or tp.mqtt.gateways.records.get(gateway_id)
     return {
         "gateway": gateway_id,
-        "known": gateway_id in tp.gateways or gateway_id in tp.mqtt.gateways.records,
+        "name": record.get("name") if record else None,
+        "known": record is not None,
         "total": len(sensors),
         "matched": len(matched),
         "page": page,

@@ -324,7 +324,8 @@ const GW = (function () {
     set(points) {
       this.times = [];
       this.values = [];
-      this.append(points);
+      if (points.length) this.append(points);
+      else this.draw();
     }
 
     /** Add points (any order: kept sorted by time), then drop the oldest beyond maxPoints. */
@@ -351,6 +352,10 @@ const GW = (function () {
 
     draw() {
       setAttr(this.container, "data-points", this.times.length);
+      if (!this.times.length && this.kind !== "number") {
+        this.body.replaceChildren();
+        return;
+      }
       if (this.kind === "number") this.drawLine();
       else if (this.kind === "object") this.drawTable();
       else this.drawStates();
