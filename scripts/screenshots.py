@@ -1,6 +1,6 @@
 """The README's pictures of the two web pages: ``make screenshots`` writes docs/console.png and docs/status.png.
 
-Runs ``gatewayd demo`` (reportInterval 1 s) as a user would, opens its console and the HTTPS gateway's
+Runs ``gatewayd demo`` as ``make run`` does (reportInterval 5 s), opens its console and the HTTPS gateway's
 status page in headless Chromium (the distribution's, as the browser tests do) at 1400x900, waits for
 data — on the console the HTTPS gateway selected and its Temperature chart holding ``--points`` points —
 and takes both pictures. A page that logs a console error fails the run (exit 1): a picture of a broken
@@ -54,7 +54,7 @@ async def status_ready(daemon: WatchedPage) -> None:
 
 async def shoot(out: Path, points: int, browser_path: str) -> None:
     gateway_name = load_inventory(REPO / "config" / "demo.yaml").gateway.name
-    with running_demo("--report-interval", "1000") as demo:
+    with running_demo() as demo:
         async with (
             chromium(browser_path) as browser,
             open_page(browser, demo.console) as console,
