@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import math
 import shutil
@@ -43,6 +44,7 @@ from bench.common import (
     Procs,
     ProcSample,
     free_port,
+    http_json,
     print_machine,
     print_table,
     proc_cpu_seconds,
@@ -58,42 +60,8 @@ from tests.helpers.browser import WatchedPage, chromium, expect, open_page
 REPORT_INTERVAL_MS = 5000
 TARGET_LATENCY_S = 2.0
 
-#: Installed before the page's own scripts: wraps EventSource so that every message of the page's stream
-#: is timed against its server time ``t`` (the first field of each message) on arrival and at the next
-#: frame. Results wait in bounded arrays that the bench takes (and empties) at every sample.
-TIMING = """
-(() => {
-  const Native = window.EventSource;
-  const keep = 5000;
-  const stats = { messages: 0, chars: 0, arrival: [], frame: [] };
-  const push = (list, value) => { if (list.length < keep) list.push(value); };
-  window.__bench = {
-    take() {
-      const out = { messages: stats.messages, chars: stats.chars, arrival: stats.arrival, frame: stats.frame };
-      stats.messages = 0; stats.chars = 0; stats.arrival = []; stats.frame = [];
-      return out;
-    },
-  };
-  function Timed(url, options) {
-    const source = new Native(url, options);
-    source.addEventListener("message", (event) => {
-      const arrived = Date.now() / 1000;
-      stats.messages += 1;
-      stats.chars += event.data.length;
-      const found = /^\\{"t":([0-9.eE+-]+)/.exec(event.data);
-      if (found) {
-        const t = Number(found[1]);
-        push(stats.arrival, arrived - t);
-        requestAnimationFrame(() => push(stats.frame, Date.now() / 1000 - t));
-      }
-    });
-    return source;
-  }
-  Timed.prototype = Native.prototype;
-  Object.assign(Timed, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
-  window.EventSource = Timed;
-})();
-"""
+#: Installed before the page's own scripts: times each message of the page's stream (see the file).
+TIMING = (Path(__file__).resolve().parent / "console-timing.js").read_text()
 
 
 @dataclass
@@ -110,6 +78,7 @@ class Sample:
 @dataclass
 class Run:
     samples: list[Sample] = field(default_factory=list)
+    requests: list[tuple[float, int]] = field(default_factory=list)  # at the first and last sample
     arrival: list[float] = field(default_factory=list)
     frame: list[float] = field(default_factory=list)
     messages: int = 0
@@ -123,37 +92,48 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def thingplus_requests(url: str) -> tuple[float, int]:
+    """(monotonic time, Thing+ requests the emulator answered so far), from its per-gateway summary."""
+    state = http_json(f"{url}/_emulator/state?summary=gateways", timeout=60)
+    return time.monotonic(), sum(int(n) for n in state["thingplus"]["requests"].values())
+
+
+@dataclass(frozen=True)
+class Load:
+    """The emulator's CPU (% of one core) and the Thing+ requests/s it answered over a window."""
+
+    cpu_pct: float
+    requests_per_s: float
+
+    def us_per_request(self) -> float:
+        return 1e4 * self.cpu_pct / self.requests_per_s if self.requests_per_s else math.nan
+
+
+def load(cpu: float, start: tuple[float, int], end: tuple[float, int]) -> Load:
+    """The emulator's :class:`Load` from its CPU share and two :func:`thingplus_requests` readings."""
+    return Load(cpu, (end[1] - start[1]) / (end[0] - start[0]))
+
+
 def chromium_pids(marker: str) -> list[int]:
     """The Chromium started with ``marker`` on its command line, and every process below it."""
     parents: dict[int, int] = {}
-    roots = []
+    found: set[int] = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
+        with contextlib.suppress(OSError, ValueError):  # not a process, or one that just ended
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if marker.encode() in cmdline:
-            roots.append(int(entry.name))
-    found = set(roots)
-    grew = True
-    while grew:
-        below = {pid for pid, parent in parents.items() if parent in found} - found
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+    while below := {pid for pid, parent in parents.items() if parent in found} - found:
         found |= below
-        grew = bool(below)
     return sorted(found)
 
 
 def cpu_of(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a renderer that went away
             total += proc_cpu_seconds(pid)
-        except (OSError, ValueError, IndexError):
-            continue  # a renderer that went away
     return total
 
 
@@ -187,12 +167,15 @@ async def open_console(console: WatchedPage, gateway_name: str) -> None:
     )
 
 
-async def measure(console: WatchedPage, procs: dict[str, list[int]], args: argparse.Namespace) -> Run:
+async def measure(
+    console: WatchedPage, procs: dict[str, list[int]], args: argparse.Namespace, url: str
+) -> Run:
     cdp = await console.page.context.new_cdp_session(console.page)
     await cdp.send("Performance.enable")
     run = Run()
     await console.page.evaluate("window.__bench.take()")  # what arrived while the page opened
     end = time.monotonic() + 60 * args.minutes
+    run.requests.append(await asyncio.to_thread(thingplus_requests, url))
     while True:
         await cdp.send("HeapProfiler.collectGarbage")
         metrics = {m["name"]: m["value"] for m in (await cdp.send("Performance.getMetrics"))["metrics"]}
@@ -216,6 +199,7 @@ async def measure(console: WatchedPage, procs: dict[str, list[int]], args: argpa
         )
         console.check()
         if time.monotonic() >= end:
+            run.requests.append(await asyncio.to_thread(thingplus_requests, url))
             return run
         await asyncio.sleep(args.every)
 
@@ -228,20 +212,31 @@ def proc_pct(a: ProcSample, b: ProcSample) -> float:
     return 100 * (b.cpu_s - a.cpu_s) / (b.t - a.t)
 
 
-def report(args: argparse.Namespace, without: dict[str, float], run: Run) -> None:
+def report(args: argparse.Namespace, without: dict[str, Load], run: Run) -> None:
     first, last = run.samples[0], run.samples[-1]
     seconds = last.t - first.t
+    with_page = {
+        "emulator": load(cpu_pct(first, last, "emulator"), run.requests[0], run.requests[-1]),
+        "daemon": Load(cpu_pct(first, last, "daemon"), math.nan),
+    }
     print()
     print_table(
-        "CPU, % of one core",
+        "CPU (% of one core) and the emulator's work",
         [
-            ("without the page", f"{without['emulator']:.0f}", f"{without['daemon']:.0f}", "-"),
             (
-                "with the page",
-                *(f"{cpu_pct(first, last, name):.0f}" for name in ("emulator", "daemon", "chromium")),
-            ),
+                label,
+                f"{phase['emulator'].cpu_pct:.0f}",
+                f"{phase['daemon'].cpu_pct:.0f}",
+                chromium,
+                f"{phase['emulator'].requests_per_s:,.0f}",
+                f"{phase['emulator'].us_per_request():.0f}",
+            )
+            for label, phase, chromium in (
+                ("without the page", without, "-"),
+                ("with the page", with_page, f"{cpu_pct(first, last, 'chromium'):.0f}"),
+            )
         ],
-        ("", "emulator", "daemon", "Chromium (all)"),
+        ("", "emulator", "daemon", "Chromium (all)", "Thing+ requests/s", "emulator us/request"),
     )
     print(f"  renderer main thread busy {100 * (last.task_s - first.task_s) / seconds:.0f} % of the time")
     ms = [
@@ -336,7 +331,7 @@ async def with_page(
         async with open_page(browser, url, init_script=TIMING) as console:
             await open_console(console, "Bench gateway")
             procs["chromium"] = chromium_pids(marker)  # the renderer of the page
-            return await measure(console, procs, args)
+            return await measure(console, procs, args, url.rstrip("/"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -358,11 +353,16 @@ def run(args: argparse.Namespace) -> int:
         daemon.wait_event("registration.completed", 60 + args.sensors / 50)
         time.sleep(args.warmup)
         procs.check()
+        r0 = thingplus_requests(emulator.url)
         e0, d0 = emulator.proc.sample(), daemon.sample()
         time.sleep(args.without)
         procs.check()
         e1, d1 = emulator.proc.sample(), daemon.sample()
-        without = {"emulator": proc_pct(e0, e1), "daemon": proc_pct(d0, d1)}
+        r1 = thingplus_requests(emulator.url)
+        without = {
+            "emulator": load(proc_pct(e0, e1), r0, r1),
+            "daemon": Load(proc_pct(d0, d1), math.nan),
+        }
         pids = {"emulator": [emulator.proc.pid], "daemon": [daemon.pid]}
         result = asyncio.run(with_page(args, emulator.url + "/", pids, browser_path))
         procs.check()

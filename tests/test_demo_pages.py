@@ -6,9 +6,6 @@ replaced by one the test picks, so no test depends on (or holds) the real 8080.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,18 +16,9 @@ from gatewayd.emulator import EmulatorServer
 from gatewayd.errors import GatewaydError
 from gatewayd.inventory.config import Inventory, load_inventory
 from gatewayd.inventory.models import HttpConfig
-from tests.helpers.ports import free_port
+from tests.helpers.ports import free_port, taken_port
 
 DEMO = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
-
-
-@contextmanager
-def listening() -> Iterator[int]:
-    """A loopback port something listens on while the block runs."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 def demo_inventory(listen: str | None) -> Inventory:
@@ -55,7 +43,7 @@ async def test_the_console_takes_the_default_port_when_free(monkeypatch: pytest.
 async def test_a_taken_default_port_gives_way_to_a_free_one_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with listening() as taken:
+    with taken_port() as taken:
         monkeypatch.setattr(demopages, "DEFAULT_PORT", taken)
         server, note = await start_console(emulator, None)
         try:
@@ -66,7 +54,7 @@ async def test_a_taken_default_port_gives_way_to_a_free_one_and_says_so(
 
 
 async def test_a_taken_port_given_by_name_is_an_error() -> None:
-    with listening() as taken, pytest.raises(GatewaydError) as caught:
+    with taken_port() as taken, pytest.raises(GatewaydError) as caught:
         await start_console(emulator, taken)
     assert str(caught.value) == (
         f"cannot serve the console on 127.0.0.1:{taken}: the port is taken (--port 0 takes any free port)"
@@ -89,7 +77,7 @@ def test_a_daemon_page_keeps_its_inventorys_listen_when_free() -> None:
 
 
 def test_a_daemon_page_whose_listen_is_taken_moves_to_a_free_loopback_port() -> None:
-    with listening() as taken:
+    with taken_port() as taken:
         page = daemon_page("https", demo_inventory(f"127.0.0.1:{taken}"))
     assert page.wanted == f"127.0.0.1:{taken}" and page.listen != page.wanted
     assert page.listen.startswith("127.0.0.1:")
