@@ -33,7 +33,12 @@ POST     /_emulator/rcms/record-interval         ``{"ms": 10000}``: routers repo
 GET|POST /_emulator/thingplus/mqtt-gateways      MQTT gateways known (see :mod:`.thingplus.mqttadmin`)
 POST     /_emulator/thingplus/rpc                a JSON-RPC command to an MQTT gateway, its answer
 POST|DEL /_emulator/thingplus/mqtt-outage         the MQTT broker unreachable for ``{"seconds"}`` (or ends it)
+GET      /_emulator/console/events               the web console's live stream (server-sent events)
+GET      /_emulator/console/sensors/{id}/points  a sensor's recent points for the console's chart
 =======  ======================================  ====================================================
+
+The two ``console`` paths are the web console's (:mod:`gatewayd.emulator.console`, page at ``/``); its
+controls call the paths above.
 """
 
 from __future__ import annotations

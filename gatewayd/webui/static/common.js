@@ -57,7 +57,7 @@ const GW = (function () {
   /** Seconds left until a unix time in ms, as a whole number, 0 once past (null: none). */
   function secondsUntil(ms) {
     if (ms === null || ms === undefined || ms < 0) return null;
-    return Math.max(0, Math.floor(ms / 1000 - serverNow()));
+    return Math.max(0, Math.ceil(ms / 1000 - serverNow()));
   }
 
   /** A status as the portal shows it: "on" turns "off" once its expireAt (ms) has lapsed. */
@@ -172,7 +172,8 @@ const GW = (function () {
   /** A table whose rows the server pages: render(rows, page, pages) draws them; the pager (prev,
    * next, a filter box) calls onChange({page, filter}). Rows are keyed (key(row)) and updated in
    * place when the same keys come back, so a live update does not rebuild the DOM.
-   * columns: [{testid, title, render(row) -> string | Node, cls}]. */
+   * columns: [{testid, title, render(row) -> string | Node, cls, classOf(row)}]; maxHeight: of the
+   * scrolling part (CSS length). */
   class PagedTable {
     constructor(root, options) {
       this.root = root;
@@ -218,7 +219,9 @@ const GW = (function () {
         this.changed();
       });
       root.appendChild(el("div", { class: "pager" }, pager));
-      root.appendChild(el("div", { class: "table-wrap" }, [this.table, this.empty]));
+      const wrap = el("div", { class: "table-wrap" }, [this.table, this.empty]);
+      if (options.maxHeight) wrap.style.maxHeight = options.maxHeight;
+      root.appendChild(wrap);
     }
 
     changed() {
@@ -295,9 +298,13 @@ const GW = (function () {
 
   /* -- charts ---------------------------------------------------------------------------------- */
 
-  const PALETTE = ["#2e7d32", "#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#c62828", "#5d4037", "#9e9d24"];
+  // status words keep their meaning (green, amber, red); other values get a colour from their text
+  const PALETTE = ["#1565c0", "#6a1b9a", "#00838f", "#5d4037", "#9e9d24", "#ad1457", "#37474f", "#0277bd"];
+  const MEANING = { ok: "#2e7d32", warn: "#e09b1a", err: "#c62828" };
 
   function colourOf(text) {
+    const meaning = MEANING[statusClass(String(text).toLowerCase())];
+    if (meaning) return meaning;
     let hash = 0;
     for (let i = 0; i < text.length; i++) hash = (hash * 31 + text.charCodeAt(i)) | 0;
     return PALETTE[Math.abs(hash) % PALETTE.length];

@@ -64,6 +64,24 @@
 
   /* -- clouds and points ----------------------------------------------------------------------- */
 
+  const CLOUDS = [
+    ["thingplus", "Thing+"],
+    ["rcms", "RCMS"],
+    ["loctube", "loctube"],
+  ];
+
+  (function makeCloudCards() {
+    const template = $("cloud-card");
+    const cards = CLOUDS.map(([name, title]) => {
+      const card = template.content.firstElementChild.cloneNode(true);
+      card.setAttribute("data-testid", "cloud-" + name);
+      card.setAttribute("data-cloud", name);
+      card.querySelector('[data-role="title"]').textContent = title;
+      return card;
+    });
+    template.after.apply(template, cards);
+  })();
+
   function renderClouds(clouds) {
     for (const name of Object.keys(clouds)) {
       const card = T("cloud-" + name);
@@ -87,10 +105,15 @@
     GW.setText(T("points-total"), String(points.total));
   }
 
+  function left(seconds) {
+    return seconds === null || seconds === undefined ? "until cleared" : Math.ceil(seconds) + " s left";
+  }
+
   function describeFault(set) {
     const parts = [];
     if (set.outage) {
-      parts.push(set.outage.until_cleared ? "outage until cleared" : "outage, " + Math.ceil(set.outage.remaining_s || set.outage.seconds_left || 0) + " s left");
+      const o = set.outage;
+      parts.push(o.until_cleared ? "outage until cleared" : "outage, " + left(o.remaining_s || o.seconds_left));
     }
     if (set.failure_rate) parts.push("failure rate " + set.failure_rate + " (" + set.failure_statuses.join("/") + ")");
     if (set.latency_s) parts.push("latency " + set.latency_s + " s");
@@ -194,6 +217,7 @@
     key: (row) => row.id,
     rowAttrs: (row) => ({ "data-sensor-id": row.id }),
     filterTestId: "sensor-filter",
+    maxHeight: "300px",
     filterPlaceholder: "filter by name, id, type",
     empty: "no sensor on this gateway",
     columns: [
@@ -237,7 +261,8 @@
 
   async function openChart(row) {
     const box = $("chart-box");
-    const reply = await GW.send("GET", "/_emulator/console/sensors/" + encodeURIComponent(row.id) + "/points?limit=2000");
+    const url = "/_emulator/console/sensors/" + encodeURIComponent(row.id) + "/points?limit=2000";
+    const reply = await GW.send("GET", url);
     if (!reply.ok) {
       showMessage(T("control-message"), false, "chart: " + describe(reply));
       return;
@@ -314,7 +339,8 @@
     if (!m.served) {
       GW.setText(badge, "off");
       badge.className = "right badge";
-      figures.replaceChildren(el("dt", null, ["broker"]), el("dd", null, ["not running (gatewayd emulator --mqtt-port)"]));
+      const why = "not running (gatewayd emulator --mqtt-port)";
+      figures.replaceChildren(el("dt", null, ["broker"]), el("dd", null, [why]));
       return;
     }
     const outage = m.outage && m.outage.active;
@@ -327,7 +353,7 @@
     ];
     const other = Object.keys(m.counts).filter((k) => k !== "points" && m.counts[k]);
     if (other.length) pairs.push(["counts", other.map((k) => k + " " + m.counts[k]).join(", ")]);
-    if (outage) pairs.push(["outage", m.outage.seconds_left === null ? "until cleared" : Math.ceil(m.outage.seconds_left) + " s left"]);
+    if (outage) pairs.push(["outage", left(m.outage.seconds_left)]);
     const nodes = [];
     for (const [k, v] of pairs) nodes.push(el("dt", null, [k]), el("dd", null, [v]));
     figures.replaceChildren.apply(figures, nodes);
@@ -379,33 +405,44 @@
 
   const cloud = () => T("outage-cloud").value;
 
+  // the MQTT broker's outage has its own admin path; the other faults are HTTP ones
+  const MQTT = "mqtt";
+  const MQTT_OUTAGE = "/_emulator/thingplus/mqtt-outage";
+  const faultsUrl = () => "/_emulator/faults/" + cloud();
+  const httpOnly = (what) => (cloud() === MQTT ? what + ": the MQTT broker takes an outage only" : null);
+
   control("outage-start", () => {
     const s = number("outage-seconds");
     if (!(s > 0)) return "outage: give a number of seconds above 0";
-    return { url: "/_emulator/faults/" + cloud(), body: { outage_s: s }, done: "outage of " + cloud() + " for " + s + " s" };
+    if (cloud() === MQTT) {
+      return { url: MQTT_OUTAGE, body: { seconds: s }, done: "MQTT broker outage for " + s + " s" };
+    }
+    return { url: faultsUrl(), body: { outage_s: s }, done: "outage of " + cloud() + " for " + s + " s" };
   });
-  control("outage-stop", () => ({
-    method: "DELETE",
-    url: "/_emulator/faults/" + cloud() + "?kinds=outage",
-    done: "outage of " + cloud() + " stopped",
-  }));
+  control("outage-stop", () => {
+    if (cloud() === MQTT) return { method: "DELETE", url: MQTT_OUTAGE, done: "MQTT broker outage stopped" };
+    return { method: "DELETE", url: faultsUrl() + "?kinds=outage", done: "outage of " + cloud() + " stopped" };
+  });
   control("failure-apply", () => {
+    if (httpOnly("failure rate")) return httpOnly("failure rate");
     const rate = number("failure-rate");
     if (rate === null) return "failure rate: give a number from 0 to 1";
-    return { url: "/_emulator/faults/" + cloud(), body: { failure_rate: rate }, done: "failure rate of " + cloud() + ": " + rate };
+    return { url: faultsUrl(), body: { failure_rate: rate }, done: "failure rate of " + cloud() + ": " + rate };
   });
   control("latency-apply", () => {
+    if (httpOnly("latency")) return httpOnly("latency");
     const s = number("latency");
     if (s === null) return "latency: give a number of seconds";
-    return { url: "/_emulator/faults/" + cloud(), body: { latency_s: s }, done: "latency of " + cloud() + ": " + s + " s" };
+    return { url: faultsUrl(), body: { latency_s: s }, done: "latency of " + cloud() + ": " + s + " s" };
   });
   control("rate-limit-apply", () => {
+    if (httpOnly("rate limit")) return httpOnly("rate limit");
     const limit = {};
     const count = number("rate-limit-count");
     const windowS = number("rate-limit-window");
     if (count !== null) limit.count = count;
     if (windowS !== null) limit.window_s = windowS;
-    return { url: "/_emulator/faults/" + cloud(), body: { rate_limit: limit }, done: "rate limit on " + cloud() };
+    return { url: faultsUrl(), body: { rate_limit: limit }, done: "rate limit on " + cloud() };
   });
   control("faults-clear", () => ({ method: "DELETE", url: "/_emulator/faults", done: "every fault cleared" }));
   control("expire-tokens", () => ({ url: "/_emulator/tokens/expire", done: "every token expired" }));
@@ -431,7 +468,8 @@
 
   function refreshParams() {
     if (!paramsEdited) T("rpc-params").value = JSON.stringify(defaultParams());
-    T("rpc-actuator").hidden = T("rpc-method").value !== "controlActuator";
+    const select = T("rpc-actuator");
+    select.hidden = T("rpc-method").value !== "controlActuator" || !select.options.length;
   }
 
   function setOptions(select, values) {
@@ -463,7 +501,15 @@
     setOptions(T("rpc-gateway"), gateways);
     T("rpc-send").disabled = !gateways.length;
     $("rpc-control").classList.toggle("disabled", !gateways.length);
-    if (!gateways.length) GW.setText(T("rpc-answer"), r.served ? "no MQTT gateway connected" : "MQTT broker not running");
+    const answer = T("rpc-answer");
+    if (!gateways.length) {
+      answer.className = "message";
+      GW.setText(answer, r.served ? "no MQTT gateway connected" : "MQTT broker not running");
+      answer.dataset.placeholder = "yes";
+    } else if (answer.dataset.placeholder) {
+      GW.setText(answer, "");
+      delete answer.dataset.placeholder;
+    }
     fillActuators();
     refreshParams();
   }
@@ -483,6 +529,7 @@
 
   T("rpc-send").addEventListener("click", async () => {
     const answer = T("rpc-answer");
+    delete answer.dataset.placeholder;
     let params;
     try {
       params = JSON.parse(T("rpc-params").value || "{}");
