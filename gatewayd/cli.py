@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daemon (SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the inventory)",
         description="Run the gateway: sample, register on Thing+, report, poll RCMS and loctube. "
         "SIGTERM/SIGINT stop it (pending points get a grace period, the rest stay on disk); "
-        "SIGHUP re-reads the inventory.",
+        "SIGHUP re-reads the inventory. With http.listen set it serves its read-only status page at / "
+        "and /status, /healthz and /metrics there.",
         log_level=True,
     )
     p = _command(

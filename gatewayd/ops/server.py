@@ -77,7 +77,7 @@ class OpsServer(OpsEndpoints):
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status_page(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.document.document())
+        return web.Response(text=await self.document.document(), content_type="application/json")
 
     async def page_sections(self, request: web.Request) -> dict[str, Any]:
         """What one open status page is sent: the sections, with the sensors it looks at."""

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from gatewayd.logging import scrub
 from gatewayd.ops.health import assess
 from gatewayd.outbox.deadletters import DeadLetterCounts, OldestPending
-from gatewayd.runtime.snapshots import DaemonSnapshot, StatusSource
+from gatewayd.runtime.snapshots import DaemonSnapshot, SensorRow, StatusSource, WaitingSensor
 from gatewayd.secret import MASK, known_values
 from gatewayd.wallclock import is_provisional, sampled_at_mono_ms
 
@@ -99,8 +99,9 @@ class StatusDocument:
         oldest = await self.oldest.refresh(d.storage.pending)
         return Moment(d, dead, oldest, self.clock(), self.mono())
 
-    async def document(self) -> dict[str, Any]:
-        return without_secrets(status_json(await self.read()))
+    async def document(self) -> str:
+        """``/status`` as JSON text."""
+        return json_without_secrets(status_json(await self.read()))
 
     async def sections(self, view: SensorView) -> dict[str, Any]:
         return without_secrets(page_sections(await self.read(), view))
@@ -129,40 +130,39 @@ def wall_ms(time_ms: int | None) -> int | None:
     return None if time_ms is None or is_provisional(time_ms) else time_ms
 
 
-def sensor_rows(d: DaemonSnapshot) -> list[dict[str, Any]]:
-    """Every sensor, running ones first (inventory order), then those waiting for their id to be saved."""
-    rows: list[dict[str, Any]] = [
-        {
+def sensor_json(s: SensorRow | WaitingSensor, waiting_reason: str) -> dict[str, Any]:
+    """One sensor as /status lists it: a running one, or one waiting for its id to be saved."""
+    if isinstance(s, WaitingSensor):
+        return {
             "device": s.device,
             "name": s.name,
-            "id": s.id,
-            "type": s.type,
-            "status": s.status,
-            "reads": s.reads,
-            "failures": s.failures,
-            "last_error": s.last_error,
-            "last_value": s.last_value,
-            "last_time": wall_ms(s.last_time_ms),
-        }
-        for s in d.sensors.rows
-    ]
-    rows += [
-        {
-            "device": w.device,
-            "name": w.name,
             "id": None,  # made, but not on disk yet: nothing is keyed by it
-            "type": w.type,
+            "type": s.type,
             "status": "waiting",
-            "reason": d.sensors.waiting_reason,
+            "reason": waiting_reason,
             "reads": 0,
             "failures": 0,
             "last_error": None,
             "last_value": None,
             "last_time": None,
         }
-        for w in d.sensors.waiting
-    ]
-    return rows
+    return {
+        "device": s.device,
+        "name": s.name,
+        "id": s.id,
+        "type": s.type,
+        "status": s.status,
+        "reads": s.reads,
+        "failures": s.failures,
+        "last_error": s.last_error,
+        "last_value": s.last_value,
+        "last_time": wall_ms(s.last_time_ms),
+    }
+
+
+def every_sensor(d: DaemonSnapshot) -> list[SensorRow | WaitingSensor]:
+    """Running sensors first (inventory order), then those waiting for their id to be saved."""
+    return [*d.sensors.rows, *d.sensors.waiting]
 
 
 def actuator_rows(d: DaemonSnapshot) -> list[dict[str, Any]]:
@@ -219,7 +219,7 @@ def status_json(m: Moment) -> dict[str, Any]:
         "outbox": outbox_json(m),
         "storage": dict(d.storage.detail),
         "registry": dict(d.sensors.registry),
-        "sensors": sensor_rows(d),
+        "sensors": [sensor_json(s, d.sensors.waiting_reason) for s in every_sensor(d)],
         "actuators": actuator_rows(d),
         "polled": dict(d.polling.latest),
     }
@@ -233,7 +233,7 @@ def page_sections(m: Moment, view: SensorView) -> dict[str, Any]:
     return {
         "health": {"ok": health["ok"], "status": health["status"], "reason": health["reason"]},
         "registration": registration_json(d),
-        "sensors": sensors_page(sensor_rows(d), view),
+        "sensors": sensors_page(d, view),
         "outbox": {
             **outbox_json(m),
             "memory_points": d.storage.memory_points,
@@ -245,19 +245,21 @@ def page_sections(m: Moment, view: SensorView) -> dict[str, Any]:
     }
 
 
-def sensors_page(rows: list[dict[str, Any]], view: SensorView) -> dict[str, Any]:
-    """The rows ``view`` looks at, with how many match its filter and how many there are."""
+def sensors_page(d: DaemonSnapshot, view: SensorView) -> dict[str, Any]:
+    """The rows ``view`` looks at (only those made into JSON), with how many match its filter and how
+    many there are."""
+    sensors = every_sensor(d)
     needle = view.filter.strip().lower()
-    matching = [r for r in rows if needle in f"{r['device']}/{r['name']}".lower()] if needle else rows
+    matching = [s for s in sensors if needle in s.key.lower()] if needle else sensors
     offset = min(view.offset, max(0, len(matching) - 1))
     offset -= offset % view.limit  # whole pages, so prev/next land where they should
     return {
-        "total": len(rows),
+        "total": len(sensors),
         "matching": len(matching),
         "offset": offset,
         "limit": view.limit,
         "filter": view.filter,
-        "rows": matching[offset : offset + view.limit],
+        "rows": [sensor_json(s, d.sensors.waiting_reason) for s in matching[offset : offset + view.limit]],
     }
 
 
@@ -281,21 +283,28 @@ def _in_json(secret: str) -> str:
 
 
 def without_secrets(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with no secret value the process knows (credentials, tokens) anywhere in it.
+    """``doc`` with no secret value the process knows (credentials, tokens) anywhere in it."""
+    return _cleaned(doc)[0]
 
-    Looked for in the JSON text first (cheap: a few substring searches), scrubbed only when one is
-    there, by the log redactor's rules; what those leave (a value nested deeper than they look) is
-    replaced in the text itself.
-    """
+
+def json_without_secrets(doc: dict[str, Any]) -> str:
+    """:func:`without_secrets` as JSON text (made once: 10,000 sensors make a big text)."""
+    return _cleaned(doc)[1]
+
+
+def _cleaned(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Secrets are looked for in the JSON text first (a few substring searches), scrubbed only when
+    one is there, by the log redactor's rules; what those leave (a value nested deeper than they look)
+    is replaced in the text itself."""
     secrets = [_in_json(s) for s in known_values()]
     text = json.dumps(doc, ensure_ascii=False, default=str)
     if not any(s in text for s in secrets):
-        return doc
+        return doc, text
     clean: dict[str, Any] = scrub(doc)
     text = json.dumps(clean, ensure_ascii=False, default=str)
     if not any(s in text for s in secrets):
-        return clean
+        return clean, text
     for s in secrets:
         text = text.replace(s, MASK)
     loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    return loaded, text

@@ -30,6 +30,7 @@ from gatewayd.inventory.config import HttpConfig, Inventory, load_inventory, par
 from gatewayd.runtime.service import Daemon, Hooks
 from tests.helpers.inventories import inventory_yaml, loctube, rcms
 from tests.helpers.ports import free_port
+from tests.helpers.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -302,6 +303,19 @@ def assert_delivered_exactly_once(daemon: Daemon, tp: ThingPlusEmulator) -> None
         assert times == sorted(times), f"{sensor.key}: not received oldest first"
         assert len(times) == sensor.reads, f"{sensor.key}: sampled {sensor.reads}, received {len(times)}"
     assert delivered(tp) == daemon.sampler.stats.sampled
+
+
+async def until_registered_and_polled(daemon: Daemon) -> None:
+    """Until the daemon is registered and has polled RCMS and loctube once each (:func:`polled_sections`)."""
+    polls = daemon.poll_stats.polls
+    await until(
+        lambda: (
+            daemon.registered is not None
+            and polls.get(("rcms", "ok"), 0) >= 1
+            and polls.get(("loctube", "ok"), 0) >= 1
+        ),
+        what="registration and a poll of each cloud",
+    )
 
 
 async def healthz(base: str) -> tuple[int, dict[str, Any]]:

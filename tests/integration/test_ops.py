@@ -32,6 +32,7 @@ from .conftest import (
     running,
     scrape,
     until_health,
+    until_registered_and_polled,
     with_http,
     write_with_http,
 )
@@ -197,14 +198,7 @@ async def test_status_shows_the_latest_polled_state_with_its_age(tmp_path: Path)
         async with running(inventory) as run:
             daemon = run.daemon
             polls = daemon.poll_stats.polls
-            await until(
-                lambda: (
-                    daemon.registered is not None
-                    and polls.get(("rcms", "ok"), 0) >= 1
-                    and polls.get(("loctube", "ok"), 0) >= 1
-                ),
-                what="registration and a poll of each cloud",
-            )
+            await until_registered_and_polled(daemon)
             code, text, _ = await get(f"{base}/status")
             assert code == 200
             first = json.loads(text)

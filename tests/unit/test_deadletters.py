@@ -85,19 +85,26 @@ async def test_requeue_is_refused_while_a_daemon_holds_the_state_directory(
     assert len(list(deadletters.every(deadletters.outbox_path(tmp_path)))) == 4
 
 
-async def test_counts_for_metrics_are_read_again_only_when_the_outbox_dead_lettered(
-    outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    counts = deadletters.DeadLetterCounts(deadletters.outbox_path(tmp_path))
-    assert await counts.refresh(outbox.stats.dead_lettered) == {"400 INVALID_INPUT": 3, "404 NOT_FOUND": 1}
-    reads: list[Path] = []
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The outbox files read from outside the outbox from now on, one entry per read."""
+    paths: list[Path] = []
     real = deadletters._query
 
     def counting(path: Path, read: Any) -> Any:
-        reads.append(path)
+        paths.append(path)
         return real(path, read)
 
     monkeypatch.setattr(deadletters, "_query", counting)
+    return paths
+
+
+async def test_counts_for_metrics_are_read_again_only_when_the_outbox_dead_lettered(
+    outbox: Outbox, tmp_path: Path, reads: list[Path]
+) -> None:
+    counts = deadletters.DeadLetterCounts(deadletters.outbox_path(tmp_path))
+    assert await counts.refresh(outbox.stats.dead_lettered) == {"400 INVALID_INPUT": 3, "404 NOT_FOUND": 1}
+    reads.clear()  # counted from here
     await counts.refresh(outbox.stats.dead_lettered)
     assert reads == []  # nothing changed: no query
     lease = await outbox.lease("b", 1)
@@ -108,18 +115,10 @@ async def test_counts_for_metrics_are_read_again_only_when_the_outbox_dead_lette
 
 
 async def test_the_oldest_pending_point_is_looked_up_by_id_and_at_most_every_refresh(
-    outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    outbox: Outbox, tmp_path: Path, reads: list[Path]
 ) -> None:
     mono = FakeClock(100.0)
     oldest = deadletters.OldestPending(deadletters.outbox_path(tmp_path), refresh_s=2.0, mono=mono)
-    reads: list[Path] = []
-    real = deadletters._query
-
-    def counting(path: Path, read: Any) -> Any:
-        reads.append(path)
-        return real(path, read)
-
-    monkeypatch.setattr(deadletters, "_query", counting)
     # a-0..a-2 and b-0 are dead letters: a-3 is first in line.
     assert await oldest.refresh(outbox.stats.pending) == T0 + 3 and len(reads) == 1
     lease = await outbox.lease("a", 10)

@@ -227,11 +227,17 @@ def test_the_page_asks_for_a_bounded_page_of_sensors(query: dict[str, str], view
         (SensorView(0, 10, "nothing"), [], 0, 0),
     ],
 )
-def test_a_page_of_sensors(view: SensorView, names: list[str], matching: int, offset: int) -> None:
-    rows = [{"device": "Room" if i < 3 else "Cellar", "name": f"s{i}"} for i in range(5)]
-    page = sensors_page(rows, view)
+def test_a_page_of_sensors(
+    snapshot: DaemonSnapshot, view: SensorView, names: list[str], matching: int, offset: int
+) -> None:
+    rows = tuple(row(f"s{i}", device="Room" if i < 3 else "Cellar") for i in range(4))
+    sensors = dataclasses.replace(
+        snapshot.sensors, rows=rows, waiting=(WaitingSensor("Cellar", "s4", "number"),)
+    )
+    page = sensors_page(dataclasses.replace(snapshot, sensors=sensors), view)
     assert [r["name"] for r in page["rows"]] == names
     assert (page["total"], page["matching"], page["offset"]) == (5, matching, offset)
+    assert all(r["status"] == ("waiting" if r["name"] == "s4" else "on") for r in page["rows"])
 
 
 def test_the_page_sections_are_all_there(snapshot: DaemonSnapshot) -> None:

@@ -184,7 +184,8 @@
     GW.setText($("outbox-pending"), String(o.pending));
     const age = o.oldest_age_s;
     GW.setText($("outbox-oldest-age"), age === null ? "-" : String(Math.round(age)));
-    GW.setText(byId("oldest-human"), age === null ? "" : "(" + GW.fmtAge(age).replace(" ago", "") + ")");
+    const human = age !== null && age >= 90 ? "(" + GW.fmtAge(age).replace(" ago", "") + ")" : "";
+    GW.setText(byId("oldest-human"), human);
     GW.setText($("outbox-memory"), String(o.memory_points));
     const dropped = Object.keys(o.dropped || {})
       .filter((k) => o.dropped[k] > 0)
