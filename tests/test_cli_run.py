@@ -223,7 +223,9 @@ def test_demo_ends_with_nothing_lost() -> None:
     pages = dict(page.split(" ", 1) for page in urls.group("pages").split(", "))
     assert list(pages) == (["https", "mqtt"] if mqtt_available() else ["https"]), lines[0]
     assert len({urls.group("console"), *pages.values()}) == len(pages) + 1, lines[0]
-    assert all(re.fullmatch(r"http://127\.0\.0\.1:\d+/", url) for url in [urls.group("console"), *pages.values()])
+    assert all(
+        re.fullmatch(r"http://127\.0\.0\.1:\d+/", url) for url in [urls.group("console"), *pages.values()]
+    )
     if not mqtt_available():
         assert any("MQTT gateway not run: the emulator's MQTT broker needs amqtt" in line for line in lines)
         return
