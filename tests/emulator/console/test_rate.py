@@ -1,10 +1,16 @@
-"""Points per second from Thing+'s running count: samples taken when a page asks, over a few seconds."""
+"""Points per second from Thing+'s running count (bumped by the HTTPS series handler and the MQTT data
+path): samples taken when a page asks, over a few seconds."""
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from gatewayd.emulator.console.rate import WINDOW_S, RateMeter
+from gatewayd.emulator.thingplus import ThingPlusEmulator
+from gatewayd.emulator.thingplus.mqttgateways import DEMO_MQTT_GATEWAY_ID
+from tests.emulator import RECENT_MS, call, register
+from tests.emulator.console import add_gateway
 from tests.helpers.clocks import FakeClock
 
 
@@ -47,3 +53,23 @@ def test_many_pages_asking_in_one_tick_keep_one_sample() -> None:
         total[0] = 7 * second
         rates = {meter.rate() for _ in range(20)}
         assert rates == {7.0}
+
+
+async def test_thingplus_counts_points_accepted_over_https_and_mqtt(
+    http: aiohttp.ClientSession, auth: dict[str, str], tp: ThingPlusEmulator
+) -> None:
+    gateway, _, sensor = await register(http, auth)
+    points = [{"value": "21.5", "time": RECENT_MS}, {"value": "22.0", "time": RECENT_MS + 1000}]
+    status, body = await call(http, "PUT", f"/v2/gateways/{gateway}/sensors/{sensor}/series", auth, points)
+    assert status == 200, body
+    status, body = await call(
+        http, "PUT", f"/v2/gateways/{gateway}/sensors/{sensor}/series", auth, [{"value": "x"}]
+    )
+    assert status == 400  # refused: not counted
+    assert tp.points_accepted == 2
+    (mqtt_sensor,) = add_gateway(tp, DEMO_MQTT_GATEWAY_ID, sensors=1)
+    payload = f"{RECENT_MS},1.5,{RECENT_MS + 1000},2.5,{RECENT_MS - 5000},0.5".encode()
+    tp.mqtt.received(DEMO_MQTT_GATEWAY_ID, f"v/a/g/{DEMO_MQTT_GATEWAY_ID}/s/{mqtt_sensor}", payload)
+    # the last point is older than the sensor's newest: ignored as the platform does, not counted
+    assert len(tp.points[mqtt_sensor]) == 2
+    assert tp.points_accepted == 4
