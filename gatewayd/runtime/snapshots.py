@@ -20,9 +20,10 @@ from gatewayd.runtime.schedule import DEFAULT_REPORT_INTERVAL_MS
 EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class SensorRow:
-    """One running sensor, as ``/status`` lists it."""
+class SensorRow(NamedTuple):
+    """One running sensor, as ``/status`` lists it. A named tuple, not a frozen dataclass: a detailed
+    snapshot makes one per sensor (the status page takes one a second), and a named tuple is the
+    cheaper to build."""
 
     device: str
     name: str
