@@ -13,7 +13,7 @@ STAMP39 := $(VENV39)/.installed
 # The .deb's architecture: amd64 or arm64 (a Robustel EG5120).
 ARCH ?= amd64
 
-.PHONY: run test lint typecheck pytest test-py39 typecheck-py39 deb test-debian bench clean
+.PHONY: run test lint typecheck pytest test-py39 typecheck-py39 deb test-debian screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ deb:
 # the suite on the box's Python 3.9, an upgrade that keeps pending points. ARCH=arm64 runs under qemu.
 test-debian:
 	ARCH=$(ARCH) PYTHON39="$(PYTHON39)" tests/debian/run.sh
+
+# docs/console.png and docs/status.png, the README's pictures: the demo in headless Chromium (Debian's
+# chromium package), the console with a chart open and the HTTPS gateway's status page, at 1400x900.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) $(VENV39) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

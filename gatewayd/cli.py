@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gatewayd import __version__, eventloop
-from gatewayd.cliargs import add_config, load_config_arg, require_config
+from gatewayd.cliargs import add_config, add_demo_options, load_config_arg, require_config
 from gatewayd.cliargs import duration as _duration
 from gatewayd.cliargs import port as _port
 from gatewayd.cliargs import positive_seconds as _positive_seconds
@@ -101,46 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="the local simulation: emulated clouds and the daemon on loopback, no account needed",
-        description="Start the emulator on a free loopback port with config/demo.yaml (or --config), run "
-        "the daemon against it and, beside it, a second gateway over MQTT (config/demo-mqtt.yaml, or "
-        "--mqtt-config; needs amqtt) that is sent commands through the emulator; print a live line every few "
-        "seconds and, at the end (Ctrl-C or --duration), the commands and their answers and "
-        "'sampled N, delivered N, lost N' per gateway and in total, computed from what the emulator received.",
+        description="Start the emulator with config/demo.yaml (or --config) and its web console on "
+        "http://127.0.0.1:8080/ (--host, --port), run the daemon against it with its status page on the "
+        "inventory's http.listen and, beside it, a second gateway over MQTT (config/demo-mqtt.yaml, or "
+        "--mqtt-config; needs amqtt) that is sent commands through the emulator. The first line printed says "
+        "where the console and each daemon's page are; then a live line every few seconds and, at the end "
+        "(Ctrl-C or --duration), the commands and their answers and 'sampled N, delivered N, lost N' per "
+        "gateway and in total, computed from what the emulator received.",
     )
-    p.add_argument(
-        "--duration",
-        type=_positive_seconds,
-        default=None,
-        metavar="S",
-        help="stop after S seconds (default: run until Ctrl-C)",
-    )
-    p.add_argument(
-        "--config",
-        "-c",
-        metavar="FILE",
-        default=None,
-        help="inventory to simulate (default: config/demo.yaml)",
-    )
-    p.add_argument(
-        "--mqtt-config",
-        metavar="FILE",
-        default=None,
-        help="the MQTT gateway's inventory (thingplus.transport: mqtt; default: config/demo-mqtt.yaml)",
-    )
-    p.add_argument(
-        "--report-interval",
-        type=int,
-        default=5000,
-        metavar="MS",
-        help="reportInterval the emulated Thing+ hands out (default 5000)",
-    )
-    p.add_argument(
-        "--log-level",
-        choices=LEVELS,
-        type=str.lower,
-        default="error",
-        help="log level of the daemon's own lines (default error, to keep the demo readable)",
-    )
+    add_demo_options(p)
     p.set_defaults(handler=cmd_demo)
 
     p = _command(
@@ -268,7 +237,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = Path(args.config) if args.config else None
     mqtt_config = Path(args.mqtt_config) if args.mqtt_config else None
     return run_async(
-        run_demo(config, args.duration, mqtt_config=mqtt_config, report_interval_ms=args.report_interval)
+        run_demo(
+            config,
+            args.duration,
+            mqtt_config=mqtt_config,
+            report_interval_ms=args.report_interval,
+            host=args.host,
+            port=args.port,
+        )
     )
 
 

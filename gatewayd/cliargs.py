@@ -67,3 +67,58 @@ def duration(text: str) -> float:
 
 def port(text: str) -> int:
     return _number(text, int, "port number", lambda v: 0 <= v < 65536, "port must be 0..65535")
+
+
+def add_demo_options(parser: argparse.ArgumentParser) -> None:
+    """``gatewayd demo``'s options: what it runs, how long, and where its console listens."""
+    from gatewayd.demopages import DEFAULT_PORT
+    from gatewayd.logging import LEVELS
+
+    parser.add_argument(
+        "--duration",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=None,
+        help="inventory to simulate (default: config/demo.yaml)",
+    )
+    parser.add_argument(
+        "--mqtt-config",
+        metavar="FILE",
+        default=None,
+        help="the MQTT gateway's inventory (thingplus.transport: mqtt; default: config/demo-mqtt.yaml)",
+    )
+    parser.add_argument(
+        "--report-interval",
+        type=int,
+        default=5000,
+        metavar="MS",
+        help="reportInterval the emulated Thing+ hands out (default 5000)",
+    )
+    parser.add_argument(
+        "--port",
+        "-p",
+        type=port,
+        default=None,
+        metavar="P",
+        help=f"the console's (and the emulated clouds') TCP port (default {DEFAULT_PORT}, or a free port if "
+        f"{DEFAULT_PORT} is taken; a port given here that is taken is an error; 0 = any free port)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the console listens on (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        type=str.lower,
+        default="error",
+        help="log level of the daemon's own lines (default error, to keep the demo readable)",
+    )

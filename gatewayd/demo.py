@@ -3,7 +3,9 @@
 Two gateways in one process, each a :class:`Daemon` with its own state directory under the demo's
 scratch directory: config/demo.yaml over HTTPS (OAuth2, a request per sensor, RCMS and loctube polled),
 and config/demo-mqtt.yaml over MQTT against the emulator's broker, with a simulated power switch that the
-demo commands through the emulator as the portal would (:mod:`gatewayd.demomqtt`).
+demo commands through the emulator as the portal would (:mod:`gatewayd.demomqtt`). The emulator's web
+console and each daemon's status page are served where :mod:`gatewayd.demopages` says, and the first line
+printed says where.
 
 Why the verdict is computed from the emulator: "lost 0" should mean the cloud really received every
 sample, not that the daemon believes it sent them. Sampled = what a daemon read; delivered = distinct
@@ -25,10 +27,13 @@ from typing import Optional, TextIO
 
 from gatewayd import demomqtt
 from gatewayd.compat import zip_strict
+from gatewayd.demopages import daemon_page, reachable, start_console, url_of, urls_line
 from gatewayd.emulator import EmulatorServer
+from gatewayd.emulator.console import add_daemon_link
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.errors import ConfigError
 from gatewayd.inventory.config import Inventory, load_inventory
+from gatewayd.inventory.models import HttpConfig
 from gatewayd.runtime.service import Daemon
 
 #: Where the demo inventories are looked for: the source tree, then the installed copy (pyproject
@@ -57,11 +62,12 @@ def default_config() -> Path:
     return path
 
 
-def point_inventory_at(inventory: Inventory, url: str, state_dir: Path) -> Inventory:
-    """The same inventory with every cloud endpoint on the emulator and state in a scratch directory."""
+def point_inventory_at(inventory: Inventory, url: str, state_dir: Path, listen: str) -> Inventory:
+    """The same inventory with every cloud endpoint on the emulator, state in a scratch directory and the
+    status page (with /healthz, /metrics, /status) on ``listen``."""
     updates: dict[str, object] = {
         "state_dir": state_dir,
-        "http": None,
+        "http": HttpConfig(listen=listen),
         "thingplus": inventory.thingplus.model_copy(update={"endpoint": url}),
     }
     if inventory.rcms is not None:
@@ -110,11 +116,15 @@ async def run_demo(
     out: TextIO = sys.stdout,
     live_every_s: float = 3.0,
     report_interval_ms: int = DEMO_REPORT_INTERVAL_MS,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> int:
     """Run until ``duration`` seconds pass or SIGINT/SIGTERM; print the summary; 0 when nothing was lost.
 
     ``mqtt_config`` is the MQTT gateway's inventory (default: config/demo-mqtt.yaml); without amqtt the
-    demo runs the HTTPS gateway alone and says why.
+    demo runs the HTTPS gateway alone and says why. The console listens on ``host:port``
+    (:func:`gatewayd.demopages.start_console` says how ``port`` None and 0 are taken); the first line
+    printed says where it and the daemons' status pages are.
     """
     inventory = load_inventory(config or default_config())
     skipped = demomqtt.unavailable_reason()
@@ -122,24 +132,44 @@ async def run_demo(
     if skipped is None and mqtt_path is None:
         skipped = f"MQTT gateway not run: no {demomqtt.MQTT_DEMO_NAME} in {' or '.join(map(str, DEMO_DIRS))}"
     mqtt_inventory = load_inventory(mqtt_path) if skipped is None and mqtt_path is not None else None
-    with tempfile.TemporaryDirectory(prefix="gatewayd-demo-") as scratch:
-        async with EmulatorServer(
+
+    def emulator(on_port: int) -> EmulatorServer:
+        return EmulatorServer(
             inventory,
-            port=0,
+            host=host,
+            port=on_port,
             report_interval_ms=report_interval_ms,
             mqtt_port=0 if mqtt_inventory is not None else None,
-        ) as server:
+        )
+
+    server, moved = await start_console(emulator, port)
+    with tempfile.TemporaryDirectory(prefix="gatewayd-demo-") as scratch:
+        try:
+            assert server.port is not None  # started
+            pages = [daemon_page("https", inventory)]
+            if mqtt_inventory is not None:
+                pages.append(daemon_page("mqtt"))
+            print(urls_line(url_of(server.host, server.port), pages), file=out, flush=True)
+            for note in [moved, *(p.note() for p in pages)]:
+                if note is not None:
+                    print(f"gatewayd demo: {note}", file=out, flush=True)
+            for page in pages:
+                add_daemon_link(server.app, f"{page.label} gateway", page.url)
+            endpoint = url_of(server.host, server.port).rstrip("/")
             thingplus = server.emulator.thingplus
             gateways = [
                 DemoGateway(
                     "https",
                     inventory,
-                    Daemon(point_inventory_at(inventory, server.url, Path(scratch) / "https"), grace_s=10.0),
+                    Daemon(
+                        point_inventory_at(inventory, endpoint, Path(scratch) / "https", pages[0].listen),
+                        grace_s=10.0,
+                    ),
                 )
             ]
             sensors = sum(len(d.sensors) for d in inventory.devices)
             print(
-                f"gatewayd demo: emulated clouds on {server.url}, {sensors} sensors, "
+                f"gatewayd demo: emulated clouds on {endpoint}, {sensors} sensors, "
                 f"reportInterval {report_interval_ms} ms",
                 file=out,
                 flush=True,
@@ -147,14 +177,18 @@ async def run_demo(
             mqtt_gateway_id: str | None = None
             if mqtt_inventory is not None and server.mqtt_port is not None:
                 mqtt_gateway_id = demomqtt.make_known(mqtt_inventory, thingplus)
-                pointed = point_inventory_at(mqtt_inventory, server.url, Path(scratch) / "mqtt")
-                broker = demomqtt.with_broker(pointed, server.host, server.mqtt_port, report_interval_ms)
+                pointed = point_inventory_at(
+                    mqtt_inventory, endpoint, Path(scratch) / "mqtt", pages[1].listen
+                )
+                broker = demomqtt.with_broker(
+                    pointed, reachable(server.host), server.mqtt_port, report_interval_ms
+                )
                 gateways.append(DemoGateway("mqtt", mqtt_inventory, Daemon(broker, grace_s=10.0)))
                 print(
                     f"gatewayd demo: MQTT gateway {mqtt_gateway_id}, "
                     f"{sum(len(d.sensors) for d in mqtt_inventory.devices)} sensors and "
                     f"{sum(len(d.actuators) for d in mqtt_inventory.devices)} actuator(s), "
-                    f"on the emulator's broker mqtt://{server.host}:{server.mqtt_port}",
+                    f"on the emulator's broker mqtt://{reachable(server.host)}:{server.mqtt_port}",
                     file=out,
                     flush=True,
                 )
@@ -165,6 +199,8 @@ async def run_demo(
                 gateways, thingplus, mqtt_gateway_id, sent, duration, out, live_every_s, report_interval_ms
             )
             return _summary(gateways, thingplus, sent, out)
+        finally:
+            await server.stop()
 
 
 async def _run(

@@ -22,6 +22,8 @@ from typing import Any
 from gatewayd.emulator.app import mqtt_available
 from gatewayd.emulator.thingplus import ThingPlusEmulator
 from gatewayd.outbox import Outbox
+from tests.helpers.demo import FIRST_LINE
+from tests.helpers.ports import taken_port
 from tests.helpers.waiting import until
 from tests.integration.conftest import SENSORS, THREE_SENSORS, delivered, emulator_env, points_of
 
@@ -195,9 +197,9 @@ async def test_run_exits_2_naming_a_sensor_type_the_gateway_model_lacks(tmp_path
 # ------------------------------------------------------------------------------------------------ demo
 
 
-def test_demo_ends_with_nothing_lost() -> None:
-    result = subprocess.run(
-        [*GATEWAYD, "demo", "--duration", "8"],
+def gatewayd_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GATEWAYD, "demo", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -205,6 +207,10 @@ def test_demo_ends_with_nothing_lost() -> None:
         env=child_env(),
         check=False,
     )
+
+
+def test_demo_ends_with_nothing_lost() -> None:
+    result = gatewayd_demo("--duration", "8", "--port", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"sampled (\d+), delivered (\d+), lost 0", last)
@@ -212,6 +218,14 @@ def test_demo_ends_with_nothing_lost() -> None:
     sampled, delivered_ = int(match.group(1)), int(match.group(2))
     assert sampled > 0 and delivered_ == sampled
     lines = result.stdout.splitlines()
+    urls = FIRST_LINE.fullmatch(lines[0])  # where the console and the daemons' pages are, first
+    assert urls, result.stdout
+    pages = dict(page.split(" ", 1) for page in urls.group("pages").split(", "))
+    assert list(pages) == (["https", "mqtt"] if mqtt_available() else ["https"]), lines[0]
+    assert len({urls.group("console"), *pages.values()}) == len(pages) + 1, lines[0]
+    assert all(
+        re.fullmatch(r"http://127\.0\.0\.1:\d+/", url) for url in [urls.group("console"), *pages.values()]
+    )
     if not mqtt_available():
         assert any("MQTT gateway not run: the emulator's MQTT broker needs amqtt" in line for line in lines)
         return
@@ -234,6 +248,16 @@ def test_demo_ends_with_nothing_lost() -> None:
     assert re.search(r'^    swInfo \{\} -> \{"result":\{"version":"[^"]+"\}\} in ', result.stdout, re.M)
     assert "  report interval now 2500 ms" in lines
     assert "  actuator pump-house/Pump power (powerSwitch, simulate): " in result.stdout
+
+
+def test_demo_on_a_taken_port_given_by_name_exits_1() -> None:
+    with taken_port() as port:
+        result = gatewayd_demo("--duration", "1", "--port", str(port))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"gatewayd: cannot serve the console on 127.0.0.1:{port}: the port is taken (--port 0 takes any free port)\n"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ second start
