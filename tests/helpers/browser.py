@@ -7,7 +7,7 @@ in the Debian 11 root (no chromium there), a failure under ``CI=true``, where .c
 
 A :class:`WatchedPage` collects every console error and uncaught exception of its page and fails the
 test on any (the pages promise none); its readers take the ``data-testid`` names of the DOM contract
-(/work/notes/webui-shared.md, "DOM contract"). Also used by scripts/screenshots.py and bench/console.py,
+(docs/pages.md, "Test hooks"). Also used by scripts/screenshots.py and bench/console.py,
 so nothing here needs pytest but :func:`chromium_path`'s refusal.
 """
 
