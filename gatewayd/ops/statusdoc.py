@@ -26,6 +26,7 @@ from gatewayd.outbox.deadletters import DeadLetterCounts, OldestPending
 from gatewayd.runtime.snapshots import DaemonSnapshot, SensorRow, StatusSource, WaitingSensor
 from gatewayd.secret import MASK, known_values
 from gatewayd.wallclock import is_provisional, sampled_at_mono_ms
+from gatewayd.webui.query import int_param
 
 #: Rows of sensors one page shows unless it asks for another number, and the most it may ask for.
 PAGE_ROWS = 100
@@ -45,20 +46,14 @@ class SensorView:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> SensorView:
-        """From a stream's query parameters (``offset``, ``limit``, ``filter``); a bad number is the
-        default, an excessive one is clamped."""
+        """From a stream's query parameters (``offset``, ``limit``, ``filter``); ValueError naming the
+        parameter when a number is not a whole one (``limit`` from 1); a limit past the most a page may
+        ask for is clamped."""
         return cls(
-            offset=max(0, _int(query.get("offset"), 0)),
-            limit=min(MAX_PAGE_ROWS, max(1, _int(query.get("limit"), PAGE_ROWS))),
+            offset=int_param(query, "offset", 0),
+            limit=min(MAX_PAGE_ROWS, int_param(query, "limit", PAGE_ROWS, lowest=1)),
             filter=query.get("filter", "")[:200],
         )
-
-
-def _int(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
 
 
 class Moment(NamedTuple):

@@ -209,13 +209,27 @@ async def test_the_sampler_keeps_the_last_sample_of_each_sensor() -> None:
     [
         ({}, SensorView(0, PAGE_ROWS, "")),
         ({"offset": "200", "limit": "50", "filter": "room"}, SensorView(200, 50, "room")),
-        ({"offset": "-5", "limit": "x"}, SensorView(0, PAGE_ROWS, "")),
+        ({"offset": "", "limit": ""}, SensorView(0, PAGE_ROWS, "")),
         ({"limit": "100000"}, SensorView(0, MAX_PAGE_ROWS, "")),
-        ({"limit": "0"}, SensorView(0, 1, "")),
     ],
 )
 def test_the_page_asks_for_a_bounded_page_of_sensors(query: dict[str, str], view: SensorView) -> None:
     assert SensorView.from_query(query) == view
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"offset": "-5"}, "offset"),
+        ({"limit": "x"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"offset": " 5"}, "offset"),
+        ({"offset": "9" * 16}, "offset"),
+    ],
+)
+def test_a_bad_number_in_the_query_is_refused_by_name(query: dict[str, str], name: str) -> None:
+    with pytest.raises(ValueError, match=f"query parameter {name} must be a whole number"):
+        SensorView.from_query(query)
 
 
 @pytest.mark.parametrize(
