@@ -191,12 +191,17 @@ async def requeue(state_dir: Path, reason: str | None, **outbox_options: Any) ->
 class DeadLetterCounts:
     """Dead letters by reason code for /metrics and /status, counted from the table (so they include
     those of earlier runs) on a read-only connection, and counted again only when the outbox has
-    dead-lettered since: a scrape costs nothing while nothing changes."""
+    dead-lettered since: a scrape costs nothing while nothing changes.
+
+    A failure is logged once until it changes or a count succeeds: the status page refreshes every
+    second per open page, and an outbox that cannot be read would otherwise log a line each time.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.counts: dict[str, int] = {}
         self._seen: int | None = None
+        self._error: str | None = None
         self._lock = asyncio.Lock()
 
     async def refresh(self, dead_lettered: int) -> dict[str, int]:
@@ -205,10 +210,12 @@ class DeadLetterCounts:
             if dead_lettered != self._seen:
                 try:
                     self.counts = await asyncio.to_thread(_query, self.path, counts_by_code)
-                except StorageError as exc:  # keep the last counts; the next scrape tries again
-                    log.warning("outbox.dead_letters_not_counted", error=str(exc))
+                except StorageError as exc:  # keep the last counts; the next refresh tries again
+                    if str(exc) != self._error:
+                        log.warning("outbox.dead_letters_not_counted", error=str(exc))
+                    self._error = str(exc)
                 else:
-                    self._seen = dead_lettered
+                    self._seen, self._error = dead_lettered, None
             return self.counts
 
 
