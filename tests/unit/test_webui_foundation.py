@@ -36,6 +36,20 @@ async def test_only_the_packaged_files_are_served(client: TestClient, path: str)
     assert (await client.get(path)).status == 404
 
 
+async def test_a_page_runs_only_its_own_scripts_and_no_other_site_frames_it() -> None:
+    app = web.Application()
+    app.add_routes(assets.page_routes("console.html"))
+    async with TestClient(TestServer(app)) as client:
+        page = await client.get("/")
+        policy = dict(
+            part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";")
+        )
+        script = await client.get("/_ui/common.js")
+    assert policy["script-src"] == "'self'" and policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    assert "Content-Security-Policy" not in script.headers  # a page's header, not every file's
+
+
 def test_an_unknown_page_is_refused_when_the_routes_are_made() -> None:
     with pytest.raises(LookupError, match=r"no page 'nope\.html'"):
         assets.page_routes("nope.html")
