@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.console import CONSOLE_KEY
@@ -194,3 +197,54 @@ async def test_no_secret_a_client_sent_reaches_the_console(
     assert len(refusals) == 4 and all("?" not in r["path"] for r in refusals)
     text = json.dumps(message)
     assert [s for s in secrets if s in text] == []
+
+
+async def _answers(app: web.Application) -> list[tuple[int, str]]:
+    """(status, body) of each path the handlers below answer, as a client gets them."""
+    async with TestClient(TestServer(app)) as client:
+        answers = []
+        for path in ("/v2/boom", "/v2/forbidden", "/v2/stream", "/v2/empty", "/v2/missing"):
+            response = await client.get(path)
+            answers.append((response.status, await response.text()))
+        return answers
+
+
+def _cloud_app(middlewares: list[Any]) -> web.Application:
+    async def boom(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("a bug in a handler")
+
+    async def forbidden(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPForbidden(text=json.dumps({"errors": [{"code": "FORBIDDEN", "message": "no"}]}))
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        await response.write(b"chunk")
+        return response
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPNoContent()
+
+    app = web.Application(middlewares=middlewares)
+    app.router.add_get("/v2/boom", boom)
+    app.router.add_get("/v2/forbidden", forbidden)
+    app.router.add_get("/v2/stream", stream)
+    app.router.add_get("/v2/empty", empty)
+    return app
+
+
+async def test_the_log_changes_no_answer_and_counts_bugs_raised_answers_and_streams() -> None:
+    log = RequestLog(clock=FakeClock())
+    assert await _answers(_cloud_app([log.middleware])) == await _answers(_cloud_app([]))
+    counts = log.clouds["thingplus"].view()
+    assert counts == {
+        "requests": 5,
+        "refused": 3,
+        "by_status": {"200": 1, "204": 1, "403": 1, "404": 1, "500": 1},
+    }
+    refused = {(r["path"], r["status"], r["code"]) for r in log.view()}
+    assert refused == {
+        ("/v2/boom", 500, None),
+        ("/v2/forbidden", 403, "FORBIDDEN"),
+        ("/v2/missing", 404, None),
+    }
