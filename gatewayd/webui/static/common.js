@@ -246,6 +246,14 @@ const GW = (function () {
       if (this.options.onChange) this.options.onChange({ page: this.page, filter: this.filter });
     }
 
+    /** Back to the first page with no filter (the box emptied too), without calling onChange: for a
+     * view that changed under the table (another gateway's sensors). */
+    reset() {
+      this.page = 0;
+      this.filter = "";
+      if (this.filterBox) this.filterBox.value = "";
+    }
+
     /** Draw a page: rows as the server sent them, page (0-based) of pages, total of matched. */
     render(rows, page, pages, matched) {
       this.page = page;

@@ -202,7 +202,7 @@
       view.gateway = row.id;
       view.page = 0;
       view.filter = "";
-      sensorsTable.filterBox.value = "";
+      sensorsTable.reset(); // the table's own page and filter too: prev/next would bring the old back
       openStream();
     },
   });
@@ -295,7 +295,15 @@
   }
 
   function renderChart(c) {
-    if (!chart || c.sensor !== view.sensor || c.to <= chartCursor) return;
+    if (!chart || c.sensor !== view.sensor) return;
+    if (c.to < chartCursor) {
+      // a history shorter than what the page holds: the emulator started afresh; fetch the chart
+      // again (once: a sensor the new emulator does not know stays as it was, with the error shown)
+      chartCursor = c.to;
+      openChart({ id: view.sensor });
+      return;
+    }
+    if (c.to <= chartCursor) return;
     // a reconnected stream starts again at `since`: skip what this page already has
     const fresh = c.points.slice(Math.max(0, chartCursor - c.from));
     chartCursor = c.to;
