@@ -27,6 +27,7 @@ from gatewayd.outbox.deadletters import DeadLetterCounts, OldestPending
 from gatewayd.runtime.snapshots import StatusSource
 from gatewayd.webui import events
 from gatewayd.webui.assets import page_routes
+from gatewayd.webui.query import bad_request
 
 #: The status page (a file of gatewayd/webui/static).
 STATUS_PAGE = "status.html"
@@ -62,10 +63,7 @@ class OpsServer(OpsEndpoints):
         """The status page at ``/`` (its files under ``/_ui/``) and its stream of sections."""
         events.install(app)
         app.add_routes(page_routes(STATUS_PAGE))
-        app.router.add_get(
-            "/status/events",
-            events.stream_handler(self.page_sections, period_s=self.period_s, clock=self.clock),
-        )
+        app.router.add_get("/status/events", self.page_stream)
 
     async def healthz(self, request: web.Request) -> web.Response:
         health = assess(self.status(), self.mono())
@@ -79,9 +77,19 @@ class OpsServer(OpsEndpoints):
     async def status_page(self, request: web.Request) -> web.Response:
         return web.Response(text=await self.document.document(), content_type="application/json")
 
-    async def page_sections(self, request: web.Request) -> dict[str, Any]:
-        """What one open status page is sent: the sections, with the sensors it looks at."""
-        return await self.document.sections(SensorView.from_query(request.query))
+    async def page_stream(self, request: web.Request) -> web.StreamResponse:
+        """One open status page's stream: the sections, with the sensors its query asks for (read
+        before the stream starts: a bad number is a 400)."""
+        try:
+            view = SensorView.from_query(request.query)
+        except ValueError as exc:
+            raise bad_request(exc) from None
+
+        async def sections(_: web.Request) -> dict[str, Any]:
+            return await self.document.sections(view)
+
+        stream = events.stream_handler(sections, period_s=self.period_s, clock=self.clock)
+        return await stream(request)
 
 
 async def probe_health(listen: str, timeout_s: float) -> tuple[bool, str]:

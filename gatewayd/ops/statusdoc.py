@@ -26,6 +26,7 @@ from gatewayd.outbox.deadletters import DeadLetterCounts, OldestPending
 from gatewayd.runtime.snapshots import DaemonSnapshot, SensorRow, StatusSource, WaitingSensor
 from gatewayd.secret import MASK, known_values
 from gatewayd.wallclock import is_provisional, sampled_at_mono_ms
+from gatewayd.webui.query import int_param
 
 #: Rows of sensors one page shows unless it asks for another number, and the most it may ask for.
 PAGE_ROWS = 100
@@ -45,20 +46,14 @@ class SensorView:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> SensorView:
-        """From a stream's query parameters (``offset``, ``limit``, ``filter``); a bad number is the
-        default, an excessive one is clamped."""
+        """From a stream's query parameters (``offset``, ``limit``, ``filter``); ValueError naming the
+        parameter when a number is not a whole one (``limit`` from 1); a limit past the most a page may
+        ask for is clamped."""
         return cls(
-            offset=max(0, _int(query.get("offset"), 0)),
-            limit=min(MAX_PAGE_ROWS, max(1, _int(query.get("limit"), PAGE_ROWS))),
+            offset=int_param(query, "offset", 0),
+            limit=min(MAX_PAGE_ROWS, int_param(query, "limit", PAGE_ROWS, lowest=1)),
             filter=query.get("filter", "")[:200],
         )
-
-
-def _int(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
 
 
 class Moment(NamedTuple):
@@ -293,18 +288,39 @@ def json_without_secrets(doc: dict[str, Any]) -> str:
 
 
 def _cleaned(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Secrets are looked for in the JSON text first (a few substring searches), scrubbed only when
-    one is there, by the log redactor's rules; what those leave (a value nested deeper than they look)
-    is replaced in the text itself."""
-    secrets = [_in_json(s) for s in known_values()]
+    """Secrets are looked for in the JSON text first (a few substring searches); only when one is there
+    is the document scrubbed: the log redactor's rules (values under secret-looking keys masked), then
+    every string of it, keys too and at any depth, cleaned of every known secret.
+
+    Why the strings and not the text: a secret can also read as part of the JSON syntax around it. A
+    secret of digits (a PIN, a numeric API key) is inside many a number (a timestamp, a count); replaced
+    in the text, it broke the JSON (``/status`` answered 500, the page's stream died each tick), and one
+    that spells a key or a word of the document garbled what the page reads. A number is left as it is:
+    it is a reading, not a quoted secret.
+    """
+    secrets = known_values()
     text = json.dumps(doc, ensure_ascii=False, default=str)
-    if not any(s in text for s in secrets):
+    if not any(_in_json(s) in text for s in secrets):
         return doc, text
-    clean: dict[str, Any] = scrub(doc)
-    text = json.dumps(clean, ensure_ascii=False, default=str)
-    if not any(s in text for s in secrets):
-        return clean, text
-    for s in secrets:
-        text = text.replace(s, MASK)
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded, text
+    clean: dict[str, Any] = _strings_scrubbed(scrub(doc), secrets)
+    return clean, json.dumps(clean, ensure_ascii=False)
+
+
+def _strings_scrubbed(value: Any, secrets: frozenset[str]) -> Any:
+    """``value`` (JSON-like) with every known secret replaced in every string, keys included; what JSON
+    does not hold is its text (as ``json.dumps(default=str)`` writes it), scrubbed the same."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {
+            _strings_scrubbed(k, secrets) if isinstance(k, str) else k: _strings_scrubbed(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_strings_scrubbed(v, secrets) for v in value]
+    return _strings_scrubbed(str(value), secrets)

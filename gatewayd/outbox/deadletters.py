@@ -188,27 +188,56 @@ async def requeue(state_dir: Path, reason: str | None, **outbox_options: Any) ->
     return moved
 
 
+#: What a failed read of each kind logs (see :class:`_Reads`).
+_NOT_READ = {"dead_letters": "outbox.dead_letters_not_counted", "oldest": "outbox.oldest_not_read"}
+
+
+class _Reads:
+    """One kind of read of the outbox, on a read-only connection in a thread, repeated: the status page
+    asks every second for each open page. A failure is logged when it is new (the first, or another
+    than the last), not at every read."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        self._failure: str | None = None
+
+    async def read(self, query: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any]:
+        """(True, what ``query`` answered), or (False, None) when the outbox could not be read."""
+        try:
+            value = await asyncio.to_thread(_query, self.path, query)
+        except StorageError as exc:
+            if str(exc) != self._failure:
+                log.warning(_NOT_READ[self.kind], error=str(exc))
+            self._failure = str(exc)
+            return False, None
+        self._failure = None
+        return True, value
+
+
 class DeadLetterCounts:
     """Dead letters by reason code for /metrics and /status, counted from the table (so they include
     those of earlier runs) on a read-only connection, and counted again only when the outbox has
-    dead-lettered since: a scrape costs nothing while nothing changes."""
+    dead-lettered since: a scrape costs nothing while nothing changes.
+
+    A failure is logged once until it changes or a count succeeds: the status page refreshes every
+    second per open page, and an outbox that cannot be read would otherwise log a line each time.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.counts: dict[str, int] = {}
         self._seen: int | None = None
+        self._reads = _Reads(path, "dead_letters")
         self._lock = asyncio.Lock()
 
     async def refresh(self, dead_lettered: int) -> dict[str, int]:
         """The counts, read again when ``dead_lettered`` (the outbox's counter) moved since last time."""
         async with self._lock:
             if dead_lettered != self._seen:
-                try:
-                    self.counts = await asyncio.to_thread(_query, self.path, counts_by_code)
-                except StorageError as exc:  # keep the last counts; the next scrape tries again
-                    log.warning("outbox.dead_letters_not_counted", error=str(exc))
-                else:
-                    self._seen = dead_lettered
+                ok, counts = await self._reads.read(counts_by_code)
+                if ok:  # else the last counts stay; the next refresh tries again
+                    self.counts, self._seen = counts, dead_lettered
             return self.counts
 
 
@@ -245,7 +274,7 @@ class OldestPending:
         self.mono = mono
         self.time_ms: int | None = None
         self._read_at: float | None = None
-        self._error: str | None = None
+        self._reads = _Reads(path, "oldest")
         self._lock = asyncio.Lock()
 
     async def refresh(self, pending: int) -> int | None:
@@ -259,12 +288,7 @@ class OldestPending:
             if self._read_at is not None and now - self._read_at < self.refresh_s:
                 return self.time_ms
             self._read_at = now  # a failure too waits its turn: a broken file is not hammered
-            try:
-                self.time_ms = await asyncio.to_thread(_query, self.path, first_pending_time)
-            except StorageError as exc:  # keep the last reading; the next turn tries again
-                if str(exc) != self._error:
-                    log.warning("outbox.oldest_not_read", error=str(exc))
-                self._error = str(exc)
-            else:
-                self._error = None
+            ok, time_ms = await self._reads.read(first_pending_time)
+            if ok:  # else the last reading stays; the next turn tries again
+                self.time_ms = time_ms
             return self.time_ms

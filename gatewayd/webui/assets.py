@@ -4,6 +4,12 @@ Why not aiohttp's ``add_static``: the file list is fixed and known (what ``stati
 looked up in that list and nothing on the request path ever reaches the filesystem; each file is read once
 and kept (the pages are small), and every answer says ``no-cache`` so a page updated by an upgrade is not
 served stale from the browser's cache next to a new server.
+
+A page also says what it may load (``Content-Security-Policy``): scripts, styles, streams and fetches
+from its own server only, no plugin, no form posted elsewhere, and no framing by another site. The
+pages put every value they show into the DOM as text; the policy is the second line should one ever
+slip through as markup (no inline or foreign script runs), and no other site can frame the console
+and lure a click onto its controls. Inline styles stay allowed: the charts set them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ from aiohttp import web
 ASSET_PREFIX = "/_ui"
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+
+#: What a page may load (see the module's docstring); ``data:`` images for the empty favicon.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def _static_files() -> dict[str, bytes]:
@@ -48,11 +60,14 @@ def _response(name: str) -> web.Response:
         raise web.HTTPNotFound(text=f"no such page asset: {name}")
     suffix = name[name.rfind(".") :] if "." in name else ""
     content_type = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if content_type == "text/html":
+        headers["Content-Security-Policy"] = PAGE_POLICY
     return web.Response(
         body=body,
         content_type=content_type,
         charset="utf-8" if content_type.startswith("text/") else None,
-        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        headers=headers,
     )
 
 

@@ -74,7 +74,7 @@ def stream_handler(
         quiet_since = time.monotonic()
         try:
             await response.write(b"retry: 2000\n\n")
-            while not closing.is_set():
+            while not closing.is_set() and not _gone(request):
                 built = build(request)
                 sections = await built if isinstance(built, Awaitable) else built
                 changed = changed_sections(sections, sent)
@@ -95,6 +95,15 @@ def stream_handler(
         return response
 
     return handler
+
+
+def _gone(request: web.Request) -> bool:
+    """Whether the page closed its connection. Why look before each tick: a stream that sends nothing
+    new finds out only at its next write, up to a keep-alive (15 s) later, and a page opens a new
+    stream at each view change (a page of rows, a filter typed, a sensor clicked): the old ones would
+    go on building their sections every second meanwhile, a snapshot of every sensor each."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def changed_sections(sections: Sections, sent: dict[str, Any]) -> dict[str, Any]:

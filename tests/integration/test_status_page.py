@@ -141,7 +141,9 @@ async def test_the_page_its_assets_status_and_the_live_stream(tmp_path: Path) ->
             assert stopped_in < 5, f"stop took {stopped_in:.1f}s with a page open"
 
 
-async def test_the_stream_sends_the_page_of_sensors_it_asks_for(tmp_path: Path) -> None:
+async def test_the_stream_sends_the_page_of_sensors_it_asks_for_and_refuses_a_bad_number(
+    tmp_path: Path,
+) -> None:
     async with emulator_env(tmp_path, report_interval_ms=1000) as env:
         inventory, base = with_http(env.inventory())
         async with running(inventory), aiohttp.ClientSession() as session:
@@ -151,6 +153,9 @@ async def test_the_stream_sends_the_page_of_sensors_it_asks_for(tmp_path: Path) 
             page = first["sections"]["sensors"]
             assert (page["offset"], page["matching"], page["filter"]) == (1, 2, "room/")
             assert [r["name"] for r in page["rows"]] == ["Humidity"]
+            async with session.get(f"{base}/status/events?offset=page2") as refused:
+                assert refused.status == 400  # said before the stream starts, not a 500 nor page 0
+                assert "offset" in (await refused.json())["error"]
 
 
 async def test_over_mqtt_the_page_shows_the_session_and_not_the_apikey(emulator_mqtt_env: Any) -> None:

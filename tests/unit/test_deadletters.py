@@ -137,9 +137,16 @@ async def test_the_oldest_pending_point_is_looked_up_by_id_and_at_most_every_ref
     assert await oldest.refresh(outbox.stats.pending) == T0 + 500 and len(reads) == 3  # at once
 
 
-async def test_an_unreadable_outbox_gives_no_oldest_point_and_is_logged_once(tmp_path: Path) -> None:
+async def test_an_unreadable_outbox_gives_no_oldest_point_nor_counts_and_is_logged_once(
+    tmp_path: Path,
+) -> None:
     oldest = deadletters.OldestPending(tmp_path / "none.db", refresh_s=0.0)
+    counts = deadletters.DeadLetterCounts(tmp_path / "none.db")
     with logs_of(deadletters) as logs:
-        assert await oldest.refresh(5) is None
-        assert await oldest.refresh(5) is None
-    assert [(e["event"], "no outbox at" in e["error"]) for e in logs] == [("outbox.oldest_not_read", True)]
+        for dead_lettered in (1, 2, 3):  # the status page asks every second, the counter moving or not
+            assert await oldest.refresh(5) is None
+            assert await counts.refresh(dead_lettered) == {}
+    assert sorted((e["event"], "no outbox at" in e["error"]) for e in logs) == [
+        ("outbox.dead_letters_not_counted", True),
+        ("outbox.oldest_not_read", True),
+    ]

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from gatewayd import secret as secret_module
 from gatewayd.inventory.config import parse_inventory
 from gatewayd.ops.health import assess
 from gatewayd.ops.statusdoc import (
@@ -16,6 +17,7 @@ from gatewayd.ops.statusdoc import (
     PAGE_ROWS,
     Moment,
     SensorView,
+    json_without_secrets,
     oldest_age_s,
     page_sections,
     sensors_page,
@@ -207,13 +209,27 @@ async def test_the_sampler_keeps_the_last_sample_of_each_sensor() -> None:
     [
         ({}, SensorView(0, PAGE_ROWS, "")),
         ({"offset": "200", "limit": "50", "filter": "room"}, SensorView(200, 50, "room")),
-        ({"offset": "-5", "limit": "x"}, SensorView(0, PAGE_ROWS, "")),
+        ({"offset": "", "limit": ""}, SensorView(0, PAGE_ROWS, "")),
         ({"limit": "100000"}, SensorView(0, MAX_PAGE_ROWS, "")),
-        ({"limit": "0"}, SensorView(0, 1, "")),
     ],
 )
 def test_the_page_asks_for_a_bounded_page_of_sensors(query: dict[str, str], view: SensorView) -> None:
     assert SensorView.from_query(query) == view
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"offset": "-5"}, "offset"),
+        ({"limit": "x"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"offset": " 5"}, "offset"),
+        ({"offset": "9" * 16}, "offset"),
+    ],
+)
+def test_a_bad_number_in_the_query_is_refused_by_name(query: dict[str, str], name: str) -> None:
+    with pytest.raises(ValueError, match=f"query parameter {name} must be a whole number"):
+        SensorView.from_query(query)
 
 
 @pytest.mark.parametrize(
@@ -266,6 +282,31 @@ def test_a_secret_quoted_anywhere_is_scrubbed() -> None:
     assert "apikey=***" in text
     clean = {"sensors": [{"last_error": "timed out"}]}
     assert without_secrets(clean) is clean  # nothing to scrub: the same object, not a copy
+
+
+def test_a_secret_of_digits_or_words_is_scrubbed_from_strings_and_leaves_the_json_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A PIN-like password sits inside a timestamp, and one spelling a key: replaced in the JSON text they
+    # broke it (/status answered 500) or renamed what the page reads.
+    monkeypatch.setattr(secret_module, "_KNOWN", {"4711", "status"})
+    deep: Any = "pin 4711"
+    for _ in range(9):
+        deep = {"x": deep}
+    doc = {
+        "t": 1_714_711_000_123,
+        "sensors": [{"name": "T", "status": "on", "last_value": "4711", "last_error": "GET /?pin=4711"}],
+        "deep": deep,
+        "4711 key": 4711,
+    }
+    text = json_without_secrets(doc)
+    parsed = json.loads(text)
+    assert parsed == without_secrets(doc)
+    assert parsed["t"] == 1_714_711_000_123 and parsed["*** key"] == 4711  # numbers are readings
+    sensor = parsed["sensors"][0]
+    assert sensor["last_value"] == "***" and sensor["last_error"] == "GET /?pin=***"
+    assert set(sensor) == {"name", "***", "last_value", "last_error"}
+    assert "4711" not in json.dumps(parsed["deep"]) and "pin ***" in json.dumps(parsed["deep"])
 
 
 async def test_no_inventory_secret_is_in_the_document(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from gatewayd.emulator.console.stream import ConsoleStream
 from gatewayd.emulator.console.thingplusviews import Actuators
 from gatewayd.webui import events
 from gatewayd.webui.assets import page_routes
+from gatewayd.webui.query import bad_request
 
 PREFIX = "/_emulator/console"
 
@@ -35,7 +36,10 @@ def install(app: web.Application, console: ConsoleState) -> None:
     async def stream(request: web.Request) -> web.StreamResponse:
         # One ConsoleStream per request: its view (query) and chart cursor live as long as the page's
         # connection, in this closure, and nowhere else.
-        view = ConsoleStream(console, actuators, request.query)
+        try:
+            view = ConsoleStream(console, actuators, request.query)
+        except ValueError as exc:  # before the stream starts: a stream cannot say it later
+            raise bad_request(exc) from None
         handler = events.stream_handler(lambda _: view.sections(), clock=console.clock)
         return await handler(request)
 

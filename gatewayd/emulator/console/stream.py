@@ -38,34 +38,27 @@ from gatewayd.emulator.console.views import (
     points_view,
     rcms_view,
 )
+from gatewayd.webui.query import int_param
 
 #: Longest filter text taken from a query (a filter is typed by hand).
 FILTER_CHARS = 100
 
 
-def _int(query: Mapping[str, str], name: str) -> int | None:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        return None
-
-
 class ConsoleStream:
-    """The sections of one page's stream, from ``query`` (its request's query parameters)."""
+    """The sections of one page's stream, from ``query`` (its request's query parameters); ValueError
+    naming the parameter when ``page``, ``gpage`` or ``since`` is not a whole number."""
 
     def __init__(self, console: ConsoleState, actuators: Actuators, query: Mapping[str, str]) -> None:
         self.console = console
         self.actuators = actuators
         self.gateway = query.get("gateway") or None
-        self.page = _int(query, "page") or 0
+        self.page = int_param(query, "page", 0)
         self.filter = query.get("filter", "")[:FILTER_CHARS]
-        self.gateways_page = _int(query, "gpage") or 0
+        self.gateways_page = int_param(query, "gpage", 0)
         self.gateways_filter = query.get("gfilter", "")[:FILTER_CHARS]
         sensor = query.get("sensor") or None
-        self.chart = ChartCursor(sensor, _int(query, "since")) if sensor else None
+        since = int_param(query, "since")
+        self.chart = ChartCursor(sensor, since) if sensor else None
 
     def sections(self) -> dict[str, Any]:
         console = self.console

@@ -116,34 +116,52 @@ const GW = (function () {
 
   /* -- the live stream ------------------------------------------------------------------------- */
 
+  // A stream the browser gave up on (an answer other than an event stream: a proxy's 502 while the
+  // server restarts, a 500) is opened again this long after; a dropped connection EventSource retries
+  // by itself (the server says retry: 2000).
+  const REOPEN_MS = 5000;
+
   /** Open a server-sent events stream: onMessage(sections, t) per message. The live indicator
    * (data-testid=live) says live or connecting; last-update shows the last message's server time.
-   * Returns {close()}; a view change closes the old stream and opens a new one. */
+   * Returns {close()}; a view change closes the old stream and opens a new one. One EventSource at a
+   * time: when the browser closes it for good, a timer opens the next, and close() ends both. */
   function connect(url, onMessage) {
-    const source = new EventSource(url);
     const live = byTestId("live");
     const last = byTestId("last-update");
+    let source = null;
+    let timer = null;
+    let closed = false;
     const state = function (value) {
       if (!live) return;
       setAttr(live, "data-state", value);
       setText(live.querySelector(".live-label") || live, value);
     };
+    function open() {
+      timer = null;
+      source = new EventSource(url);
+      source.onopen = function () {
+        state("live");
+      };
+      source.onerror = function () {
+        state("connecting");
+        if (source.readyState === EventSource.CLOSED && !closed && timer === null) {
+          timer = setTimeout(open, REOPEN_MS);
+        }
+      };
+      source.onmessage = function (event) {
+        const message = JSON.parse(event.data);
+        skew = message.t - Date.now() / 1000;
+        state("live");
+        setText(last, fmtTime(message.t * 1000));
+        onMessage(message.sections || {}, message.t);
+      };
+    }
     state("connecting");
-    source.onopen = function () {
-      state("live");
-    };
-    source.onerror = function () {
-      state("connecting"); // EventSource retries by itself (the server says retry: 2000)
-    };
-    source.onmessage = function (event) {
-      const message = JSON.parse(event.data);
-      skew = message.t - Date.now() / 1000;
-      state("live");
-      setText(last, fmtTime(message.t * 1000));
-      onMessage(message.sections || {}, message.t);
-    };
+    open();
     return {
       close: function () {
+        closed = true;
+        clearTimeout(timer);
         source.close();
       },
     };
@@ -226,6 +244,14 @@ const GW = (function () {
 
     changed() {
       if (this.options.onChange) this.options.onChange({ page: this.page, filter: this.filter });
+    }
+
+    /** Back to the first page with no filter (the box emptied too), without calling onChange: for a
+     * view that changed under the table (another gateway's sensors). */
+    reset() {
+      this.page = 0;
+      this.filter = "";
+      if (this.filterBox) this.filterBox.value = "";
     }
 
     /** Draw a page: rows as the server sent them, page (0-based) of pages, total of matched. */

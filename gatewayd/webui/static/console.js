@@ -202,7 +202,7 @@
       view.gateway = row.id;
       view.page = 0;
       view.filter = "";
-      sensorsTable.filterBox.value = "";
+      sensorsTable.reset(); // the table's own page and filter too: prev/next would bring the old back
       openStream();
     },
   });
@@ -259,10 +259,22 @@
 
   /* -- the chart ------------------------------------------------------------------------------- */
 
+  // Only the last sensor clicked gets its chart drawn, whichever fetch answers last.
+  let chartRequest = 0;
+
   async function openChart(row) {
     const box = $("chart-box");
     const url = "/_emulator/console/sensors/" + encodeURIComponent(row.id) + "/points?limit=2000";
-    const reply = await GW.send("GET", url);
+    const mine = ++chartRequest;
+    let reply;
+    try {
+      reply = await GW.send("GET", url);
+    } catch (err) {
+      // the emulator went away: say so (an unhandled rejection would be a console error)
+      if (mine === chartRequest) showMessage(T("control-message"), false, "chart: " + String(err));
+      return;
+    }
+    if (mine !== chartRequest) return;
     if (!reply.ok) {
       showMessage(T("control-message"), false, "chart: " + describe(reply));
       return;
@@ -283,7 +295,15 @@
   }
 
   function renderChart(c) {
-    if (!chart || c.sensor !== view.sensor || c.to <= chartCursor) return;
+    if (!chart || c.sensor !== view.sensor) return;
+    if (c.to < chartCursor) {
+      // a history shorter than what the page holds: the emulator started afresh; fetch the chart
+      // again (once: a sensor the new emulator does not know stays as it was, with the error shown)
+      chartCursor = c.to;
+      openChart({ id: view.sensor });
+      return;
+    }
+    if (c.to <= chartCursor) return;
     // a reconnected stream starts again at `since`: skip what this page already has
     const fresh = c.points.slice(Math.max(0, chartCursor - c.from));
     chartCursor = c.to;
@@ -361,8 +381,11 @@
 
   function renderLinks(links) {
     const nav = T("daemon-links");
+    // only http(s) becomes a link (the server checks too): never a javascript: or data: URL
     const nodes = links.map((l) =>
-      el("a", { href: l.url, target: "_blank", rel: "noopener", "data-testid": "daemon-link" }, [l.label])
+      /^https?:\/\//i.test(l.url)
+        ? el("a", { href: l.url, target: "_blank", rel: "noopener", "data-testid": "daemon-link" }, [l.label])
+        : el("span", { "data-testid": "daemon-link" }, [l.label + " " + l.url])
     );
     nav.replaceChildren.apply(nav, nodes);
   }

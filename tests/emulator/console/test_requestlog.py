@@ -5,14 +5,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from gatewayd.emulator import EmulatorServer
 from gatewayd.emulator.console import CONSOLE_KEY
 from gatewayd.emulator.console.requestlog import MESSAGE_CHARS, RequestLog, error_of, rcms_refusal
-from tests.emulator import ALL_CLOUDS, call, get_token, inventory
+from tests.emulator import (
+    ALL_CLOUDS,
+    CLIENT_SECRET,
+    PASSWORD,
+    PASSWORD_MD5,
+    apikey_headers,
+    call,
+    get_token,
+    inventory,
+    token_body,
+)
+from tests.emulator.console import Events
 from tests.helpers.clocks import FakeClock
 
 
@@ -147,3 +161,90 @@ async def test_error_codes_are_parsed_from_each_clouds_answer(
     assert codes == {("thingplus", 404, "NOT_FOUND"), ("rcms", 200, "40001"), ("thingplus", 404, None)}
     assert log.clouds["thingplus"].view() == {"requests": 3, "refused": 2, "by_status": {"200": 1, "404": 2}}
     assert log.clouds["rcms"].view() == {"requests": 1, "refused": 1, "by_status": {"200": 1}}
+
+
+async def test_no_secret_a_client_sent_reaches_the_console(
+    server: EmulatorServer, http: aiohttp.ClientSession
+) -> None:
+    config = inventory(ALL_CLOUDS)
+    assert config.rcms is not None and config.loctube is not None
+    apikey = "mqtt-apikey-Qx7-s3cret"
+    secrets = [
+        apikey,
+        PASSWORD,
+        PASSWORD_MD5,
+        CLIENT_SECRET,
+        config.rcms.client_secret.reveal(),
+        config.loctube.secure_key.reveal(),
+    ]
+    added = await call(
+        http, "POST", "/_emulator/thingplus/mqtt-gateways", json={"id": "b827eb0000f1", "apikey": apikey}
+    )
+    assert added[0] == 201
+    # Refused calls carrying secrets in their query, headers and bodies.
+    loctube_key = config.loctube.secure_key.reveal()
+    query = f"grant_type=client_credentials&client_id=nobody&client_secret={loctube_key}"
+    assert (await call(http, "GET", f"/loctube/oauth2/token?{query}"))[0] >= 400
+    wrong_key = apikey_headers("b827eb0000f1", apikey + "x")
+    assert (await call(http, "GET", f"/gateways/b827eb0000f1?apikey={apikey}", wrong_key))[0] == 401
+    refused_token = await call(http, "POST", "/v2/oauth2/token", json=token_body(password=PASSWORD))
+    assert refused_token[0] == 401
+    rcms_key = config.rcms.client_secret.reveal()
+    assert (await call(http, "GET", f"/api/link/dashboard/deviceTotal?secret={rcms_key}"))[0] == 200  # 40001
+    async with http.get("/_emulator/console/events") as response:
+        message = await Events(response).next()
+    refusals = message["sections"]["refusals"]
+    assert len(refusals) == 4 and all("?" not in r["path"] for r in refusals)
+    text = json.dumps(message)
+    assert [s for s in secrets if s in text] == []
+
+
+async def _answers(app: web.Application) -> list[tuple[int, str]]:
+    """(status, body) of each path the handlers below answer, as a client gets them."""
+    async with TestClient(TestServer(app)) as client:
+        answers = []
+        for path in ("/v2/boom", "/v2/forbidden", "/v2/stream", "/v2/empty", "/v2/missing"):
+            response = await client.get(path)
+            answers.append((response.status, await response.text()))
+        return answers
+
+
+def _cloud_app(middlewares: list[Any]) -> web.Application:
+    async def boom(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("a bug in a handler")
+
+    async def forbidden(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPForbidden(text=json.dumps({"errors": [{"code": "FORBIDDEN", "message": "no"}]}))
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        await response.write(b"chunk")
+        return response
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPNoContent()
+
+    app = web.Application(middlewares=middlewares)
+    app.router.add_get("/v2/boom", boom)
+    app.router.add_get("/v2/forbidden", forbidden)
+    app.router.add_get("/v2/stream", stream)
+    app.router.add_get("/v2/empty", empty)
+    return app
+
+
+async def test_the_log_changes_no_answer_and_counts_bugs_raised_answers_and_streams() -> None:
+    log = RequestLog(clock=FakeClock())
+    assert await _answers(_cloud_app([log.middleware])) == await _answers(_cloud_app([]))
+    counts = log.clouds["thingplus"].view()
+    assert counts == {
+        "requests": 5,
+        "refused": 3,
+        "by_status": {"200": 1, "204": 1, "403": 1, "404": 1, "500": 1},
+    }
+    refused = {(r["path"], r["status"], r["code"]) for r in log.view()}
+    assert refused == {
+        ("/v2/boom", 500, None),
+        ("/v2/forbidden", 403, "FORBIDDEN"),
+        ("/v2/missing", 404, None),
+    }

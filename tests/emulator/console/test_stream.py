@@ -127,6 +127,24 @@ async def test_each_stream_has_its_own_view_and_cursor(
         assert [p[1] for p in message["sections"]["chart"]["points"]] == ["1", "2"]
 
 
+@pytest.mark.parametrize("query", ["page=x", "gpage=-1", "sensor=s&since=1.5", "page=%EF%BC%91", "page=1e3"])
+async def test_a_bad_number_in_the_query_is_a_400_naming_it(http: aiohttp.ClientSession, query: str) -> None:
+    response = await http.get(f"/_emulator/console/events?{query}")
+    assert response.status == 400
+    name = query.split("=")[0] if "since" not in query else "since"
+    assert name in (await response.json())["error"]
+
+
+@pytest.mark.parametrize("query", ["page=999", "gpage=999&gateway=gone", "sensor=nothing&since=999999"])
+async def test_a_page_or_a_cursor_past_the_end_is_clamped_not_refused(
+    server: EmulatorServer, http: aiohttp.ClientSession, query: str
+) -> None:
+    add_gateway(server.emulator.thingplus, "gw", sensors=3)
+    message = await Events(await _open(http, query)).next()
+    sensors = message["sections"]["sensors"]
+    assert sensors["page"] == max(0, sensors["pages"] - 1)
+
+
 async def test_the_stream_ends_promptly_when_the_server_stops(
     server: EmulatorServer, http: aiohttp.ClientSession
 ) -> None:
