@@ -1,6 +1,8 @@
 """The emulator's own HTTP paths under ``/_emulator/``: look at its state, set faults, play the portal.
 
-Never faulted. Requests and answers are JSON; a refusal is ``{"error": "..."}`` with 400 or 404.
+Never faulted. Requests and answers are JSON; a refusal is ``{"error": "..."}`` with 400 or 404, and a
+change asked by a page of another site (an ``Origin`` that is not the emulator's own) is refused with 403
+(:func:`same_origin_admin`).
 
 =======  ======================================  ====================================================
 GET      /_emulator/healthz                      ``{"ok": true, "clouds": [...]}``
@@ -45,7 +47,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -99,6 +103,31 @@ def routes(emulator: Emulator) -> list[web.RouteDef]:
         web.post(f"{PREFIX}/rcms/record-interval", api.rcms_record_interval),
         *(mqtt_routes(emulator.thingplus.mqtt) if "thingplus" in emulator.clouds else []),
     ]
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def same_origin_admin(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse a change to the emulator asked by a page of another site (403).
+
+    Why: the console invites people to keep the emulator open in a browser, and any other page that
+    browser shows could POST to ``/_emulator/`` on loopback (a JSON body sent as ``text/plain`` needs no
+    preflight) and start an outage or send a command. A browser says where a request comes from in
+    ``Origin``; the console's own requests carry the emulator's origin, and clients that are not
+    browsers (tests, ``curl``, the one-shot commands) send none, so only cross-site requests are refused.
+    """
+    if request.method not in _SAFE_METHODS and request.path.startswith(PREFIX + "/"):
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
+            log.warning("emulator.cross_site_refused", origin=origin[:100], path=request.path)
+            return web.json_response(
+                {"error": f"refused: a page of {origin[:100]} may not change the emulator"}, status=403
+            )
+    return await handler(request)
 
 
 def _error(exc: _BadRequest) -> web.Response:

@@ -32,6 +32,7 @@ import structlog
 from aiohttp import web
 
 from gatewayd.emulator.admin import routes as admin_routes
+from gatewayd.emulator.admin import same_origin_admin
 from gatewayd.emulator.console.routes import install as install_console
 from gatewayd.emulator.console.state import ConsoleState
 from gatewayd.emulator.faults import Faults
@@ -157,7 +158,9 @@ def build_app(
     emulator = Emulator(clouds, registry)
     console = ConsoleState(emulator, clock=clock)
     # The console's request log first: it counts what clients got, injected faults included.
-    app = web.Application(middlewares=[console.requests.middleware, emulator.faults.middleware])
+    app = web.Application(
+        middlewares=[console.requests.middleware, same_origin_admin, emulator.faults.middleware]
+    )
     app[EMULATOR_KEY] = emulator
     for cloud in clouds:
         app.add_routes(cloud.routes())
@@ -212,7 +215,9 @@ class EmulatorServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # A page holding a stream open (the console) or a client that stopped reading must not hold up
+        # a stop: aiohttp would wait 60 s for open handlers by default.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self._port)

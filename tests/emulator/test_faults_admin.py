@@ -224,6 +224,30 @@ async def test_outage_recovers_at_its_deadline(
     assert (await call(http, "GET", "/v2/sites", auth))[0] == 200
 
 
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        (None, 200),  # not a browser: tests, curl, the one-shot commands
+        ("SAME", 200),  # the console's own page
+        ("http://evil.example", 403),  # another site's page in the same browser
+        ("http://127.0.0.1:1", 403),  # another port is another site
+        ("null", 403),  # a sandboxed frame or a file
+    ],
+)
+async def test_a_change_asked_by_another_sites_page_is_refused(
+    http: aiohttp.ClientSession, server: EmulatorServer, origin: str | None, status: int
+) -> None:
+    headers = {} if origin is None else {"Origin": server.url if origin == "SAME" else origin}
+    answer, body = await call(http, "POST", "/_emulator/faults/thingplus", headers, json={"outage": True})
+    assert answer == status
+    refused = server.emulator.faults.snapshot()["thingplus"]["outage"] is None
+    assert refused == (status == 403)
+    if status == 403:
+        assert "may not change the emulator" in body["error"]
+    # reading is never refused: the page of another site cannot read the answer anyway (no CORS)
+    assert (await call(http, "GET", "/_emulator/state", headers))[0] == 200
+
+
 async def test_outage_over_admin_until_deleted(http: aiohttp.ClientSession, auth: dict[str, str]) -> None:
     assert (await call(http, "POST", "/_emulator/faults/thingplus", json={"outage": True}))[0] == 200
     assert (await call(http, "GET", "/v2/sites", auth))[0] == 503
