@@ -273,19 +273,16 @@ class ThingPlusByHand:
 
 @pytest.fixture
 async def thingplus(endpoints: Endpoints) -> AsyncIterator[ThingPlusByHand]:
-    """Thing+ of the ``emulator`` fixture, by hand."""
+    """Thing+ at ``endpoints.emulator_url`` (the ``emulator`` fixture's), by hand."""
     async with aiohttp.ClientSession(base_url=endpoints.emulator_url) as http:
         yield ThingPlusByHand(http)
 
 
 @asynccontextmanager
-async def answering_502(port: int) -> AsyncIterator[list[str]]:
-    """A proxy's answer while its server is away: 502 to every request on ``port`` for the block; the
-    paths asked, in order."""
-    asked: list[str] = []
+async def answering_502(port: int) -> AsyncIterator[None]:
+    """A proxy's answer while its server is away: 502 to every request on ``port`` for the block."""
 
     async def bad_gateway(request: web.Request) -> web.Response:
-        asked.append(request.path)
         return web.Response(status=502, text="502 Bad Gateway: the server is restarting")
 
     app = web.Application()
@@ -294,6 +291,6 @@ async def answering_502(port: int) -> AsyncIterator[list[str]]:
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield asked
+        yield
     finally:
         await runner.cleanup()
