@@ -6,7 +6,8 @@ Playwright's own browser download is never used: the distribution's ``chromium``
 in the Debian 11 root (no chromium there), a failure under ``CI=true``, where .ci/run installs it.
 
 A :class:`WatchedPage` collects every console error and uncaught exception of its page and fails the
-test on any (the pages promise none); its readers take the ``data-testid`` names of the DOM contract
+test on any (the pages promise none), but for the failed loads of a server the test says is down
+(:meth:`WatchedPage.server_down`); its readers take the ``data-testid`` names of the DOM contract
 (docs/pages.md, "Test hooks"). Also used by scripts/screenshots.py and bench/console.py,
 so nothing here needs pytest but :func:`chromium_path`'s refusal.
 """
@@ -17,9 +18,10 @@ import asyncio
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from tests.helpers.tools import missing_tool
 
@@ -39,6 +41,11 @@ FLAGS = [
 WIDTH, HEIGHT = 1400, 900
 
 T = TypeVar("T")
+
+#: What Chromium logs (a console error) for a stream or fetch whose server is not listening ...
+REFUSED = "Failed to load resource: net::ERR_CONNECTION_REFUSED"
+#: ... and for one a proxy answered 502 in its server's place.
+BAD_GATEWAY = "Failed to load resource: the server responded with a status of 502 (Bad Gateway)"
 
 
 def chromium_path() -> str:
@@ -87,18 +94,35 @@ class WatchedPage:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.problems: list[str] = []
+        #: The console errors :meth:`server_down` accepted (for a test to see the page did try).
+        self.expected: list[str] = []
+        self._down: list[tuple[str, tuple[str, ...]]] = []
         page.on("console", self._console)
         page.on("pageerror", self._page_error)
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
             where = message.location
-            self.problems.append(
-                f"console error: {message.text} ({where.get('url')}:{where.get('lineNumber')})"
-            )
+            url = str(where.get("url") or "")
+            problem = f"console error: {message.text} ({url}:{where.get('lineNumber')})"
+            down = any(_origin(url) == origin and message.text in texts for origin, texts in self._down)
+            (self.expected if down else self.problems).append(problem)
 
     def _page_error(self, error: Error) -> None:
         self.problems.append(f"uncaught exception: {error}")
+
+    @contextmanager
+    def server_down(self, base_url: str, *texts: str) -> Iterator[None]:
+        """For the block, the server at ``base_url`` is down (the test stopped it): the errors Chromium
+        logs for the page's streams and fetches to that server that failed (exactly :data:`REFUSED`, or
+        exactly one of ``texts`` when given, e.g. a proxy's 502) are expected, not problems. Any other
+        error, one about another URL, one after the block, and every uncaught exception still fail."""
+        window = (_origin(base_url), texts or (REFUSED,))
+        self._down.append(window)
+        try:
+            yield
+        finally:
+            self._down.remove(window)
 
     def check(self) -> None:
         """PageProblems listing every problem so far, if any."""
@@ -152,6 +176,12 @@ class WatchedPage:
             if time.monotonic() >= deadline:
                 raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last value {value!r}")
             await asyncio.sleep(0.2)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (lower case): the server a request went to."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 @asynccontextmanager

@@ -286,7 +286,7 @@
     GW.setText($("chart-title"), (data.name || data.sensor) + (data.type ? " · " + data.type : ""));
     chart = new GW.Chart(box, data.kind, { maxPoints: 2000, label: data.name || data.sensor });
     chart.set(data.points);
-    if (!data.points.length) box.appendChild(el("div", { class: "empty" }, ["no point received yet"]));
+    if (!data.points.length) noPointYet();
     chartCursor = data.cursor;
     view.sensor = data.sensor;
     view.since = data.cursor;
@@ -294,13 +294,25 @@
     openStream();
   }
 
+  function noPointYet() {
+    $("chart-box").appendChild(el("div", { class: "empty" }, ["no point received yet"]));
+  }
+
   function renderChart(c) {
     if (!chart || c.sensor !== view.sensor) return;
     if (c.to < chartCursor) {
-      // a history shorter than what the page holds: the emulator started afresh; fetch the chart
-      // again (once: a sensor the new emulator does not know stays as it was, with the error shown)
+      // a history shorter than what the page holds: the emulator started afresh, and the chart starts
+      // over. The new history's points are fetched; a history without any is usually a sensor the new
+      // emulator does not know yet (its daemon registers it again later; a fetch would be a 404): the
+      // chart is emptied, and the stream brings the points from the first on.
       chartCursor = c.to;
-      openChart({ id: view.sensor });
+      view.since = c.to;
+      if (c.to > 0) {
+        openChart({ id: view.sensor });
+      } else {
+        chart.set([]);
+        noPointYet();
+      }
       return;
     }
     if (c.to <= chartCursor) return;
