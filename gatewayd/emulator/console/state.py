@@ -8,6 +8,7 @@ the console's header; a plain ``gatewayd emulator`` has none.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -42,6 +43,9 @@ class ConsoleState:
         self.requests = RequestLog(clock=clock)
         self.points_rate = RateMeter(self.points_total, clock=monotonic)
         self.links: list[DaemonLink] = []
+        #: Tells one run of the emulator from the next: a page that reconnects to a restarted emulator
+        #: sees another value and starts its chart over (the histories' positions start at 0 again).
+        self.run = uuid.uuid4().hex[:12]
 
     def points_total(self) -> int:
         """Series points Thing+ accepted so far (0 without Thing+)."""

@@ -9,7 +9,8 @@
   ``cursor`` the points fetch answered; without it, from the stream's start).
 
 Sections (each sent when its JSON changed, all of them in the first message; see
-:mod:`gatewayd.webui.events`): ``clouds``, ``points``, ``faults``, ``refusals``, ``gateways``,
+:mod:`gatewayd.webui.events`): ``run`` (this emulator's run: another one tells a page its emulator
+restarted and its histories started over), ``clouds``, ``points``, ``faults``, ``refusals``, ``gateways``,
 ``sensors``, ``chart`` (only with ``sensor``), ``rcms``, ``loctube``, ``mqtt``, ``rpc``, ``links``.
 A :class:`ConsoleStream` lives as long as its request: the chart's cursor is its own, in the object,
 so two pages on the same sensor each get every point.
@@ -67,6 +68,7 @@ class ConsoleStream:
         faults = emulator.faults.snapshot()
         thingplus = emulator.thingplus if "thingplus" in emulator.clouds else None
         sections: dict[str, Any] = {
+            "run": console.run,
             "clouds": clouds_view(frozenset(emulator.clouds), faults, console.requests),
             "points": points_view(console.points_total(), console.points_rate.rate()),
             "faults": faults_view(faults, thingplus.mqtt.outage.snapshot() if thingplus else None),

@@ -114,6 +114,7 @@ def sensor_row(tp: ThingPlusEmulator, sensor: Record) -> dict[str, Any]:
         "type": sensor.get("type"),
         "category": sensor.get("category", "sensor"),
         "device": sensor.get("deviceId"),
+        "device_name": (tp.devices.get(sensor.get("deviceId") or "") or {}).get("name"),
         "status": status.value if status else None,
         "expireAt": status.expire_at if status and status.expire_at >= 0 else None,
         "value": last_point.value if last_point else None,

@@ -55,7 +55,25 @@
     links: renderLinks,
   };
 
+  // The emulator's run: another one after a reconnect means a restarted emulator, whose histories start
+  // over, so the page's chart position means nothing there any more.
+  let run = null;
+
   function render(sections) {
+    if (sections.run !== undefined) {
+      const restarted = run !== null && sections.run !== run;
+      run = sections.run;
+      if (restarted && chart) {
+        // Start the chart over from the new history's first point, on a stream that sends it: what this
+        // message carries was cut at the old position.
+        chartCursor = 0;
+        view.since = 0;
+        chart.set([]);
+        noPointYet();
+        openStream();
+        return;
+      }
+    }
     for (const name of Object.keys(sections)) {
       const fn = renderers[name];
       if (fn) fn(sections[name]);
@@ -222,6 +240,7 @@
     empty: "no sensor on this gateway",
     columns: [
       { title: "sensor", testid: "sensor-name", render: (r) => r.name || r.id },
+      { title: "device", testid: "sensor-device", cls: "muted", render: (r) => r.device_name || r.device || "-" },
       { title: "type", render: (r) => (r.category === "actuator" ? r.type + " (actuator)" : r.type) },
       {
         title: "status",
@@ -300,21 +319,6 @@
 
   function renderChart(c) {
     if (!chart || c.sensor !== view.sensor) return;
-    if (c.to < chartCursor) {
-      // a history shorter than what the page holds: the emulator started afresh, and the chart starts
-      // over. The new history's points are fetched; a history without any is usually a sensor the new
-      // emulator does not know yet (its daemon registers it again later; a fetch would be a 404): the
-      // chart is emptied, and the stream brings the points from the first on.
-      chartCursor = c.to;
-      view.since = c.to;
-      if (c.to > 0) {
-        openChart({ id: view.sensor });
-      } else {
-        chart.set([]);
-        noPointYet();
-      }
-      return;
-    }
     if (c.to <= chartCursor) return;
     // a reconnected stream starts again at `since`: skip what this page already has
     const fresh = c.points.slice(Math.max(0, chartCursor - c.from));

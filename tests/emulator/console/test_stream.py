@@ -17,6 +17,7 @@ from tests.emulator.console import Events, add_gateway, add_points
 from tests.helpers.clocks import FakeClock
 
 ALL_SECTIONS = {
+    "run",
     "clouds",
     "points",
     "faults",
@@ -78,7 +79,9 @@ async def test_first_message_has_every_section_then_only_changes_and_a_new_point
     assert message["sections"]["sensors"]["rows"][0]["value"] == "22.5"
     assert message["sections"]["points"]["total"] == 3
     # nothing else moved: those sections are not sent again
-    assert not {"clouds", "faults", "links", "gateways", "rcms", "loctube", "rpc"} & set(message["sections"])
+    assert not {"run", "clouds", "faults", "links", "gateways", "rcms", "loctube", "rpc"} & set(
+        message["sections"]
+    )
 
     add_daemon_link(server.app, "HTTPS gateway", "http://127.0.0.1:9108/")
     message = await events.until("links", lambda links: links)
@@ -167,3 +170,17 @@ def test_daemon_links_are_checked() -> None:
         add_daemon_link(app, " ", "http://127.0.0.1:9108/")
     with pytest.raises(ValueError, match="http"):
         add_daemon_link(app, "x", "javascript:alert(1)")
+
+
+async def test_each_run_of_the_emulator_tells_itself_apart() -> None:
+    """A page reconnecting to a restarted emulator must learn that its chart position means nothing
+    there: each emulator app carries its own run in the stream."""
+    runs = set()
+    for _ in range(2):
+        async with (
+            EmulatorServer(inventory(ALL_CLOUDS)) as server,
+            aiohttp.ClientSession(base_url=server.url) as http,
+        ):
+            first = await Events(await _open(http, "")).next()
+            runs.add(first["sections"]["run"])
+    assert len(runs) == 2
