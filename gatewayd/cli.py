@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_emulator,
         help="serve emulated Thing+, RCMS and loctube clouds for an inventory's credentials",
         description="Serve the three clouds on HOST:PORT, accepting exactly the credentials in the "
-        "inventory, until SIGTERM/SIGINT. Fault injection and state: /_emulator/...",
+        "inventory, until SIGTERM/SIGINT. A live web console at http://HOST:PORT/ (open it in a "
+        "browser: the clouds, gateways, sensors and charts, and controls for faults and commands); "
+        "fault injection and state: /_emulator/...",
         log_level=True,
     )
     p.add_argument("--port", "-p", type=_port, required=True, help="TCP port (0 = any free port)")
