@@ -45,7 +45,14 @@ def _is_secret_key(key: Any) -> bool:
     return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
 
 
-def _scrub(value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
+def _scrub(value: Any, secrets: frozenset[str], depth: int = 0, *, document: bool = False) -> Any:
+    """``value`` with secret keys' values masked and every known secret replaced in its strings.
+
+    A log line's fields (``document`` false) are any objects: the walk stops 6 levels down and leaves
+    what it does not know to the renderer. A ``document`` (``/status``, the status page) is JSON bound
+    for a page: it is walked to the bottom, its keys are cleaned too, and what JSON does not hold becomes
+    its (cleaned) text, as ``json.dumps(default=str)`` would write it.
+    """
     if isinstance(value, Secret):
         return MASK
     if isinstance(value, str):
@@ -53,25 +60,33 @@ def _scrub(value: Any, secrets: frozenset[str], depth: int = 0) -> Any:
             if secret in value:
                 value = value.replace(secret, MASK)
         return value
-    if depth > 6:
+    if document and (value is None or isinstance(value, (bool, int, float))):
+        return value  # a number is a reading, not a quoted secret (a PIN's digits are in many a timestamp)
+    if depth > 6 and not document:
         return value
     if isinstance(value, Mapping):
         return {
-            k: (MASK if _is_secret_key(k) and v not in (None, "") else _scrub(v, secrets, depth + 1))
+            (_scrub(k, secrets) if document else k): (
+                MASK
+                if _is_secret_key(k) and v not in (None, "")
+                else _scrub(v, secrets, depth + 1, document=document)
+            )
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
-        items = [_scrub(v, secrets, depth + 1) for v in value]
-        return items if isinstance(value, list) else tuple(items)  # a named tuple logs as a tuple
-    if isinstance(value, BaseException):
-        return _scrub(f"{type(value).__name__}: {value}", secrets, depth + 1)
+        items = [_scrub(v, secrets, depth + 1, document=document) for v in value]
+        return items if isinstance(value, list) or document else tuple(items)  # a named tuple logs as a tuple
+    if isinstance(value, BaseException) or document:
+        text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(value)
+        return _scrub(text, secrets)
     return value
 
 
 def scrub(value: Any) -> Any:
     """``value`` (JSON-like) with secret keys masked and every known secret value scrubbed, by the same
-    rules as the log lines: for what the daemon shows elsewhere (its status page, ``/status``)."""
-    return _scrub(value, known_values())
+    rules as the log lines but as a document (every level, keys too, numbers left as they are): for what
+    the daemon shows elsewhere (its status page, ``/status``)."""
+    return _scrub(value, known_values(), document=True)
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

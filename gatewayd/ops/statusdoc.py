@@ -24,7 +24,7 @@ from gatewayd.logging import scrub
 from gatewayd.ops.health import assess
 from gatewayd.outbox.deadletters import DeadLetterCounts, OldestPending
 from gatewayd.runtime.snapshots import DaemonSnapshot, SensorRow, StatusSource, WaitingSensor
-from gatewayd.secret import MASK, known_values
+from gatewayd.secret import known_values
 from gatewayd.wallclock import is_provisional, sampled_at_mono_ms
 from gatewayd.webui.query import int_param
 
@@ -289,8 +289,8 @@ def json_without_secrets(doc: dict[str, Any]) -> str:
 
 def _cleaned(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Secrets are looked for in the JSON text first (a few substring searches); only when one is there
-    is the document scrubbed: the log redactor's rules (values under secret-looking keys masked), then
-    every string of it, keys too and at any depth, cleaned of every known secret.
+    is the document scrubbed (:func:`gatewayd.logging.scrub`: the log redactor's rules, applied to every
+    string of it, keys too and at any depth).
 
     Why the strings and not the text: a secret can also read as part of the JSON syntax around it. A
     secret of digits (a PIN, a numeric API key) is inside many a number (a timestamp, a count); replaced
@@ -302,25 +302,5 @@ def _cleaned(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
     text = json.dumps(doc, ensure_ascii=False, default=str)
     if not any(_in_json(s) in text for s in secrets):
         return doc, text
-    clean: dict[str, Any] = _strings_scrubbed(scrub(doc), secrets)
+    clean: dict[str, Any] = scrub(doc)
     return clean, json.dumps(clean, ensure_ascii=False)
-
-
-def _strings_scrubbed(value: Any, secrets: frozenset[str]) -> Any:
-    """``value`` (JSON-like) with every known secret replaced in every string, keys included; what JSON
-    does not hold is its text (as ``json.dumps(default=str)`` writes it), scrubbed the same."""
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, Mapping):
-        return {
-            _strings_scrubbed(k, secrets) if isinstance(k, str) else k: _strings_scrubbed(v, secrets)
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [_strings_scrubbed(v, secrets) for v in value]
-    return _strings_scrubbed(str(value), secrets)
